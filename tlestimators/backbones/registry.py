@@ -1,0 +1,271 @@
+"""Backbone registry: built-in factories plus plugins found through entry points.
+
+Modelled on timm's ``_registry`` (a dict of factories keyed by name, a decorator to
+register, ``list_models`` with fnmatch patterns) and on xarray/fsspec plugin loading
+(entry points are read on first lookup, a broken plugin is a warning naming it, the
+result is cached with a function to refresh it).
+
+Names are lowercase. A name ending in ``/`` registers a *family*: ``timm/`` builds
+``timm/<any timm model>``; the part after the slash is passed to the factory as its
+first argument, with its case kept (``sentence-transformers/<local dir>`` holds a path).
+
+Plugins declare, in their ``pyproject.toml``::
+
+    [project.entry-points."tlestimators.backbones"]
+    my_net = "my_pkg.backbones:create_my_net"
+
+The factory is called as ``factory(pretrained=True, weights=None, **kwargs)`` (family
+factories get the suffix first) and must return a :class:`~tlestimators.backbones.base.Backbone`.
+A factory may carry a ``modality`` attribute so estimators know, before building it,
+whether to pass ``in_features`` (``"features"`` backbones).
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import importlib.metadata
+import warnings
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from tlestimators.exceptions import (
+    BackboneNameClashError,
+    BackboneNotFoundError,
+    PluginError,
+    PluginWarning,
+)
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "register_backbone",
+    "create_backbone",
+    "list_backbones",
+    "backbone_info",
+    "backbone_modality",
+    "refresh_backbones",
+]
+
+ENTRY_POINT_GROUP = "tlestimators.backbones"
+
+
+@dataclass
+class _Entry:
+    name: str
+    source: str  # "built-in (module)" or "plugin <dist> (<ep value>)"
+    factory: Callable[..., Any] | None = None
+    entry_point: importlib.metadata.EntryPoint | None = None
+    modality: str | None = None
+    description: str = ""
+
+    @property
+    def is_family(self) -> bool:
+        return self.name.endswith("/")
+
+    def load(self) -> Callable[..., Any]:
+        if self.factory is None:
+            self.factory = self.entry_point.load()
+            self.modality = self.modality or getattr(self.factory, "modality", None)
+        return self.factory
+
+
+_BUILTINS: dict[str, _Entry] = {}
+_PLUGINS: dict[str, _Entry] | None = None  # None until discovered
+
+
+def register_backbone(
+    name: str, *, modality: str | None = None, description: str | None = None
+) -> Callable:
+    """Decorator registering a backbone factory under ``name``.
+
+    Parameters
+    ----------
+    name : str
+        Lowercase registry name; end it with ``/`` to register a family whose
+        factory takes the rest of the name as its first argument.
+    modality : str, default=None
+        The modality of the backbones the factory builds, when fixed.
+    description : str, default=None
+        One line shown by ``list-backbones``/``info``; defaults to the docstring's first line.
+    """
+    if name != name.lower() or not name or name.strip() != name:
+        raise ValueError(f"Backbone names must be non-empty and lowercase, got {name!r}.")
+
+    def decorator(factory):
+        source = f"built-in ({factory.__module__}.{factory.__qualname__})"
+        if name in _BUILTINS:
+            raise BackboneNameClashError(
+                f"Backbone name {name!r} is registered twice: by {_BUILTINS[name].source} "
+                f"and by {source}."
+            )
+        doc = (factory.__doc__ or "").strip().splitlines()
+        _BUILTINS[name] = _Entry(
+            name=name,
+            source=source,
+            factory=factory,
+            modality=modality,
+            description=description or (doc[0] if doc else ""),
+        )
+        factory.modality = modality
+        return factory
+
+    return decorator
+
+
+def _ensure_builtins_imported() -> None:
+    # Importing the adapters is cheap: each imports its heavy library (timm,
+    # open_clip, sentence-transformers) only inside its factory.
+    from tlestimators.backbones import _mlp, _openclip, _sentence, _timm  # noqa: F401
+
+
+def _entry_points():
+    return importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
+
+
+def _discover_plugins() -> dict[str, _Entry]:
+    global _PLUGINS
+    if _PLUGINS is not None:
+        return _PLUGINS
+    _ensure_builtins_imported()
+    found: dict[str, _Entry] = {}
+    for ep in _entry_points():
+        dist = getattr(getattr(ep, "dist", None), "name", None) or "unknown distribution"
+        source = f"plugin {dist} ({ep.name} = {ep.value})"
+        name = ep.name.strip().lower()
+        entry = _Entry(name=name, source=source, entry_point=ep)
+        try:
+            factory = entry.load()
+            if not callable(factory):
+                raise PluginError(f"entry point {ep.value!r} is not callable")
+            doc = (factory.__doc__ or "").strip().splitlines()
+            entry.description = doc[0] if doc else ""
+        except Exception as exc:  # a broken plugin must not break the others
+            warnings.warn(
+                f"tlestimators backbone plugin {ep.name!r} from {dist} failed to load and is "
+                f"skipped: {type(exc).__name__}: {exc}",
+                PluginWarning,
+                stacklevel=3,
+            )
+            continue
+        other = _BUILTINS.get(name) or found.get(name)
+        if other is not None:
+            raise BackboneNameClashError(
+                f"Backbone name {name!r} is registered twice: by {other.source} and by {source}. "
+                "Uninstall one of them."
+            )
+        found[name] = entry
+    _PLUGINS = found
+    return found
+
+
+def refresh_backbones() -> None:
+    """Forget discovered plugins; the next lookup reads the entry points again."""
+    global _PLUGINS
+    _PLUGINS = None
+
+
+def _all_entries() -> dict[str, _Entry]:
+    plugins = _discover_plugins()
+    return {**_BUILTINS, **plugins}
+
+
+def _resolve(name: str) -> tuple[_Entry, str | None]:
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"backbone must be a non-empty str, got {name!r}.")
+    entries = _all_entries()
+    key = name.lower()
+    if key in entries and not entries[key].is_family:
+        return entries[key], None
+    if "/" in name:
+        prefix, rest = name.split("/", 1)
+        fam = entries.get(prefix.lower() + "/")
+        if fam is not None:
+            if not rest:
+                raise BackboneNotFoundError(
+                    f"Backbone family {fam.name!r} needs a model after the slash, e.g. "
+                    f"'{fam.name}<model>'."
+                )
+            return fam, rest
+    available = sorted(entries)
+    close = difflib.get_close_matches(key, available, n=3, cutoff=0.5)
+    hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+    raise BackboneNotFoundError(
+        f"Unknown backbone {name!r}.{hint} Available: {', '.join(available)} "
+        "(names ending in '/' take a model after the slash)."
+    )
+
+
+def backbone_modality(name: str) -> str | None:
+    """The modality a name builds, if known without building it (else None)."""
+    entry, _ = _resolve(name)
+    entry.load()
+    return entry.modality
+
+
+def create_backbone(name: str, pretrained: bool = True, weights=None, **kwargs):
+    """Build a backbone by registry name.
+
+    Parameters
+    ----------
+    name : str
+        A name from :func:`list_backbones`, or ``<family>/<model>``.
+    pretrained : bool, default=True
+        Load the pretrained weights the backbone ships with (installed package or
+        library cache). Never touches the network unless the user asked for a hub tag.
+    weights : str or path-like, default=None
+        Local weights file (safetensors or torch state dict) overriding ``pretrained``.
+    **kwargs
+        Passed to the factory (e.g. ``img_size`` or ``hidden_sizes``).
+
+    Returns
+    -------
+    backbone : Backbone
+    """
+    from tlestimators.backbones.base import Backbone
+
+    entry, rest = _resolve(name)
+    factory = entry.load()
+    args = (rest,) if rest is not None else ()
+    model = factory(*args, pretrained=pretrained, weights=weights, **kwargs)
+    if not isinstance(model, Backbone):
+        raise PluginError(
+            f"Factory for backbone {name!r} ({entry.source}) returned "
+            f"{type(model).__name__}, expected a tlestimators Backbone."
+        )
+    return model
+
+
+def list_backbones(pattern: str | None = None) -> list[str]:
+    """Sorted registry names, optionally filtered with an fnmatch ``pattern``."""
+    names = sorted(_all_entries())
+    if pattern:
+        names = [n for n in names if fnmatch.fnmatch(n, pattern.lower())]
+    return names
+
+
+def backbone_info(name: str) -> dict[str, Any]:
+    """Where a backbone comes from and, for concrete names, its config.
+
+    The config is read by building the backbone with ``pretrained=False`` (cheap for
+    every built-in); families report only their source and description.
+    """
+    entry, rest = _resolve(name)
+    entry.load()
+    info = {
+        "name": name if rest is not None else entry.name,
+        "source": entry.source,
+        "description": entry.description,
+        "modality": entry.modality,
+    }
+    if entry.is_family and rest is None:
+        return info
+    kwargs = {"in_features": 8} if entry.modality == "features" else {}
+    try:
+        model = create_backbone(name, pretrained=False, **kwargs)
+    except Exception as exc:  # info must still say where the name comes from
+        info["config_error"] = f"{type(exc).__name__}: {exc}"
+        return info
+    info["config"] = model.config.to_dict()
+    info["modality"] = model.config.modality
+    info["num_parameters"] = sum(p.numel() for p in model.parameters())
+    return info

@@ -1,0 +1,335 @@
+"""Input validation and conversion per modality, and image preprocessing.
+
+Accepted input (``X``):
+
+- ``image``: a uint8 array ``(N, H, W, 3)`` or ``(N, H, W)`` (grey), a float array
+  ``(N, 3, H, W)`` of RGB values in [0, 1] (what ``torchvision.transforms.ToTensor``
+  gives), a list of PIL images, or a list/array of image file paths. Grey, palette
+  and RGBA images are converted to RGB, and EXIF orientation is applied.
+- ``text``: a list/array/Series of ``str``.
+- ``features``: a 2-D float array (dense or scipy sparse).
+
+Bad input raises ``TypeError``/``ValueError`` naming the argument, the offending index
+and what was expected. Nothing is silently dropped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+__all__ = [
+    "check_input",
+    "check_images",
+    "check_texts",
+    "check_features",
+    "load_image",
+    "ImagePreprocessor",
+    "item_hashes",
+    "num_samples",
+    "take",
+]
+
+
+def num_samples(X) -> int:
+    return X.shape[0] if hasattr(X, "shape") else len(X)
+
+
+def take(X, indices):
+    """Rows ``indices`` of validated input (array, sparse matrix or list)."""
+    if isinstance(X, list):
+        return [X[i] for i in indices]
+    return X[np.asarray(indices)]
+
+
+def _describe(X) -> str:
+    if hasattr(X, "shape") and hasattr(X, "dtype"):
+        return f"{type(X).__name__} of shape {X.shape} and dtype {X.dtype}"
+    return type(X).__name__
+
+
+def _check_not_empty(X, name):
+    if num_samples(X) == 0:
+        raise ValueError(f"{name} is empty: expected at least one sample.")
+
+
+# --------------------------------------------------------------------------- features
+def check_features(X, name="X"):
+    """A 2-D float32 array (or CSR matrix) with finite values."""
+    from scipy import sparse
+    from sklearn.utils.validation import check_array
+
+    if X is None:
+        raise ValueError(f"{name} is None: expected a 2-D float array of features.")
+    if isinstance(X, (list, tuple)) and X and isinstance(X[0], str):
+        raise TypeError(
+            f"{name} holds strings, but this backbone expects a 2-D float array of "
+            "features; use a text backbone such as 'minilm' for text."
+        )
+    if not sparse.issparse(X):
+        try:
+            arr = np.asarray(X)
+        except ValueError as exc:  # ragged nested lists
+            raise ValueError(
+                f"{name} is ragged: expected a 2-D float array with rows of equal length."
+            ) from exc
+        if arr.ndim == 1 or arr.ndim > 2:
+            raise ValueError(
+                f"{name} must be a 2-D array (n_samples, n_features) for a 'features' "
+                f"backbone, got {arr.ndim}-D input of shape {arr.shape}."
+            )
+    X = check_array(
+        X,
+        accept_sparse="csr",
+        dtype=np.float32,
+        ensure_all_finite=True,
+        input_name=name,
+        ensure_min_samples=1,
+    )
+    return X
+
+
+# --------------------------------------------------------------------------- text
+def check_texts(X, name="X") -> list[str]:
+    """A list of ``str``; anything else raises naming the first bad index."""
+    if X is None:
+        raise ValueError(f"{name} is None: expected a sequence of strings.")
+    if isinstance(X, str):
+        raise TypeError(
+            f"{name} is a single str; expected a sequence of strings (wrap it in a list)."
+        )
+    if hasattr(X, "ndim") and X.ndim != 1:
+        raise ValueError(
+            f"{name} must be a 1-D sequence of strings for a text backbone, got "
+            f"{_describe(X)}."
+        )
+    try:
+        items = list(X)
+    except TypeError as exc:
+        raise TypeError(f"{name} must be a sequence of strings, got {_describe(X)}.") from exc
+    _check_not_empty(items, name)
+    for i, t in enumerate(items):
+        if isinstance(t, np.str_):
+            items[i] = str(t)
+        elif not isinstance(t, str):
+            raise TypeError(
+                f"{name}[{i}] is {type(t).__name__} ({t!r:.50}); a text backbone expects "
+                "every item to be a str."
+            )
+    return items
+
+
+# --------------------------------------------------------------------------- images
+_IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".tif", ".tiff", ".webp", ".ppm"}
+
+
+def check_images(X, name="X"):
+    """Validate image input; returns a uint8/float ndarray or a list of PIL/paths."""
+    from PIL import Image
+
+    if X is None:
+        raise ValueError(f"{name} is None: expected images.")
+    if isinstance(X, (str, os.PathLike)):
+        raise TypeError(
+            f"{name} is a single path; expected a sequence of image paths (wrap it in a list)."
+        )
+    if isinstance(X, np.ndarray) and X.dtype.kind in "uif":
+        _check_not_empty(X, name)
+        if X.dtype == np.uint8:
+            if X.ndim == 3 or (X.ndim == 4 and X.shape[-1] == 3):
+                return X
+            raise ValueError(
+                f"{name} is a uint8 array of shape {X.shape}; expected (N, H, W, 3) RGB or "
+                "(N, H, W) grey images."
+            )
+        if X.dtype.kind == "f":
+            if X.ndim != 4 or X.shape[1] != 3:
+                raise ValueError(
+                    f"{name} is a float array of shape {X.shape}; expected (N, 3, H, W) RGB "
+                    "images with values in [0, 1]. For 2-D feature vectors use the 'mlp' "
+                    "backbone."
+                )
+            bad = ~np.isfinite(X).reshape(len(X), -1).all(axis=1)
+            if bad.any():
+                raise ValueError(
+                    f"{name}[{int(np.flatnonzero(bad)[0])}] contains NaN or infinity; "
+                    "images must be finite."
+                )
+            return X.astype(np.float32, copy=False)
+        raise TypeError(
+            f"{name} is an array of dtype {X.dtype}; image arrays must be uint8 "
+            "(N, H, W[, 3]) or float (N, 3, H, W) in [0, 1]."
+        )
+    if isinstance(X, np.ndarray) and X.dtype.kind not in "OUS":
+        raise TypeError(f"{name} has dtype {X.dtype}; expected images.")
+    try:
+        items = list(X)
+    except TypeError as exc:
+        raise TypeError(f"{name} must be a sequence of images, got {_describe(X)}.") from exc
+    _check_not_empty(items, name)
+    for i, it in enumerate(items):
+        if isinstance(it, Image.Image):
+            continue
+        if isinstance(it, (str, os.PathLike)):
+            p = Path(os.fspath(it))
+            if not p.is_file():
+                raise ValueError(f"{name}[{i}]: image file {str(p)!r} does not exist.")
+            try:
+                with Image.open(p) as im:
+                    im.size  # noqa: B018 - reads the header only
+            except Exception as exc:
+                raise ValueError(
+                    f"{name}[{i}]: {str(p)!r} is not a readable image ({exc})."
+                ) from exc
+            items[i] = str(p)
+            continue
+        if isinstance(it, np.ndarray):
+            raise TypeError(
+                f"{name}[{i}] is an array inside a list; pass images as one stacked uint8 "
+                "array (N, H, W, 3) (all the same size) or as PIL images."
+            )
+        raise TypeError(
+            f"{name}[{i}] is {type(it).__name__}; expected a PIL image or an image file path."
+        )
+    return items
+
+
+def load_image(item) -> torch.Tensor:
+    """One item -> uint8 tensor ``(3, H, W)`` (float arrays -> float tensor in [0, 1])."""
+    from PIL import Image, ImageOps
+
+    if isinstance(item, np.ndarray):
+        t = torch.from_numpy(np.ascontiguousarray(item))
+        if t.dtype == torch.uint8:
+            if t.ndim == 2:
+                t = t.unsqueeze(0).expand(3, -1, -1)
+            else:
+                t = t.permute(2, 0, 1)
+        return t
+    if isinstance(item, str):
+        try:
+            with Image.open(item) as im:
+                im = ImageOps.exif_transpose(im)
+                im = _to_rgb(im)
+        except Exception as exc:
+            raise ValueError(f"image file {item!r} could not be decoded: {exc}") from exc
+    else:
+        im = _to_rgb(ImageOps.exif_transpose(item))
+    arr = np.asarray(im, dtype=np.uint8)
+    return torch.from_numpy(arr.copy()).permute(2, 0, 1)
+
+
+def _to_rgb(im):
+    if im.mode == "RGB":
+        return im.copy()
+    if im.mode in ("P", "LA", "RGBA", "PA"):
+        im = im.convert("RGBA")
+        bg = __import__("PIL.Image", fromlist=["Image"]).new("RGB", im.size, (255, 255, 255))
+        bg.paste(im, mask=im.split()[-1])
+        return bg
+    return im.convert("RGB")
+
+
+class ImagePreprocessor:
+    """Turn validated image items into a normalised float batch ``(N, 3, H, W)``.
+
+    Eval: resize the short side to ``size / crop_pct``, centre crop ``size`` (timm's
+    eval transform). Train (``augment=True``): random resized crop with scale
+    ``(0.35, 1)`` and horizontal flip. Built on ``torchvision.transforms.v2``, so
+    it runs on uint8 tensors without a PIL round trip.
+    """
+
+    def __init__(self, input_size, mean, std, interpolation="bicubic", crop_pct=0.875,
+                 augment=True):
+        self.input_size = tuple(input_size)
+        self.mean = tuple(mean)
+        self.std = tuple(std)
+        self.interpolation = interpolation
+        self.crop_pct = float(crop_pct)
+        self.augment = augment
+        self._built = None
+
+    def _build(self):
+        from torchvision.transforms import InterpolationMode
+        from torchvision.transforms import v2
+
+        interp = InterpolationMode(self.interpolation)
+        size = self.input_size[-2:]
+        scale = tuple(int(round(s / self.crop_pct)) for s in size)
+        tail = [v2.ToDtype(torch.float32, scale=True), v2.Normalize(self.mean, self.std)]
+        ev = v2.Compose([v2.Resize(min(scale), interpolation=interp, antialias=True),
+                         v2.CenterCrop(size), *tail])
+        tr = v2.Compose([
+            v2.RandomResizedCrop(size, scale=(0.35, 1.0), interpolation=interp, antialias=True),
+            v2.RandomHorizontalFlip(),
+            *tail,
+        ])
+        self._built = (ev, tr)
+        return self._built
+
+    def __getstate__(self):
+        d = dict(self.__dict__)
+        d["_built"] = None  # rebuilt lazily; keeps pickles small and version-proof
+        return d
+
+    def __call__(self, items, train=False) -> torch.Tensor:
+        ev, tr = self._built or self._build()
+        fn = tr if (train and self.augment) else ev
+        if isinstance(items, np.ndarray) and not (train and self.augment):
+            t = torch.from_numpy(np.ascontiguousarray(items))
+            if t.dtype == torch.uint8:
+                t = t.unsqueeze(1).expand(-1, 3, -1, -1) if t.ndim == 3 else t.permute(0, 3, 1, 2)
+            return fn(t)
+        return torch.stack([fn(load_image(it)) for it in items])
+
+
+# --------------------------------------------------------------------------- dispatch
+def check_input(X, modality: str, name: str = "X"):
+    """Validate ``X`` for a backbone of ``modality``; returns the items to preprocess."""
+    if modality == "features":
+        return check_features(X, name)
+    if modality == "text":
+        return check_texts(X, name)
+    if modality in ("image", "image-text"):
+        if isinstance(X, (list, tuple)) and X and isinstance(X[0], str) and not any(
+            Path(x).suffix.lower() in _IMAGE_SUFFIXES or Path(x).is_file() for x in X[:5]
+        ):
+            raise TypeError(
+                f"{name} holds strings that are not image files, but this backbone expects "
+                "images; use a text backbone such as 'minilm' for text."
+            )
+        return check_images(X, name)
+    raise ValueError(f"unknown modality {modality!r}")
+
+
+def item_hashes(X, modality: str) -> list[bytes]:
+    """A content digest per validated item, for the feature cache.
+
+    Image files are keyed by absolute path, size and modification time (so an edited
+    file is recomputed); everything else by its bytes."""
+    from scipy import sparse
+
+    def h(b: bytes) -> bytes:
+        return hashlib.blake2b(b, digest_size=16).digest()
+
+    if sparse.issparse(X):
+        X = X.tocsr()
+        return [h(X[i].toarray().tobytes()) for i in range(X.shape[0])]
+    if isinstance(X, np.ndarray):
+        X = np.ascontiguousarray(X)
+        tag = f"{X.dtype}{X.shape[1:]}".encode()
+        return [h(tag + row.tobytes()) for row in X]
+    out = []
+    for it in X:
+        if isinstance(it, str) and modality != "text":
+            st = os.stat(it)
+            out.append(h(f"file:{os.path.abspath(it)}:{st.st_size}:{st.st_mtime_ns}".encode()))
+        elif isinstance(it, str):
+            out.append(h(b"text:" + it.encode("utf-8", "surrogatepass")))
+        else:  # PIL image
+            out.append(h(f"pil:{it.mode}:{it.size}".encode() + it.tobytes()))
+    return out

@@ -1,0 +1,1 @@
+"""Estimators; import them from the top-level package."""

@@ -1,0 +1,3 @@
+"""Continual-learning metrics: accuracy matrix, average accuracy, forgetting, BWT/FWT."""
+
+__all__ = []

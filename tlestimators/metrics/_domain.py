@@ -1,0 +1,3 @@
+"""Unsupervised model-selection scorers for domain adaptation (no target labels)."""
+
+__all__ = []
