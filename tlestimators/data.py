@@ -254,8 +254,7 @@ class ImagePreprocessor:
         self._built = None
 
     def _build(self):
-        from torchvision.transforms import InterpolationMode
-        from torchvision.transforms import v2
+        from torchvision.transforms import InterpolationMode, v2
 
         interp = InterpolationMode(self.interpolation)
         size = self.input_size[-2:]
@@ -316,6 +315,8 @@ def item_hashes(X, modality: str) -> list[bytes]:
     def h(b: bytes) -> bytes:
         return hashlib.blake2b(b, digest_size=16).digest()
 
+    if modality == "text":
+        return [h(b"text:" + str(t).encode("utf-8", "surrogatepass")) for t in X]
     if sparse.issparse(X):
         X = X.tocsr()
         return [h(X[i].toarray().tobytes()) for i in range(X.shape[0])]
@@ -325,11 +326,9 @@ def item_hashes(X, modality: str) -> list[bytes]:
         return [h(tag + row.tobytes()) for row in X]
     out = []
     for it in X:
-        if isinstance(it, str) and modality != "text":
+        if isinstance(it, str):
             st = os.stat(it)
             out.append(h(f"file:{os.path.abspath(it)}:{st.st_size}:{st.st_mtime_ns}".encode()))
-        elif isinstance(it, str):
-            out.append(h(b"text:" + it.encode("utf-8", "surrogatepass")))
         else:  # PIL image
             out.append(h(f"pil:{it.mode}:{it.size}".encode() + it.tobytes()))
     return out
