@@ -1,0 +1,399 @@
+"""Frozen-backbone embeddings, the process-wide feature cache, and :class:`BackboneEmbedder`.
+
+Every frozen-feature computation in tlestimators goes through
+:func:`compute_embeddings`. It looks each input item up in a cache keyed by
+
+- the backbone identity: :meth:`Backbone.fingerprint` (a hash of the weights, the
+  backbone class and every preprocessing setting) plus the numeric precision the
+  embeddings were computed in (float32, or autocast on CUDA), and
+- a content hash of the item (:func:`tlestimators.data.item_hashes`),
+
+and runs the backbone only on the items it has not seen. The in-memory cache is
+shared by every estimator in the process, so ``GridSearchCV`` folds, grid points and
+clones reuse the embeddings; it is bounded by bytes and evicts the least recently used
+rows. ``cache="some/dir"`` also persists the embeddings to a directory, which several
+processes may read and write at once (each write goes to a temporary file renamed into
+place, so readers never see half a shard).
+
+Because the key hashes the weights and the preprocessing configuration, changing
+either (fine-tuning, reloading other weights, another ``img_size``) can never return
+stale embeddings: it is a different key.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import uuid
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+
+from tlestimators import data
+
+__all__ = [
+    "compute_embeddings",
+    "FeatureCache",
+    "feature_cache",
+    "set_feature_cache_limit",
+    "clear_feature_cache",
+]
+
+_DEFAULT_MAX_BYTES = int(os.environ.get("TLE_FEATURE_CACHE_BYTES", 1 << 30))
+# dict + tuple key + ndarray header per cached row, so many tiny rows are still bounded
+_ROW_OVERHEAD = 200
+
+
+class _DiskStore:
+    """Embeddings of one backbone identity in ``<root>/<identity>/`` as shards.
+
+    A shard is ``<id>.emb.npy`` (rows) and ``<id>.keys.npy`` (16-byte item digests).
+    The keys file is renamed into place last, so a shard is visible only once both
+    files are complete; shards are never modified afterwards, and concurrent writers
+    use distinct ids. Duplicate rows across shards are harmless (same key, same value).
+    """
+
+    def __init__(self, root: Path, identity: str):
+        self.dir = Path(root) / identity
+        self._index: dict[bytes, tuple[str, int]] = {}
+        self._seen: set[str] = set()
+
+    def refresh(self) -> None:
+        if not self.dir.is_dir():
+            return
+        for f in self.dir.glob("*.keys.npy"):
+            sid = f.name[: -len(".keys.npy")]
+            if sid in self._seen:
+                continue
+            try:
+                keys = np.load(f)
+            except (OSError, ValueError):  # unreadable shard: ignore, it is recomputed
+                continue
+            self._seen.add(sid)
+            for row, k in enumerate(keys):
+                self._index[k.tobytes()] = (sid, row)
+
+    def get(self, hashes: list[bytes]) -> dict[int, np.ndarray]:
+        """Rows found on disk, as ``{position in hashes: row}``."""
+        if any(h not in self._index for h in hashes):
+            self.refresh()
+        by_shard: dict[str, list[tuple[int, int]]] = {}
+        for i, h in enumerate(hashes):
+            loc = self._index.get(h)
+            if loc is not None:
+                by_shard.setdefault(loc[0], []).append((i, loc[1]))
+        out: dict[int, np.ndarray] = {}
+        for sid, pairs in by_shard.items():
+            try:
+                emb = np.load(self.dir / f"{sid}.emb.npy", mmap_mode="r")
+                rows = np.asarray(emb[[r for _, r in pairs]], dtype=np.float32)
+            except (OSError, ValueError, IndexError):
+                continue
+            for (i, _), row in zip(pairs, rows):
+                out[i] = row
+        return out
+
+    def put(self, hashes: list[bytes], rows: np.ndarray, meta: dict) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        meta_path = self.dir / "backbone.json"
+        if not meta_path.exists():
+            tmp = self.dir / f".{uuid.uuid4().hex}.json.tmp"
+            tmp.write_text(json.dumps(meta, indent=1, default=str))
+            os.replace(tmp, meta_path)
+        sid = uuid.uuid4().hex
+        keys = np.frombuffer(b"".join(hashes), dtype=np.uint8).reshape(len(hashes), -1)
+        for suffix, arr in ((".emb.npy", rows), (".keys.npy", keys)):
+            tmp = self.dir / f".{sid}{suffix}.tmp"
+            with open(tmp, "wb") as fh:
+                np.save(fh, np.ascontiguousarray(arr))
+            os.replace(tmp, self.dir / f"{sid}{suffix}")
+        self._seen.add(sid)
+        for row, h in enumerate(hashes):
+            self._index[h] = (sid, row)
+
+
+class FeatureCache:
+    """In-memory LRU of embedding rows keyed by ``(identity, item digest)``.
+
+    Bounded by ``max_bytes`` (row bytes plus a fixed per-row overhead); the least
+    recently used rows are evicted first. Thread-safe. One instance serves the whole
+    process (:func:`feature_cache`); persistent directories are attached per call.
+
+    Parameters
+    ----------
+    max_bytes : int, default=1 GiB (env ``TLE_FEATURE_CACHE_BYTES``)
+        Memory budget. ``0`` keeps nothing in memory.
+
+    Attributes
+    ----------
+    hits, misses : int
+        Rows served from the cache (memory or disk) and rows computed, since creation
+        or :meth:`clear`.
+    """
+
+    def __init__(self, max_bytes: int = _DEFAULT_MAX_BYTES):
+        self.max_bytes = int(max_bytes)
+        self._rows: OrderedDict[tuple[str, bytes], np.ndarray] = OrderedDict()
+        self._nbytes = 0
+        self._lock = threading.RLock()
+        self._disk: dict[tuple[str, str], _DiskStore] = {}
+        self.hits = 0
+        self.misses = 0
+
+    @property
+    def nbytes(self) -> int:
+        return self._nbytes
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def clear(self) -> None:
+        """Drop every in-memory row and reset the counters (directories are kept)."""
+        with self._lock:
+            self._rows.clear()
+            self._nbytes = 0
+            self._disk.clear()
+            self.hits = self.misses = 0
+
+    def set_max_bytes(self, max_bytes: int) -> None:
+        if isinstance(max_bytes, bool) or not isinstance(max_bytes, (int, np.integer)) or (
+            max_bytes < 0
+        ):
+            raise ValueError(f"max_bytes must be an int >= 0, got {max_bytes!r}.")
+        with self._lock:
+            self.max_bytes = int(max_bytes)
+            self._evict()
+
+    def _evict(self) -> None:
+        while self._rows and self._nbytes > self.max_bytes:
+            _, row = self._rows.popitem(last=False)
+            self._nbytes -= row.nbytes + _ROW_OVERHEAD
+
+    def _disk_store(self, directory, identity) -> _DiskStore:
+        key = (os.path.abspath(os.fspath(directory)), identity)
+        store = self._disk.get(key)
+        if store is None:
+            store = self._disk[key] = _DiskStore(Path(key[0]), identity)
+        return store
+
+    def get(self, identity: str, hashes: list[bytes], directory=None) -> list:
+        """Cached rows (or None) for each digest, refreshing their recency."""
+        with self._lock:
+            out = []
+            for h in hashes:
+                row = self._rows.get((identity, h))
+                if row is not None:
+                    self._rows.move_to_end((identity, h))
+                out.append(row)
+            missing = [i for i, r in enumerate(out) if r is None]
+            if directory is not None and missing:
+                found = self._disk_store(directory, identity).get([hashes[i] for i in missing])
+                for j, row in found.items():
+                    out[missing[j]] = row
+                    self._store(identity, hashes[missing[j]], row)
+            return out
+
+    def _store(self, identity, h, row) -> None:
+        if self.max_bytes <= 0:
+            return
+        key = (identity, h)
+        old = self._rows.pop(key, None)
+        if old is not None:
+            self._nbytes -= old.nbytes + _ROW_OVERHEAD
+        self._rows[key] = row
+        self._nbytes += row.nbytes + _ROW_OVERHEAD
+        self._evict()
+
+    def put(self, identity: str, hashes: list[bytes], rows: np.ndarray) -> None:
+        with self._lock:
+            for h, row in zip(hashes, rows):
+                # copy: a row view would pin the whole computed block in memory
+                self._store(identity, h, np.array(row, dtype=np.float32, copy=True))
+
+    def persist(self, identity: str, hashes: list[bytes], rows: np.ndarray, directory,
+                meta=None) -> int:
+        """Write the rows whose digests ``directory`` does not hold yet; returns how many."""
+        with self._lock:
+            store = self._disk_store(directory, identity)
+            store.refresh()
+            todo, seen = [], set()
+            for i, h in enumerate(hashes):
+                if h not in store._index and h not in seen:
+                    seen.add(h)
+                    todo.append(i)
+            if todo:
+                store.put([hashes[i] for i in todo], rows[todo], meta or {})
+            return len(todo)
+
+
+_CACHE = FeatureCache()
+
+
+def feature_cache() -> FeatureCache:
+    """The process-wide :class:`FeatureCache` used by every frozen backbone."""
+    return _CACHE
+
+
+def set_feature_cache_limit(max_bytes: int) -> None:
+    """Bound the in-memory feature cache to ``max_bytes`` (evicting LRU rows now)."""
+    _CACHE.set_max_bytes(max_bytes)
+
+
+def clear_feature_cache() -> None:
+    """Empty the in-memory feature cache (persistent directories are untouched)."""
+    _CACHE.clear()
+
+
+def _check_cache(cache):
+    if cache is None or cache is False:
+        return False, None
+    if cache is True:
+        return True, None
+    if isinstance(cache, (str, os.PathLike)):
+        if not os.fspath(cache):
+            raise ValueError("cache='' is not a directory; pass True, False or a directory path.")
+        return True, os.fspath(cache)
+    raise TypeError(
+        f"cache must be True (in-memory), False (off) or a directory path, got {cache!r}."
+    )
+
+
+def _precision_tag(device_type: str) -> str:
+    return "amp-bf16" if device_type == "cuda" else "fp32"
+
+
+def _autocast_dtype():
+    import torch
+
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def _to_device(batch, device, non_blocking):
+    import torch
+
+    if isinstance(batch, torch.Tensor):
+        if device.type == "cuda":
+            batch = batch.pin_memory()
+        return batch.to(device, non_blocking=non_blocking)
+    if isinstance(batch, dict):
+        return {k: _to_device(v, device, non_blocking) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(_to_device(v, device, non_blocking) for v in batch)
+    return batch
+
+
+def _run_backbone(backbone, items, batch_size, device, verbose, desc="embedding"):
+    """Eval-mode, inference-mode, batched forward passes over validated ``items``."""
+    import torch
+
+    n = data.num_samples(items)
+    dev = torch.device(device)
+    use_amp = dev.type == "cuda"
+    outs = []
+    starts = range(0, n, batch_size)
+    if verbose:
+        from tqdm.auto import tqdm
+
+        starts = tqdm(starts, total=(n + batch_size - 1) // batch_size, desc=desc, leave=False)
+    with torch.inference_mode():
+        for s in starts:
+            chunk = data.take(items, range(s, min(s + batch_size, n)))
+            if hasattr(chunk, "toarray"):  # sparse features: preprocess expects dense rows
+                chunk = np.asarray(chunk.toarray())
+            batch = _to_device(backbone.preprocess(chunk, train=False), dev, use_amp)
+            if use_amp:
+                with torch.autocast("cuda", dtype=_autocast_dtype()):
+                    z = backbone(batch)
+            else:
+                z = backbone(batch)
+            outs.append(z.float().cpu())
+    if not outs:
+        return np.zeros((0, backbone.config.num_features), dtype=np.float32)
+    return torch.cat(outs).numpy().astype(np.float32, copy=False)
+
+
+def compute_embeddings(backbone, items, *, batch_size=64, device="cpu", cache=True, verbose=0,
+                       fingerprint=None):
+    """Embeddings of ``items`` from a frozen ``backbone``, through the feature cache.
+
+    Parameters
+    ----------
+    backbone : Backbone
+        Used as is (not trained). It is switched to eval mode and moved to ``device``
+        for the call; its previous mode and device are restored afterwards.
+    items : array-like or list
+        What ``backbone.check_input(X)`` returned.
+    batch_size : int, default=64
+        Items per forward pass.
+    device : str, default="cpu"
+        ``"cpu"``, ``"cuda[:N]"``, ``"mps"`` or ``"auto"``. On CUDA the passes run
+        under autocast (bfloat16 when supported, else float16) with pinned memory.
+    cache : bool or path-like, default=True
+        ``True``: the process-wide in-memory cache; ``False``: compute everything;
+        a directory: the in-memory cache backed by embeddings persisted there.
+    verbose : int, default=0
+        Show a progress bar over the batches still to compute.
+    fingerprint : str, default=None
+        ``backbone.fingerprint()`` when the caller already has it (it hashes every
+        weight). Only pass a fingerprint of this very backbone in its current state.
+
+    Returns
+    -------
+    embeddings : ndarray of shape (n_items, num_features), dtype float32
+    """
+    import torch
+
+    from tlestimators.estimators._base import check_positive_int, resolve_device
+
+    batch_size = check_positive_int(batch_size, "batch_size")
+    device = resolve_device(device)
+    use_cache, directory = _check_cache(cache)
+    n = data.num_samples(items)
+    was_training = backbone.training
+    try:
+        first_param = next(backbone.parameters())
+        prev_device = first_param.device
+    except StopIteration:
+        prev_device = None
+    backbone.eval()
+    try:
+        if prev_device is not None and prev_device != torch.device(device):
+            backbone.to(device)
+        if not use_cache:
+            return _run_backbone(backbone, items, batch_size, device, verbose)
+        identity = (fingerprint or backbone.fingerprint()) + "-" + _precision_tag(
+            torch.device(device).type
+        )
+        hashes = data.item_hashes(items, backbone.config.modality)
+        found = _CACHE.get(identity, hashes, directory)
+        out = np.empty((n, backbone.config.num_features), dtype=np.float32)
+        missing, first_of = [], {}
+        dup_of = {}
+        for i, row in enumerate(found):
+            if row is not None:
+                out[i] = row
+            elif hashes[i] in first_of:  # a repeated item inside this call: compute once
+                dup_of[i] = first_of[hashes[i]]
+            else:
+                first_of[hashes[i]] = i
+                missing.append(i)
+        _CACHE.hits += n - len(missing)
+        _CACHE.misses += len(missing)
+        if missing:
+            sub = items if len(missing) == n else data.take(items, missing)
+            rows = _run_backbone(backbone, sub, batch_size, device, verbose)
+            out[missing] = rows
+            _CACHE.put(identity, [hashes[i] for i in missing], rows)
+        for i, j in dup_of.items():
+            out[i] = out[j]
+        if directory is not None:
+            # rows served from memory may not be in this directory yet
+            meta = {"config": backbone.config.to_dict(), "class": type(backbone).__qualname__}
+            _CACHE.persist(identity, hashes, out, directory, meta)
+        return out
+    finally:
+        if prev_device is not None and prev_device != torch.device(device):
+            backbone.to(prev_device)
+        backbone.train(was_training)
