@@ -36,6 +36,15 @@ __all__ = [
     "WarmupCosine",
     "check_random_state_int",
     "check_positive_int",
+    # additive helpers (see the section at the end of this module)
+    "torch_seed",
+    "encode_labels",
+    "class_weight_tensor",
+    "check_labels_seen",
+    "make_valid_split",
+    "validate_feature_input",
+    "NameSet",
+    "TransferNet",
 ]
 
 
@@ -277,3 +286,196 @@ class WarmupCosine:
         span = max(self.total_steps - self.warmup_steps, 1)
         progress = min((step - self.warmup_steps) / span, 1.0)
         return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+# ---------------------------------------------------------------------------
+# Added by the core-estimators work (frozen/fine-tune); additive helpers that any
+# estimator training a classifier through skorch can reuse:
+#
+# - ``torch_seed(random_state)``: context manager seeding torch (CPU + CUDA) inside a
+#   forked RNG, so ``random_state`` makes fits reproducible without touching the
+#   caller's global RNG.
+# - ``encode_labels(y, estimator_name)``: sklearn-style target checks (None, 2-D column
+#   warning, regression targets, a single class) -> ``(classes_, y_encoded)``.
+# - ``class_weight_tensor(class_weight, classes, y_enc)``: None / "balanced" / dict
+#   -> float tensor for ``criterion__weight`` (unknown dict keys raise).
+# - ``check_labels_seen(classes, y, name)``: ValueError listing labels unseen at fit.
+# - ``make_valid_split(...)``: skorch ``ValidSplit`` for early stopping, with clear
+#   errors when the validation fraction cannot hold every class.
+# - ``validate_feature_input(estimator, X, modality, reset, name)``: the modality check
+#   plus, for ``features`` backbones, sklearn's ``n_features_in_`` /
+#   ``feature_names_in_`` bookkeeping.
+# - ``TransferNet``: ``NeuralNetClassifier`` with autocast on CUDA (bf16 when
+#   supported), and optimizer param groups with identical options merged (so
+#   per-parameter ``optimizer__param_groups`` built from ``layer_group_names`` stay a
+#   handful of groups).
+# - ``NameSet``: picklable pattern callable for skorch ``Freezer``/``Unfreezer``
+#   matching an explicit set of parameter names.
+# ---------------------------------------------------------------------------
+import contextlib  # noqa: E402
+
+from skorch import NeuralNetClassifier  # noqa: E402
+
+
+@contextlib.contextmanager
+def torch_seed(random_state):
+    """Seed torch inside a forked RNG state (no-op for ``None``)."""
+    seed = check_random_state_int(random_state)
+    if seed is None:
+        yield
+        return
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
+
+
+def encode_labels(y, estimator_name="estimator"):
+    """Validate classification targets; returns ``(classes, y_encoded int64)``."""
+    import warnings
+
+    from sklearn.exceptions import DataConversionWarning
+    from sklearn.utils.multiclass import check_classification_targets
+
+    if y is None:
+        raise ValueError(
+            f"{estimator_name} requires y to be passed, but the target y is None."
+        )
+    y_arr = np.asarray(y)
+    if y_arr.ndim == 2 and y_arr.shape[1] == 1:
+        warnings.warn(
+            "A column-vector y was passed when a 1d array was expected. Please change "
+            "the shape of y to (n_samples,), for example using ravel().",
+            DataConversionWarning,
+            stacklevel=3,
+        )
+        y_arr = y_arr.ravel()
+    if y_arr.ndim != 1:
+        raise ValueError(f"y must be 1-D (n_samples,), got an array of shape {y_arr.shape}.")
+    check_classification_targets(y_arr)
+    classes, y_enc = np.unique(y_arr, return_inverse=True)
+    if len(classes) < 2:
+        raise ValueError(
+            f"y holds a single class ({classes[0]!r}); {estimator_name} needs at least 2 "
+            "classes to fit a classifier."
+        )
+    return classes, y_enc.astype(np.int64)
+
+
+def class_weight_tensor(class_weight, classes, y_enc):
+    """``criterion__weight`` for ``class_weight`` (None -> None)."""
+    if class_weight is None:
+        return None
+    from sklearn.utils.class_weight import compute_class_weight
+
+    if isinstance(class_weight, dict):
+        unknown = [k for k in class_weight if k not in set(classes.tolist())]
+        if unknown:
+            raise ValueError(
+                f"class_weight has labels {unknown} that are not in y; the classes are "
+                f"{classes.tolist()}."
+            )
+    elif class_weight != "balanced":
+        raise ValueError(
+            f"class_weight must be None, 'balanced' or a dict label -> weight, got "
+            f"{class_weight!r}."
+        )
+    w = compute_class_weight(class_weight, classes=classes, y=classes[y_enc])
+    return torch.as_tensor(w, dtype=torch.float32)
+
+
+def check_labels_seen(classes, y, name="y"):
+    """Raise if ``y`` holds labels that were not seen at fit."""
+    y = np.asarray(y)
+    unseen = np.setdiff1d(np.unique(y), classes)
+    if unseen.size:
+        raise ValueError(
+            f"{name} contains labels not seen at fit: {unseen.tolist()[:10]}; the fitted "
+            f"classes are {classes.tolist()}."
+        )
+
+
+def make_valid_split(validation_fraction, n_samples, n_classes, random_state=None):
+    """skorch ``ValidSplit`` holding out ``validation_fraction`` (stratified)."""
+    from skorch.dataset import ValidSplit
+
+    if isinstance(validation_fraction, bool) or not isinstance(
+        validation_fraction, numbers.Real
+    ) or not 0.0 < validation_fraction < 1.0:
+        raise ValueError(
+            f"validation_fraction must be a float in (0, 1), got {validation_fraction!r}."
+        )
+    n_valid = math.ceil(validation_fraction * n_samples)
+    if n_valid < n_classes or n_samples - n_valid < n_classes:
+        raise ValueError(
+            f"validation_fraction={validation_fraction} of {n_samples} samples gives "
+            f"{n_valid} validation and {n_samples - n_valid} training samples, but both "
+            f"need at least one sample per class ({n_classes} classes). Pass more samples, "
+            "change validation_fraction, or set early_stopping=False."
+        )
+    return ValidSplit(validation_fraction, stratified=True, random_state=random_state)
+
+
+def validate_feature_input(estimator, X, modality, reset, name="X"):
+    """``data.check_input`` plus sklearn's feature-count/name checks for 2-D features."""
+    from sklearn.utils.validation import _check_feature_names, _check_n_features
+
+    items = data.check_input(X, modality, name=name)
+    if modality == "features":
+        _check_feature_names(estimator, X, reset=reset)
+        _check_n_features(estimator, items, reset=reset)
+    return items
+
+
+class NameSet:
+    """Picklable ``patterns`` callable for skorch's ``Freezer``/``Unfreezer``: matches
+    exactly the given parameter names."""
+
+    def __init__(self, names):
+        self.names = frozenset(names)
+
+    def __call__(self, name):
+        return name in self.names
+
+    def __repr__(self):
+        return f"NameSet({len(self.names)} names)"
+
+
+def _autocast_context(device):
+    # bfloat16 needs no loss scaling; GPUs without it train in float32
+    if str(device).startswith("cuda") and torch.cuda.is_bf16_supported():
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+class TransferNet(NeuralNetClassifier):
+    """``NeuralNetClassifier`` with mixed precision on CUDA and merged param groups.
+
+    - Forward passes run under ``torch.autocast`` on CUDA GPUs that support bfloat16
+      (which needs no gradient scaling; others train in float32); the loss is computed
+      in float32.
+    - ``optimizer__param_groups`` may list one pattern per parameter (exact names from
+      :func:`layer_group_names`); groups with identical options are merged afterwards
+      so the optimizer keeps its fused multi-tensor paths.
+    """
+
+    def get_params_for_optimizer(self, prefix, named_parameters):
+        args, kwargs = super().get_params_for_optimizer(prefix, named_parameters)
+        merged: dict = {}
+        for group in args[0]:
+            opts = {k: v for k, v in group.items() if k != "params"}
+            key = tuple(sorted(opts.items()))
+            if key in merged:
+                merged[key]["params"].extend(group["params"])
+            else:
+                merged[key] = {"params": list(group["params"]), **opts}
+        return (list(merged.values()),), kwargs
+
+    def infer(self, x, **fit_params):
+        with _autocast_context(self.device):
+            return super().infer(x, **fit_params)
+
+    def get_loss(self, y_pred, y_true, *args, **kwargs):
+        if y_pred.dtype != torch.float32:
+            y_pred = y_pred.float()
+        return super().get_loss(y_pred, y_true, *args, **kwargs)
