@@ -12,11 +12,12 @@ export TLE_DATA ?= $(abspath ../shared/data)
 
 .PHONY: demo test lint bench docs clean
 
+# docs + distributed extras too: `make test` builds the docs and runs the Dask/Ray/Accelerate tests.
 $(VENV)/.installed: pyproject.toml $(wildcard plugins/*/pyproject.toml)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH_SPEC)
-	$(PY) -m pip install -q -e ".[weights,dev]"
+	$(PY) -m pip install -q -e ".[weights,dev,docs,distributed]"
 	for p in plugins/*/; do $(PY) -m pip install -q -e "$$p"; done
 	touch $@
 
