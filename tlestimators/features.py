@@ -26,12 +26,16 @@ import json
 import os
 import threading
 import uuid
+import weakref
 from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted
 
 from tlestimators import data
+from tlestimators.estimators._base import BackboneParamsMixin
 
 __all__ = [
     "compute_embeddings",
@@ -39,6 +43,9 @@ __all__ = [
     "feature_cache",
     "set_feature_cache_limit",
     "clear_feature_cache",
+    "backbone_fingerprint",
+    "frozen_backbone",
+    "BackboneEmbedder",
 ]
 
 _DEFAULT_MAX_BYTES = int(os.environ.get("TLE_FEATURE_CACHE_BYTES", 1 << 30))
@@ -246,6 +253,95 @@ def clear_feature_cache() -> None:
     _CACHE.clear()
 
 
+# --------------------------------------------------------------------------- identity
+_FINGERPRINTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_FP_LOCK = threading.Lock()
+
+
+def _state_token(backbone):
+    """Cheap token that changes whenever a weight or buffer is replaced or modified in
+    place (every in-place op, optimizer step or ``load_state_dict`` bumps the tensor's
+    version counter), or the preprocessing config changes."""
+    try:
+        return (
+            backbone.config.preprocessing_key(),
+            tuple(
+                (n, id(t), t.data_ptr(), t._version)
+                for n, t in backbone.state_dict(keep_vars=True).items()
+            ),
+        )
+    except Exception:  # inference tensors have no version counter: always rehash
+        return None
+
+
+def backbone_fingerprint(backbone) -> str:
+    """``backbone.fingerprint()``, memoised while the weights and config are unchanged.
+
+    The full fingerprint hashes every weight (tens of ms for an EfficientNet); this
+    reuses it until a tensor's version counter, identity or the preprocessing config
+    changes, which is exactly when the hash could change.
+    """
+    token = _state_token(backbone)
+    if token is not None:
+        with _FP_LOCK:
+            hit = _FINGERPRINTS.get(backbone)
+        if hit is not None and hit[0] == token:
+            return hit[1]
+    fp = backbone.fingerprint()
+    if token is not None:
+        with _FP_LOCK:
+            _FINGERPRINTS[backbone] = (token, fp)
+    return fp
+
+
+_BUILT: OrderedDict = OrderedDict()
+_BUILT_MAX = 4
+_BUILT_LOCK = threading.Lock()
+
+
+def _build_key(name, kwargs, n_features):
+    parts = []
+    for k, v in sorted(kwargs.items()):
+        if isinstance(v, (str, os.PathLike)) and os.path.isfile(os.fspath(v)):
+            st = os.stat(os.fspath(v))  # a weights file edited in place is a new key
+            v = (os.path.abspath(os.fspath(v)), st.st_size, st.st_mtime_ns)
+        parts.append((k, repr(v)))
+    return (name, tuple(parts), n_features)
+
+
+def frozen_backbone(estimator, n_features=None):
+    """The backbone an estimator with ``backbone``/``backbone_kwargs`` params uses frozen.
+
+    Backbones given by name are built once per process and shared (up to four
+    distinct configurations are kept), so clones in a grid search do not each load the
+    weights again. Treat the result as read-only: it is never trained. A
+    :class:`Backbone` instance is deep-copied as usual.
+    """
+    from tlestimators.backbones.base import Backbone
+
+    if isinstance(estimator.backbone, Backbone) or not isinstance(estimator.backbone, str):
+        return estimator._make_backbone(n_features)
+    kwargs = estimator._check_backbone_kwargs()
+    try:
+        key = _build_key(estimator.backbone.lower(), kwargs, n_features)
+        hash(key)
+    except TypeError:
+        return estimator._make_backbone(n_features)
+    with _BUILT_LOCK:
+        bb = _BUILT.get(key)
+        if bb is not None:
+            _BUILT.move_to_end(key)
+            return bb
+    bb = estimator._make_backbone(n_features)
+    bb.requires_grad_(False)
+    bb.eval()
+    with _BUILT_LOCK:
+        _BUILT[key] = bb
+        while len(_BUILT) > _BUILT_MAX:
+            _BUILT.popitem(last=False)
+    return bb
+
+
 def _check_cache(cache):
     if cache is None or cache is False:
         return False, None
@@ -336,64 +432,257 @@ def compute_embeddings(backbone, items, *, batch_size=64, device="cpu", cache=Tr
     verbose : int, default=0
         Show a progress bar over the batches still to compute.
     fingerprint : str, default=None
-        ``backbone.fingerprint()`` when the caller already has it (it hashes every
-        weight). Only pass a fingerprint of this very backbone in its current state.
+        ``backbone.fingerprint()`` when the caller already has it. By default it is
+        computed once per call through :func:`backbone_fingerprint` (memoised while
+        the weights are unmodified). Only pass a fingerprint of this very backbone in
+        its current state.
 
     Returns
     -------
     embeddings : ndarray of shape (n_items, num_features), dtype float32
     """
-    import torch
-
     from tlestimators.estimators._base import check_positive_int, resolve_device
 
     batch_size = check_positive_int(batch_size, "batch_size")
     device = resolve_device(device)
     use_cache, directory = _check_cache(cache)
+    with _RUN_LOCK:  # a shared frozen backbone is moved/evaluated by one thread at a time
+        if not use_cache:
+            return _forward(backbone, items, batch_size, device, verbose)
+        return _cached(backbone, items, batch_size, device, directory, verbose, fingerprint)
+
+
+_RUN_LOCK = threading.RLock()
+
+
+def _cached(backbone, items, batch_size, device, directory, verbose, fingerprint):
+    import torch
+
     n = data.num_samples(items)
+    identity = (fingerprint or backbone_fingerprint(backbone)) + "-" + _precision_tag(
+        torch.device(device).type
+    )
+    hashes = data.item_hashes(items, backbone.config.modality)
+    found = _CACHE.get(identity, hashes, directory)
+    out = np.empty((n, backbone.config.num_features), dtype=np.float32)
+    missing, first_of, dup_of = [], {}, {}
+    for i, row in enumerate(found):
+        if row is not None:
+            out[i] = row
+        elif hashes[i] in first_of:  # a repeated item inside this call: compute once
+            dup_of[i] = first_of[hashes[i]]
+        else:
+            first_of[hashes[i]] = i
+            missing.append(i)
+    _CACHE.hits += n - len(missing)
+    _CACHE.misses += len(missing)
+    if missing:
+        sub = items if len(missing) == n else data.take(items, missing)
+        rows = _forward(backbone, sub, batch_size, device, verbose)
+        out[missing] = rows
+        _CACHE.put(identity, [hashes[i] for i in missing], rows)
+    for i, j in dup_of.items():
+        out[i] = out[j]
+    if directory is not None:
+        # rows served from memory may not be in this directory yet
+        meta = {"config": backbone.config.to_dict(), "class": type(backbone).__qualname__}
+        _CACHE.persist(identity, hashes, out, directory, meta)
+    return out
+
+
+def _forward(backbone, items, batch_size, device, verbose):
+    """Run the backbone in eval mode on ``device``; restore its mode and device after."""
+    import torch
+
     was_training = backbone.training
-    try:
-        first_param = next(backbone.parameters())
-        prev_device = first_param.device
-    except StopIteration:
-        prev_device = None
+    first = next(backbone.parameters(), None)
+    prev = first.device if first is not None else None
+    target = torch.device(device)
+    move = prev is not None and (
+        prev.type != target.type or (target.index is not None and prev.index != target.index)
+    )
     backbone.eval()
     try:
-        if prev_device is not None and prev_device != torch.device(device):
-            backbone.to(device)
-        if not use_cache:
-            return _run_backbone(backbone, items, batch_size, device, verbose)
-        identity = (fingerprint or backbone.fingerprint()) + "-" + _precision_tag(
-            torch.device(device).type
-        )
-        hashes = data.item_hashes(items, backbone.config.modality)
-        found = _CACHE.get(identity, hashes, directory)
-        out = np.empty((n, backbone.config.num_features), dtype=np.float32)
-        missing, first_of = [], {}
-        dup_of = {}
-        for i, row in enumerate(found):
-            if row is not None:
-                out[i] = row
-            elif hashes[i] in first_of:  # a repeated item inside this call: compute once
-                dup_of[i] = first_of[hashes[i]]
-            else:
-                first_of[hashes[i]] = i
-                missing.append(i)
-        _CACHE.hits += n - len(missing)
-        _CACHE.misses += len(missing)
-        if missing:
-            sub = items if len(missing) == n else data.take(items, missing)
-            rows = _run_backbone(backbone, sub, batch_size, device, verbose)
-            out[missing] = rows
-            _CACHE.put(identity, [hashes[i] for i in missing], rows)
-        for i, j in dup_of.items():
-            out[i] = out[j]
-        if directory is not None:
-            # rows served from memory may not be in this directory yet
-            meta = {"config": backbone.config.to_dict(), "class": type(backbone).__qualname__}
-            _CACHE.persist(identity, hashes, out, directory, meta)
-        return out
+        if move:
+            backbone.to(target)
+        return _run_backbone(backbone, items, batch_size, device, verbose)
     finally:
-        if prev_device is not None and prev_device != torch.device(device):
-            backbone.to(prev_device)
+        if move:
+            backbone.to(prev)
         backbone.train(was_training)
+
+
+# --------------------------------------------------------------------------- embedder
+class BackboneEmbedder(BackboneParamsMixin, TransformerMixin, BaseEstimator):
+    """Embed raw inputs with a frozen pretrained backbone: ``X -> (n_samples, D)``.
+
+    A scikit-learn transformer usable in front of any estimator. Embeddings go
+    through the process-wide feature cache, so each distinct input is computed once
+    per backbone across fits, clones, folds and grid points.
+
+    Parameters
+    ----------
+    backbone : str or Backbone, default="efficientnet_lite0"
+        Registry name (see :func:`~tlestimators.list_backbones`) or a backbone instance.
+    backbone_kwargs : dict, default=None
+        Passed to :func:`~tlestimators.create_backbone` (e.g. ``{"img_size": 160}``);
+        keys can be set one by one: ``set_params(backbone_kwargs__img_size=96)``.
+    batch_size : int, default=64
+        Items per forward pass.
+    device : str, default="auto"
+        ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda[:N]"`` or ``"mps"``.
+    cache : bool or path-like, default=True
+        ``True``: shared in-memory cache; ``False``: recompute every time; a directory:
+        also persist embeddings there (survives processes; safe for several writers).
+    normalize : bool, default=False
+        L2-normalise each embedding (common before cosine-similarity models).
+    verbose : int, default=0
+        Show a progress bar while embedding.
+
+    Attributes
+    ----------
+    backbone_ : Backbone
+        The frozen backbone (shared with other estimators using the same name and
+        kwargs; treat it as read-only).
+    n_features_in_ : int
+        Number of input features (``features`` backbones such as ``mlp`` only).
+    feature_names_in_ : ndarray of str
+        Input column names, when ``X`` had them (``features`` backbones only).
+    n_features_out_ : int
+        Embedding size ``D``.
+
+    See Also
+    --------
+    FrozenFeatureClassifier : the embedder plus a trained head in one estimator.
+    compute_embeddings : the function behind :meth:`transform`.
+
+    Notes
+    -----
+    The cache key is the backbone fingerprint (weights, backbone class and every
+    preprocessing setting) plus a content hash of each item, so a different
+    ``img_size``, other weights or fine-tuned weights never reuse old embeddings.
+
+    References
+    ----------
+    .. [1] Yosinski et al., "How transferable are features in deep neural networks?",
+       NeurIPS 2014.
+    .. [2] Kornblith, Shlens and Le, "Do Better ImageNet Models Transfer Better?",
+       CVPR 2019.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from tlestimators import BackboneEmbedder
+    >>> X = np.random.default_rng(0).normal(size=(8, 5)).astype("float32")
+    >>> emb = BackboneEmbedder("mlp", backbone_kwargs={"hidden_sizes": (4,)}, device="cpu")
+    >>> emb.fit_transform(X).shape
+    (8, 4)
+    >>> emb.get_feature_names_out()[:2]
+    array(['backboneembedder0', 'backboneembedder1'], dtype=object)
+    """
+
+    def __init__(
+        self,
+        backbone="efficientnet_lite0",
+        *,
+        backbone_kwargs=None,
+        batch_size=64,
+        device="auto",
+        cache=True,
+        normalize=False,
+        verbose=0,
+    ):
+        self.backbone = backbone
+        self.backbone_kwargs = backbone_kwargs
+        self.batch_size = batch_size
+        self.device = device
+        self.cache = cache
+        self.normalize = normalize
+        self.verbose = verbose
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.requires_fit = True
+        try:
+            modality = self._backbone_modality()
+        except Exception:  # tags must not fail on bad params; fit reports them
+            modality = None
+        if modality != "features":
+            tags.input_tags.two_d_array = False
+            tags.input_tags.string = modality == "text"
+        else:
+            tags.input_tags.sparse = True
+        return tags
+
+    def _check_params(self):
+        from tlestimators.estimators._base import check_positive_int, resolve_device
+
+        check_positive_int(self.batch_size, "batch_size")
+        _check_cache(self.cache)
+        if not isinstance(self.normalize, (bool, np.bool_)):
+            raise ValueError(f"normalize must be a bool, got {self.normalize!r}.")
+        return resolve_device(self.device)
+
+    def fit(self, X, y=None):
+        """Build (or reuse) the backbone and validate ``X``; no training happens.
+
+        Parameters
+        ----------
+        X : images, texts or 2-D features
+            Input of the backbone's modality.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self : BackboneEmbedder
+        """
+        from tlestimators.estimators._base import validate_feature_input
+
+        self._check_params()
+        modality = self._backbone_modality()
+        items = validate_feature_input(self, X, modality, reset=True)
+        n_features = items.shape[1] if modality == "features" else None
+        self.backbone_ = frozen_backbone(self, n_features)
+        self.n_features_out_ = int(self.backbone_.config.num_features)
+        return self
+
+    def transform(self, X):
+        """Embeddings of ``X``.
+
+        Parameters
+        ----------
+        X : images, texts or 2-D features
+            Input of the backbone's modality.
+
+        Returns
+        -------
+        Z : ndarray of shape (n_samples, n_features_out_), dtype float32
+        """
+        from tlestimators.estimators._base import validate_feature_input
+
+        check_is_fitted(self)
+        device = self._check_params()
+        items = validate_feature_input(self, X, self.backbone_.config.modality, reset=False)
+        Z = compute_embeddings(
+            self.backbone_,
+            items,
+            batch_size=self.batch_size,
+            device=device,
+            cache=self.cache,
+            verbose=self.verbose,
+        )
+        if self.normalize:
+            Z = Z / np.maximum(np.linalg.norm(Z, axis=1, keepdims=True), 1e-12)
+        return Z
+
+    def get_feature_names_out(self, input_features=None):
+        """``backboneembedder0 ... backboneembedder{D-1}`` (sklearn's naming for
+        transformers whose outputs are not input columns)."""
+        check_is_fitted(self)
+        from sklearn.utils.validation import _check_feature_names_in
+
+        if getattr(self, "n_features_in_", None) is not None:
+            _check_feature_names_in(self, input_features)  # raises on wrong names
+        prefix = type(self).__name__.lower()
+        return np.asarray([f"{prefix}{i}" for i in range(self.n_features_out_)], dtype=object)
