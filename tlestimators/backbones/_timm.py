@@ -321,6 +321,14 @@ def _build_timm(arch, pretrained, weights, *, name, img_size=None, augment=True,
             f"weights must be a path to a .safetensors/.pt file, 'hub' or None, got "
             f"{type(weights).__name__}."
         )
+    if weights is None and pretrained and (base not in _INSTALLED or tag):
+        have = ", ".join(f"{a} ({s})" for a, s in installed_weights().items())
+        raise WeightsUnavailableError(
+            f"no pretrained weights for timm/{arch} are installed (installed: {have}). "
+            "Pass weights=<local .safetensors or .pt/.pth state dict>, pretrained=False "
+            "for a random init, or weights='hub' to let timm download them (needs "
+            "network access)."
+        )
     try:
         # Only an explicit weights="hub" may reach the network (timm's own download).
         if hub:
@@ -344,14 +352,6 @@ def _build_timm(arch, pretrained, weights, *, name, img_size=None, augment=True,
         head = _load_into(model, read_state_dict(path), path)
         source, license = f"file:{os.path.abspath(path)}", None
     elif pretrained:
-        if base not in _INSTALLED or tag:
-            have = ", ".join(f"{a} ({s})" for a, s in installed_weights().items())
-            raise WeightsUnavailableError(
-                f"no pretrained weights for timm/{arch} are installed (installed: {have}). "
-                "Pass weights=<local .safetensors or .pt/.pth state dict>, pretrained=False "
-                "for a random init, or weights='hub' to let timm download them (needs "
-                "network access)."
-            )
         get_path, source, license = _INSTALLED[base]
         path = get_path()
         head = _load_into(model, _read_weights_cached(path, os.stat(path).st_mtime_ns), path)
