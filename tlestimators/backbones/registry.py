@@ -26,8 +26,9 @@ import difflib
 import fnmatch
 import importlib.metadata
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from tlestimators.exceptions import (
     BackboneNameClashError,
@@ -169,12 +170,12 @@ def _all_entries() -> dict[str, _Entry]:
     return {**_BUILTINS, **plugins}
 
 
-def _resolve(name: str) -> tuple[_Entry, str | None]:
+def _resolve(name: str, allow_family: bool = False) -> tuple[_Entry, str | None]:
     if not isinstance(name, str) or not name:
         raise TypeError(f"backbone must be a non-empty str, got {name!r}.")
     entries = _all_entries()
     key = name.lower()
-    if key in entries and not entries[key].is_family:
+    if key in entries and (allow_family or not entries[key].is_family):
         return entries[key], None
     if "/" in name:
         prefix, rest = name.split("/", 1)
@@ -249,7 +250,7 @@ def backbone_info(name: str) -> dict[str, Any]:
     The config is read by building the backbone with ``pretrained=False`` (cheap for
     every built-in); families report only their source and description.
     """
-    entry, rest = _resolve(name)
+    entry, rest = _resolve(name, allow_family=True)
     entry.load()
     info = {
         "name": name if rest is not None else entry.name,

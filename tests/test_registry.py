@@ -1,0 +1,218 @@
+"""The backbone registry: built-ins, fake entry-point plugins, errors, caching."""
+
+import importlib.metadata
+import subprocess
+import sys
+import textwrap
+import warnings
+
+import pytest
+
+from tlestimators.backbones import registry
+from tlestimators.backbones.registry import (
+    backbone_info,
+    create_backbone,
+    list_backbones,
+    refresh_backbones,
+    register_backbone,
+)
+from tlestimators.exceptions import (
+    BackboneNameClashError,
+    BackboneNotFoundError,
+    PluginError,
+    PluginWarning,
+)
+
+GROUP = registry.ENTRY_POINT_GROUP
+
+PLUGIN_SOURCE = textwrap.dedent(
+    '''
+    from tlestimators.backbones._mlp import MLPBackbone
+
+    def tiny_mlp(pretrained=True, weights=None, in_features=4, width=3):
+        """A fake plugin backbone: a one-layer MLP."""
+        return MLPBackbone(in_features, hidden_sizes=(width,))
+
+    tiny_mlp.modality = "features"
+
+    def family(suffix, pretrained=True, weights=None, in_features=4):
+        """A fake plugin family whose suffix is the width."""
+        return MLPBackbone(in_features, hidden_sizes=(int(suffix),))
+
+    def not_a_backbone(pretrained=True, weights=None):
+        return "I am a string"
+
+    NOT_CALLABLE = 42
+    '''
+)
+
+
+@pytest.fixture
+def fake_plugins(tmp_path, monkeypatch):
+    """Install a fake plugin module and let tests choose the entry points seen."""
+    (tmp_path / "tle_fake_plugin.py").write_text(PLUGIN_SOURCE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    eps: list = []
+    calls = {"n": 0}
+
+    def fake_entry_points():
+        calls["n"] += 1
+        return list(eps)
+
+    monkeypatch.setattr(registry, "_entry_points", fake_entry_points)
+    refresh_backbones()
+    yield eps, calls
+    refresh_backbones()
+
+
+def ep(name, value):
+    return importlib.metadata.EntryPoint(name=name, value=value, group=GROUP)
+
+
+def test_builtins_are_listed():
+    names = list_backbones()
+    assert {"efficientnet_lite0", "timm/", "mlp"} <= set(names)
+    assert names == sorted(names)
+
+
+def test_list_backbones_pattern_is_fnmatch_case_insensitive():
+    assert list_backbones("efficientnet*") == ["efficientnet_lite0"]
+    assert list_backbones("TIMM*") == ["timm/"]
+    assert list_backbones("no-such-*") == []
+
+
+def test_fake_plugin_is_discovered_and_used(fake_plugins):
+    eps, _ = fake_plugins
+    eps += [ep("tiny_mlp", "tle_fake_plugin:tiny_mlp"), ep("fam/", "tle_fake_plugin:family")]
+    assert {"tiny_mlp", "fam/"} <= set(list_backbones())
+    bb = create_backbone("tiny_mlp", in_features=5)
+    assert bb.config.in_features == 5 and bb.num_features == 3
+    assert create_backbone("fam/7").num_features == 7
+    info = backbone_info("tiny_mlp")
+    assert info["source"].startswith("plugin ") and "tle_fake_plugin:tiny_mlp" in info["source"]
+    assert info["description"] == "A fake plugin backbone: a one-layer MLP."
+    assert registry.backbone_modality("tiny_mlp") == "features"
+
+
+def test_broken_plugin_warns_once_naming_it_and_the_others_keep_working(fake_plugins):
+    eps, _ = fake_plugins
+    eps += [
+        ep("broken", "tle_no_such_module_xyz:factory"),
+        ep("tiny_mlp", "tle_fake_plugin:tiny_mlp"),
+    ]
+    with pytest.warns(PluginWarning) as record:
+        names = list_backbones()
+    msgs = [str(w.message) for w in record if issubclass(w.category, PluginWarning)]
+    assert len(msgs) == 1
+    assert "'broken'" in msgs[0] and "ModuleNotFoundError" in msgs[0]
+    assert "tle_no_such_module_xyz" in msgs[0]
+    assert "broken" not in names and "tiny_mlp" in names
+    with warnings.catch_warnings():  # cached: no second warning on later lookups
+        warnings.simplefilter("error")
+        assert create_backbone("tiny_mlp").num_features == 3
+        assert create_backbone("mlp", in_features=2).num_features == 256
+    with pytest.raises(BackboneNotFoundError):
+        create_backbone("broken")
+
+
+def test_non_callable_plugin_only_warns(fake_plugins):
+    eps, _ = fake_plugins
+    eps.append(ep("nc", "tle_fake_plugin:NOT_CALLABLE"))
+    with pytest.warns(PluginWarning, match="'nc'.*not callable"):
+        assert "nc" not in list_backbones()
+
+
+def test_plugin_returning_a_non_backbone_is_a_plugin_error(fake_plugins):
+    eps, _ = fake_plugins
+    eps.append(ep("stringy", "tle_fake_plugin:not_a_backbone"))
+    with pytest.raises(PluginError, match="'stringy'.*returned str"):
+        create_backbone("stringy")
+
+
+def test_plugin_clashing_with_builtin_names_both(fake_plugins):
+    eps, _ = fake_plugins
+    eps.append(ep("mlp", "tle_fake_plugin:tiny_mlp"))
+    with pytest.raises(BackboneNameClashError, match=r"built-in .*_mlp.*plugin .*tle_fake_plugin"):
+        list_backbones()
+
+
+def test_two_plugins_clashing_name_both(fake_plugins):
+    eps, _ = fake_plugins
+    eps += [ep("dup", "tle_fake_plugin:tiny_mlp"), ep("DUP", "tle_fake_plugin:family")]
+    with pytest.raises(BackboneNameClashError, match=r"tiny_mlp.*family"):
+        create_backbone("dup")
+
+
+def test_builtin_registered_twice_names_both(monkeypatch):
+    monkeypatch.setattr(registry, "_BUILTINS", dict(registry._BUILTINS))
+
+    def create_other(pretrained=True, weights=None):
+        """Another mlp."""
+
+    with pytest.raises(BackboneNameClashError, match=r"_mlp\.create_mlp.*create_other"):
+        register_backbone("mlp")(create_other)
+
+
+@pytest.mark.parametrize("bad", ["Upper", "", " padded"])
+def test_register_rejects_bad_names(bad):
+    with pytest.raises(ValueError, match="lowercase"):
+        register_backbone(bad)
+
+
+def test_discovery_is_cached_until_refresh(fake_plugins):
+    eps, calls = fake_plugins
+    list_backbones()
+    create_backbone("mlp", in_features=3)
+    backbone_info("mlp")
+    assert calls["n"] == 1
+    eps.append(ep("late", "tle_fake_plugin:tiny_mlp"))
+    assert "late" not in list_backbones()
+    refresh_backbones()
+    assert "late" in list_backbones()
+    assert calls["n"] == 2
+
+
+def test_unknown_name_is_value_error_with_close_matches():
+    with pytest.raises(ValueError, match="Did you mean 'efficientnet_lite0'") as exc:
+        create_backbone("efficientnet_lite")
+    assert isinstance(exc.value, BackboneNotFoundError)
+    assert "Available:" in str(exc.value) and "mlp" in str(exc.value)
+    with pytest.raises(BackboneNotFoundError, match="Unknown backbone 'nope/x'"):
+        create_backbone("nope/x")
+
+
+def test_family_needs_a_model_and_name_must_be_str():
+    with pytest.raises(BackboneNotFoundError, match="needs a model after the slash"):
+        create_backbone("timm/")
+    with pytest.raises(TypeError, match="non-empty str"):
+        create_backbone(None)
+
+
+def test_names_are_case_insensitive_and_family_suffix_keeps_case():
+    bb = create_backbone("MLP", in_features=2, hidden_sizes=(4,))
+    assert bb.num_features == 4
+    assert create_backbone("TIMM/test_resnet", pretrained=False).config.name == "timm/test_resnet"
+
+
+def test_backbone_info_concrete_and_family():
+    info = backbone_info("efficientnet_lite0")
+    assert info["source"].startswith("built-in")
+    assert info["config"]["num_features"] == 1280 and info["modality"] == "image"
+    assert info["num_parameters"] > 3_000_000
+    fam = backbone_info("timm/")
+    assert "config" not in fam and "timm" in fam["description"].lower()
+    assert backbone_info("timm/test_resnet")["config"]["extra"]["arch"] == "test_resnet"
+
+
+def test_listing_imports_no_heavy_library():
+    # Lazy by design: listing names must not import timm, open_clip or
+    # sentence-transformers (each costs seconds at start-up).
+    code = (
+        "import sys, tlestimators; tlestimators.list_backbones(); "
+        "print(sorted(m for m in ('timm', 'open_clip', 'sentence_transformers') "
+        "if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
