@@ -244,12 +244,22 @@ def list_backbones(pattern: str | None = None) -> list[str]:
     return names
 
 
-def backbone_info(name: str) -> dict[str, Any]:
+def backbone_info(name: str, pretrained: bool = False) -> dict[str, Any]:
     """Where a backbone comes from and, for concrete names, its config.
 
-    The config is read by building the backbone with ``pretrained=False`` (cheap for
-    every built-in); families report only their source and description.
+    Parameters
+    ----------
+    name : str
+        A registry name; a family name (``"timm/"``) reports only its source and
+        description.
+    pretrained : bool, default=False
+        Build with ``pretrained=True`` to report where the pretrained weights come from
+        (``config["weights"]``). When they are unavailable, ``weights_error`` says why and
+        the config comes from a random-init build. The default builds with
+        ``pretrained=False``, which is cheap for every built-in.
     """
+    from tlestimators.exceptions import WeightsUnavailableError
+
     entry, rest = _resolve(name, allow_family=True)
     entry.load()
     info = {
@@ -262,7 +272,13 @@ def backbone_info(name: str) -> dict[str, Any]:
         return info
     kwargs = {"in_features": 8} if entry.modality == "features" else {}
     try:
-        model = create_backbone(name, pretrained=False, **kwargs)
+        try:
+            model = create_backbone(name, pretrained=pretrained, **kwargs)
+        except WeightsUnavailableError as exc:
+            if not pretrained:
+                raise
+            info["weights_error"] = str(exc)
+            model = create_backbone(name, pretrained=False, **kwargs)
     except Exception as exc:  # info must still say where the name comes from
         info["config_error"] = f"{type(exc).__name__}: {exc}"
         return info

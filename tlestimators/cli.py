@@ -1,0 +1,374 @@
+"""The ``tlestimators`` command: ``list-backbones``, ``info NAME``, ``demo``, ``bench``.
+
+``demo`` with no arguments compares transfer-learning strategies on scikit-learn's
+bundled digits with ``efficientnet_lite0`` (weights from an installed package; nothing
+is downloaded) and prints a table of held-out accuracy and fit time next to a plain
+logistic regression on the pixels. ``--data`` points it at your own data: a folder of
+images with one sub-folder per class, or a CSV file with ``text`` and ``label`` columns.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+__all__ = ["main", "build_parser"]
+
+DEFAULT_IMAGE_BACKBONE = "efficientnet_lite0"
+DEFAULT_TEXT_BACKBONE = "minilm"
+STRATEGIES = ("baseline", "frozen", "finetune")
+
+
+# --------------------------------------------------------------------------- helpers
+def _table(headers, rows) -> str:
+    """A markdown table whose columns line up in a terminal too."""
+    cells = [[str(c) for c in r] for r in rows]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h)
+              for i, h in enumerate(headers)]
+
+    def line(vals):
+        return "| " + " | ".join(v.ljust(w) for v, w in zip(vals, widths)) + " |"
+
+    sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+    return "\n".join([line(headers), sep, *(line(r) for r in cells)])
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _fraction(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1), got {text!r}") from None
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1), got {text!r}")
+    return value
+
+
+def _strategies(text):
+    names = [s.strip() for s in text.split(",") if s.strip()]
+    bad = [s for s in names if s not in STRATEGIES]
+    if bad or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown strategy {', '.join(bad) or text!r}; choose from {', '.join(STRATEGIES)}"
+        )
+    return names
+
+
+# --------------------------------------------------------------------------- list / info
+def cmd_list_backbones(args) -> int:
+    from tlestimators.backbones import registry
+
+    entries = registry._all_entries()
+    names = registry.list_backbones(args.pattern)
+    rows = []
+    for name in names:
+        e = entries[name]
+        e.load()
+        source = e.source.split(" (")[0] if e.source.startswith("plugin") else "built-in"
+        rows.append([name, e.modality or "?", source, e.description])
+    if not rows:
+        print(f"no backbone matches {args.pattern!r}")
+        return 1
+    print(_table(["name", "modality", "source", "description"], rows))
+    print("\nNames ending in '/' are families: add a model, e.g. timm/resnet18.")
+    return 0
+
+
+def cmd_info(args) -> int:
+    from tlestimators.backbones.registry import backbone_info
+
+    info = backbone_info(args.name, pretrained=not args.random)
+    if args.json:
+        print(json.dumps(info, indent=2, default=str))
+        return 0
+    config = info.pop("config", None)
+    for key, value in info.items():
+        print(f"{key:>16}: {value}")
+    if config:
+        print(f"{'config':>16}:")
+        for key, value in config.items():
+            if value is not None and value != {}:
+                print(f"{key:>20} = {value}")
+    return 0
+
+
+# --------------------------------------------------------------------------- demo
+def _load_digits():
+    import numpy as np
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    images = np.round(d.images * (255.0 / 16.0)).astype(np.uint8)  # (N, 8, 8) grey
+    return ("sklearn digits: 1797 grey 8x8 images, 10 classes", "image", images, d.target,
+            d.data.astype(np.float32))
+
+
+def _pixel_features(paths, size=16):
+    import numpy as np
+    from PIL import Image
+
+    out = np.empty((len(paths), size * size), dtype=np.float32)
+    for i, p in enumerate(paths):
+        with Image.open(p) as im:
+            out[i] = np.asarray(im.convert("L").resize((size, size)), dtype=np.float32).ravel()
+    return out / 255.0
+
+
+def _load_user_data(path, args):
+    from pathlib import Path
+
+    from tlestimators import datasets
+
+    p = Path(path).expanduser()
+    if p.is_dir():
+        paths, labels = datasets.load_image_folder(p)
+        return (f"image folder {str(p)!r}: {len(paths)} images, "
+                f"{len(set(labels))} classes", "image", paths, labels, None)
+    if p.is_file() and p.suffix.lower() == ".csv":
+        texts, labels = datasets.load_text_csv(p, args.text_column, args.label_column)
+        return (f"CSV {str(p)!r}: {len(texts)} texts, {len(set(labels))} classes", "text",
+                texts, labels, None)
+    raise ValueError(
+        f"--data {path!r} is neither a directory of images (one sub-folder per class) nor a "
+        ".csv file with text and label columns."
+    )
+
+
+def _subsample(X, y, limit, seed):
+    import numpy as np
+
+    from tlestimators.data import take
+
+    if limit is None or limit >= len(y):
+        return X, y, None
+    idx = np.sort(np.random.default_rng(seed).permutation(len(y))[:limit])
+    return take(X, idx), np.asarray(y)[idx], idx
+
+
+def _baseline(modality, X_raw_train, X_raw_test, pix_train, pix_test, seed):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    if modality == "text":
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        model = make_pipeline(TfidfVectorizer(sublinear_tf=True),
+                              LogisticRegression(max_iter=2000, random_state=seed))
+        return "tf-idf + logistic regression", model, X_raw_train, X_raw_test
+    if pix_train is None:
+        pix_train, pix_test = _pixel_features(X_raw_train), _pixel_features(X_raw_test)
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, random_state=seed))
+    return "logistic regression on pixels", model, pix_train, pix_test
+
+
+def _demo_models(args, modality, backbone, n_train):
+    """(strategy label, estimator) pairs for the requested strategies."""
+    kwargs = {"img_size": args.img_size} if modality == "image" else {}
+    out = []
+    if "frozen" in args.strategies:
+        from tlestimators.estimators.frozen import FrozenFeatureClassifier
+
+        out.append((f"frozen {backbone} + linear head", FrozenFeatureClassifier(
+            backbone, backbone_kwargs=kwargs or None, max_epochs=args.head_epochs,
+            lr=1e-2, batch_size=64, random_state=args.random_state, device=args.device,
+        )))
+    if "finetune" in args.strategies:
+        try:
+            from tlestimators.estimators.finetune import FineTuneClassifier
+        except ImportError as exc:
+            print(f"(skipping fine-tuning: FineTuneClassifier is unavailable: {exc})",
+                  file=sys.stderr)
+        else:
+            out.append((f"fine-tune {backbone} ({args.finetune_epochs} epochs)",
+                        FineTuneClassifier(
+                            backbone, backbone_kwargs=kwargs or None,
+                            max_epochs=args.finetune_epochs, batch_size=32,
+                            random_state=args.random_state, device=args.device,
+                        )))
+    return out
+
+
+def cmd_demo(args) -> int:
+    import numpy as np
+    from sklearn.model_selection import train_test_split
+
+    from tlestimators.data import take
+
+    if args.data is None:
+        desc, modality, X, y, pix = _load_digits()
+    else:
+        desc, modality, X, y, pix = _load_user_data(args.data, args)
+    X, y, idx = _subsample(X, y, args.limit, args.random_state)
+    if pix is not None and idx is not None:
+        pix = pix[idx]
+    y = np.asarray(y)
+    backbone = args.backbone or (DEFAULT_TEXT_BACKBONE if modality == "text"
+                                 else DEFAULT_IMAGE_BACKBONE)
+    _, counts = np.unique(y, return_counts=True)
+    stratify = y if counts.min() >= 2 else None
+    tr, te = train_test_split(np.arange(len(y)), test_size=args.test_size,
+                              random_state=args.random_state, stratify=stratify)
+    X_tr, X_te, y_tr, y_te = take(X, tr), take(X, te), y[tr], y[te]
+    majority = counts.max() / counts.sum()
+    print(f"data: {desc}")
+    print(f"split: {len(tr)} train / {len(te)} held out (majority-class accuracy "
+          f"{majority:.3f})" + (f"; backbone input {args.img_size} px" if modality == "image"
+                                else ""))
+
+    rows = []
+
+    def run(label, model, Xa, Xb, name):
+        t0 = time.perf_counter()
+        model.fit(Xa, y_tr)
+        fit_s = time.perf_counter() - t0
+        acc = float(np.mean(model.predict(Xb) == y_te))
+        rows.append([label, name, f"{acc:.3f}", f"{fit_s:.1f}"])
+        print(f"  done: {label}: accuracy {acc:.3f} in {fit_s:.1f} s", file=sys.stderr)
+
+    if "baseline" in args.strategies:
+        label, model, Xa, Xb = _baseline(modality, X_tr, X_te,
+                                         None if pix is None else pix[tr],
+                                         None if pix is None else pix[te], args.random_state)
+        run(label, model, Xa, Xb, "-")
+    for label, model in _demo_models(args, modality, backbone, len(tr)):
+        run(label, model, X_tr, X_te, backbone)
+    print()
+    print(_table(["strategy", "backbone", "held-out accuracy", "fit time (s)"], rows))
+    return 0
+
+
+# --------------------------------------------------------------------------- bench
+def cmd_bench(args) -> int:
+    import numpy as np
+    import torch
+
+    from tlestimators.backbones.registry import create_backbone
+    from tlestimators.features import compute_embeddings
+
+    bb = create_backbone(args.name, **({"img_size": args.img_size} if args.img_size else {}))
+    modality = bb.config.modality
+    rng = np.random.default_rng(0)
+    if modality in ("image", "image-text"):
+        size = bb.config.input_size[-1]
+        X = rng.integers(0, 256, size=(args.n, size, size, 3), dtype=np.uint8)
+    elif modality == "text":
+        words = "the a cat dog sat on mat quick brown fox jumps over lazy river".split()
+        X = [" ".join(rng.choice(words, size=12)) for _ in range(args.n)]
+    else:
+        X = rng.normal(size=(args.n, bb.config.in_features or 8)).astype(np.float32)
+    items = bb.check_input(X)
+    warm = data_take_first(items, min(args.batch_size, args.n))
+    compute_embeddings(bb, warm, batch_size=args.batch_size, cache=False)
+    t0 = time.perf_counter()
+    emb = compute_embeddings(bb, items, batch_size=args.batch_size, cache=False)
+    dt = time.perf_counter() - t0
+    print(_table(["backbone", "input", "batch", "n", "embeddings/s", "threads"], [[
+        args.name,
+        f"{bb.config.input_size[-1]} px" if modality in ("image", "image-text") else modality,
+        args.batch_size, args.n, f"{emb.shape[0] / dt:.1f}", torch.get_num_threads(),
+    ]]))
+    return 0
+
+
+def data_take_first(items, n):
+    from tlestimators.data import take
+
+    return take(items, list(range(n)))
+
+
+# --------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tlestimators",
+        description="scikit-learn estimators for transfer learning with pretrained backbones.",
+    )
+    parser.add_argument("--version", action="version",
+                        version=f"%(prog)s {__import__('tlestimators').__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("list-backbones", help="list registered backbones (built-in and plugins)")
+    p.add_argument("pattern", nargs="?", default=None,
+                   help="fnmatch pattern, e.g. 'timm*' (default: all)")
+    p.set_defaults(func=cmd_list_backbones)
+
+    p = sub.add_parser("info", help="where a backbone comes from and its config")
+    p.add_argument("name", help="backbone name, e.g. efficientnet_lite0 or timm/resnet18")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--random", action="store_true",
+                   help="describe the random-init build (skips loading pretrained weights)")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser(
+        "demo", help="compare strategies on sklearn digits, an image folder or a text CSV",
+        description="Fit each strategy on a training split and print held-out accuracy and "
+                    "fit time. Default data: sklearn's bundled digits with efficientnet_lite0.",
+    )
+    p.add_argument("--data", default=None,
+                   help="image folder (one sub-folder per class) or CSV with text,label columns")
+    p.add_argument("--backbone", default=None,
+                   help=f"backbone name (default {DEFAULT_IMAGE_BACKBONE} for images, "
+                        f"{DEFAULT_TEXT_BACKBONE} for text)")
+    p.add_argument("--strategies", type=_strategies, default=list(STRATEGIES),
+                   help="comma-separated subset of: " + ", ".join(STRATEGIES))
+    p.add_argument("--img-size", type=_positive_int, default=64,
+                   help="backbone input resolution in pixels (default 64: fast on CPU)")
+    p.add_argument("--test-size", type=_fraction, default=0.25,
+                   help="held-out fraction (default 0.25)")
+    p.add_argument("--limit", type=_positive_int, default=None,
+                   help="use at most this many samples (random subset)")
+    p.add_argument("--head-epochs", type=_positive_int, default=50,
+                   help="epochs of the frozen strategy's head (default 50)")
+    p.add_argument("--finetune-epochs", type=_positive_int, default=2,
+                   help="epochs of fine-tuning (default 2)")
+    p.add_argument("--text-column", default="text", help="CSV text column (default 'text')")
+    p.add_argument("--label-column", default="label", help="CSV label column (default 'label')")
+    p.add_argument("--device", default="auto", help="'auto', 'cpu' or 'cuda' (default auto)")
+    p.add_argument("--random-state", type=int, default=0, help="seed (default 0)")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("bench", help="embeddings per second of one backbone (cache off)")
+    p.add_argument("name", nargs="?", default=DEFAULT_IMAGE_BACKBONE)
+    p.add_argument("--img-size", type=_positive_int, default=None)
+    p.add_argument("--batch-size", type=_positive_int, default=32)
+    p.add_argument("-n", type=_positive_int, default=256, help="number of inputs (default 256)")
+    p.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv=None) -> int:
+    # Weights come from installed packages or local files; a hub lookup would only
+    # stall (about 46 s) on machines without network, so stay offline unless told.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "func", None) is None:
+        parser.print_help()
+        return 2
+    from tlestimators.exceptions import TLEError
+
+    try:
+        return args.func(args)
+    except (TLEError, ValueError, TypeError, FileNotFoundError) as exc:
+        # user errors (bad name, bad data): one clear line, not a traceback
+        if os.environ.get("TLE_DEBUG"):
+            raise
+        print(f"tlestimators {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
