@@ -603,6 +603,7 @@ class BackboneEmbedder(BackboneParamsMixin, TransformerMixin, BaseEstimator):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.requires_fit = True
+        tags.transformer_tags.preserves_dtype = ["float32"]  # embeddings are float32
         try:
             modality = self._backbone_modality()
         except Exception:  # tags must not fail on bad params; fit reports them

@@ -356,8 +356,8 @@ def encode_labels(y, estimator_name="estimator"):
     classes, y_enc = np.unique(y_arr, return_inverse=True)
     if len(classes) < 2:
         raise ValueError(
-            f"y holds a single class ({classes[0]!r}); {estimator_name} needs at least 2 "
-            "classes to fit a classifier."
+            f"y contains only one class ({classes.tolist()[0]!r}); {estimator_name} needs "
+            "at least 2 classes to fit a classifier."
         )
     return classes, y_enc.astype(np.int64)
 
@@ -416,10 +416,23 @@ def make_valid_split(validation_fraction, n_samples, n_classes, random_state=Non
     return ValidSplit(validation_fraction, stratified=True, random_state=random_state)
 
 
+def _ndim(X):
+    try:
+        return np.asarray(X).ndim
+    except Exception:  # ragged or exotic input: data.check_input reports it
+        return None
+
+
 def validate_feature_input(estimator, X, modality, reset, name="X"):
     """``data.check_input`` plus sklearn's feature-count/name checks for 2-D features."""
     from sklearn.utils.validation import _check_feature_names, _check_n_features
 
+    if modality == "features" and not hasattr(X, "tocsr") and _ndim(X) == 1:
+        raise ValueError(
+            f"Expected a 2-D array for {name}, got a 1-D array instead: {name}.shape="
+            f"{np.asarray(X).shape}. Reshape your data either using array.reshape(-1, 1) if your "
+            "data has a single feature or array.reshape(1, -1) if it contains a single sample."
+        )
     items = data.check_input(X, modality, name=name)
     if modality == "features":
         _check_feature_names(estimator, X, reset=reset)
