@@ -1,0 +1,342 @@
+"""RehearsalLearner: learning a stream, replay against forgetting, EWC, LwF, growth of
+the head, reproducibility and pickling mid-stream, bad input leaving the state intact,
+and the sklearn contract."""
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+from sklearn.datasets import load_digits
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from tlestimators import RehearsalLearner
+from tlestimators.estimators.rehearsal import _grow_linear
+
+MLP = {"hidden_sizes": (64,)}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """These nets are tiny: one thread is faster than two on a shared machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def digits_stream():
+    """sklearn digits split into 3 class-incremental experiences (0-1, 2-3, 4-5)."""
+    X, y = load_digits(return_X_y=True)
+    X = (X / 16).astype(np.float32)
+    rng = np.random.default_rng(0)
+    idx = rng.permutation(len(y))
+    tr, te = idx[: int(0.7 * len(y))], idx[int(0.7 * len(y)):]
+    stream = []
+    for k in range(3):
+        a = tr[(y[tr] // 2) == k]
+        b = te[(y[te] // 2) == k]
+        stream.append(((X[a], y[a]), (X[b], y[b])))
+    return stream
+
+
+def _learner(**kw):
+    params = dict(backbone_kwargs=MLP, epochs_per_experience=4, batch_size=32, lr=3e-3,
+                  device="cpu", random_state=0)
+    params.update(kw)
+    return RehearsalLearner("mlp", **params)
+
+
+def _run(clf, stream, upto=None):
+    for (X, y), _ in stream[:upto]:
+        clf.partial_fit(X, y)
+    return clf
+
+
+def test_replay_prevents_the_forgetting_that_naive_finetuning_shows(digits_stream):
+    naive = _run(_learner(memory_size=0), digits_stream)
+    replay = _run(_learner(memory_size=60, policy="class_balanced"), digits_stream)
+    (_, _), (X0, y0) = digits_stream[0]
+    (_, _), (X2, y2) = digits_stream[2]
+    # naive fine-tuning learnt the last experience and forgot the first one
+    assert naive.score(X2, y2) > 0.9
+    assert naive.score(X0, y0) < 0.2
+    # replay keeps it
+    assert replay.score(X0, y0) > 0.8
+    assert replay.score(X2, y2) > 0.8
+    assert replay.classes_.tolist() == [0, 1, 2, 3, 4, 5]
+    assert replay.memory_.class_counts() == {c: 10 for c in range(6)}
+    assert [e["new_classes"] for e in replay.experiences_] == [[0, 1], [2, 3], [4, 5]]
+    assert replay.experiences_[1]["n_replayed"] == 60 and replay.n_experiences_ == 3
+
+
+def test_concatenated_replay_and_herding_also_learn(digits_stream):
+    for kw in (dict(replay_ratio=None), dict(policy="herding")):
+        clf = _run(_learner(memory_size=60, **kw), digits_stream)
+        (_, _), (X0, y0) = digits_stream[0]
+        assert clf.score(X0, y0) > 0.6, kw
+
+
+def test_head_grows_keeping_old_rows_and_classes_declares_outputs(digits_stream):
+    layer = torch.nn.Linear(5, 2)
+    grown = _grow_linear(layer, 4)
+    assert torch.equal(grown.weight[:2], layer.weight) and torch.equal(grown.bias[:2], layer.bias)
+    (X, y), _ = digits_stream[0]
+    clf = _learner(memory_size=0).partial_fit(X, y, classes=[0, 1, 7])
+    assert clf.predict_proba(X).shape == (len(X), 3)
+    assert clf.net_.module_.head[-1].out_features == 3
+    (X1, y1), _ = digits_stream[1]
+    clf.partial_fit(X1, y1)
+    assert clf.class_order_.tolist() == [0, 1, 7, 2, 3]
+    assert clf.classes_.tolist() == [0, 1, 2, 3, 7]
+
+
+def test_string_labels_and_proba_columns_follow_classes(digits_stream):
+    names = np.asarray(["zero", "one", "two", "three", "four", "five"])
+    clf = _learner(memory_size=40)
+    for (X, y), _ in digits_stream[:2][::-1]:  # 2-3 first, then 0-1
+        clf.partial_fit(X, names[y])
+    (_, _), (Xt, yt) = digits_stream[0]
+    assert clf.classes_.tolist() == sorted(["zero", "one", "two", "three"])
+    proba = clf.predict_proba(Xt)
+    assert np.allclose(proba.sum(axis=1), 1)
+    assert np.array_equal(clf.classes_[proba.argmax(axis=1)], clf.predict(Xt))
+    assert np.mean(clf.predict(Xt) == names[yt]) > 0.7
+
+
+def test_same_random_state_same_predictions_and_fit_resets(digits_stream):
+    a = _run(_learner(memory_size=30, backbone_kwargs={"hidden_sizes": (64,), "dropout": 0.3}),
+             digits_stream)
+    b = _run(_learner(memory_size=30, backbone_kwargs={"hidden_sizes": (64,), "dropout": 0.3}),
+             digits_stream)
+    (_, _), (Xt, _) = digits_stream[1]
+    assert np.array_equal(a.predict_proba(Xt), b.predict_proba(Xt))
+    (X, y), _ = digits_stream[2]
+    a.fit(X, y)
+    assert a.n_experiences_ == 1 and a.classes_.tolist() == [4, 5]
+    assert set(a.memory_.y_.tolist()) == {4, 5}
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(policy="herding", memory_size=30, ewc_lambda=50.0, distill_weight=1.0,
+             backbone_kwargs={"hidden_sizes": (64,), "dropout": 0.3}),
+        dict(policy="reservoir", memory_size=30, replay_ratio=None),
+    ],
+)
+def test_pickling_mid_stream_then_continuing_gives_the_same_predictions(digits_stream, kw):
+    plain = _learner(**kw)
+    pickled = _learner(**kw)
+    _run(plain, digits_stream, 2)
+    _run(pickled, digits_stream, 2)
+    pickled = pickle.loads(pickle.dumps(pickled))
+    (X, y), (Xt, _) = digits_stream[2]
+    plain.partial_fit(X, y)
+    pickled.partial_fit(X, y)
+    assert np.array_equal(plain.predict_proba(Xt), pickled.predict_proba(Xt))
+    assert np.array_equal(plain.memory_.items_, pickled.memory_.items_)
+    assert pickled.backbone_ is pickled.net_.module_.backbone
+
+
+def test_ewc_anchors_important_weights(digits_stream):
+    def weighted_drift(lam):
+        clf = _learner(memory_size=0, ewc_lambda=lam)
+        _run(clf, digits_stream, 1)
+        fisher = {n: f.clone() for n, f in clf.fisher_.items()} if lam else None
+        before = {n: p.detach().clone() for n, p in clf.net_.module_.named_parameters()}
+        _run(clf, digits_stream[1:], 1)
+        after = {n: p.detach() for n, p in clf.net_.module_.named_parameters()}
+        return clf, fisher, before, after
+
+    held, fisher, before, held_after = weighted_drift(1e5)
+    _, _, _, free_after = weighted_drift(0.0)  # same seed: same model after experience 0
+
+    def drift(after):  # sum F * (theta - theta*)^2 over the old parameters
+        return sum(
+            float((f * (after[n][tuple(slice(0, s) for s in f.shape)] - before[n]) ** 2).sum())
+            for n, f in fisher.items()
+        )
+
+    assert drift(held_after) < 0.2 * drift(free_after)
+    assert all(f.min() >= 0 for f in held.fisher_.values())
+    assert sum(float(f.sum()) for f in fisher.values()) > 0
+    pen = [b["ewc_penalty"] for ep in held.net_.history for b in ep["batches"] if "ewc_penalty" in b]
+    assert pen and max(pen) > 0
+    # the classifier grew from 2 to 4 outputs; the accumulated Fisher follows it
+    assert fisher["head.0.weight"].shape[0] == 2 and held.fisher_["head.0.weight"].shape[0] == 4
+
+
+def test_distillation_keeps_old_outputs_closer(digits_stream):
+    (X0, y0), (Xt0, _) = digits_stream[0]
+
+    def change(weight):
+        clf = _learner(memory_size=0, distill_weight=weight)
+        clf.partial_fit(X0, y0)
+        old = clf.decision_function(Xt0)[:, :2]
+        (X1, y1), _ = digits_stream[1]
+        clf.partial_fit(X1, y1)
+        new = clf.decision_function(Xt0)[:, :2]
+        return clf, np.abs(new - old).mean()
+
+    plain, c_plain = change(0.0)
+    lwf, c_lwf = change(10.0)
+    assert c_lwf < 0.5 * c_plain
+    d = [b["distill_loss"] for ep in lwf.net_.history for b in ep["batches"] if "distill_loss" in b]
+    assert d and all(v >= 0 for v in d)
+    assert lwf.teacher_ is not None and plain.teacher_ is None
+
+
+def test_domain_incremental_stream_keeps_classes_and_learns_both_domains():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(400, 10)).astype(np.float32)
+    y = (X[:, 0] + X[:, 1] > 0).astype(int)
+    Xb = X[:, ::-1].copy() * 2.0 + 1.0  # the same task under another input distribution
+    clf = _learner(memory_size=100, backbone_kwargs={"hidden_sizes": (32,)},
+                   epochs_per_experience=15, lr=1e-2)
+    clf.partial_fit(X[:300], y[:300]).partial_fit(Xb[:300], y[:300])
+    assert clf.classes_.tolist() == [0, 1] and clf.net_.module_.head[-1].out_features == 2
+    assert clf.score(X[300:], y[300:]) > 0.8
+    assert clf.score(Xb[300:], y[300:]) > 0.8
+    assert clf.experiences_[1]["new_classes"] == []
+
+
+def test_task_id_restricts_predictions_to_the_task(digits_stream):
+    clf = _learner(memory_size=30)
+    for t, ((X, y), _) in enumerate(digits_stream):
+        clf.partial_fit(X, y, task_id=t)
+    (_, _), (Xt, yt) = digits_stream[0]
+    pred = clf.predict(Xt, task_id=0)
+    assert set(pred.tolist()) <= {0, 1}
+    assert np.mean(pred == yt) >= clf.score(Xt, yt) and np.mean(pred == yt) > 0.9
+    assert clf.predict_proba(Xt, task_id=0)[:, 2:].max() == 0
+    assert set(clf.memory_.task_ids_.tolist()) == {0, 1, 2}
+    with pytest.raises(ValueError, match="task_id=9 was never given"):
+        clf.predict(Xt, task_id=9)
+
+
+def test_frozen_backbone_trains_only_the_head_and_replays_through_the_cache(digits_stream):
+    clf = _learner(memory_size=30, unfreeze="head", lr=3e-2, epochs_per_experience=10)
+    (X, y), _ = digits_stream[0]
+    clf.partial_fit(X, y)
+    w0 = clf.backbone_.blocks[0][0].weight.detach().clone()
+    _run(clf, digits_stream[1:])
+    assert torch.equal(clf.backbone_.blocks[0][0].weight, w0)
+    assert isinstance(clf.net_.module_, torch.nn.Sequential)  # the head only
+    (_, _), (Xt, yt) = digits_stream[0]
+    assert clf.score(Xt, yt) > 0.5
+    # the memory holds raw examples (64 pixels), not 64-d hidden embeddings by accident
+    assert clf.memory_.items_.shape[1] == 64
+
+    part = _learner(memory_size=0, backbone_kwargs={"hidden_sizes": (32, 32)}, unfreeze=1)
+    part.partial_fit(X, y)
+    bb = part.net_.module_.backbone
+    assert not any(p.requires_grad for p in bb.blocks[0].parameters())
+    assert all(p.requires_grad for p in bb.blocks[1].parameters())
+
+
+def test_image_stream_stores_raw_images():
+    from _tiny_backbones import TinyConvBackbone, make_image_blobs
+
+    X, y = make_image_blobs(n_per_class=20, size=16, n_classes=3, seed=0)
+    clf = RehearsalLearner(TinyConvBackbone(), memory_size=12, policy="class_balanced",
+                           epochs_per_experience=4, lr=1e-2, device="cpu", random_state=0)
+    clf.partial_fit(X[y < 2], y[y < 2]).partial_fit(X[y == 2], y[y == 2])
+    assert clf.memory_.items_.dtype == np.uint8 and clf.memory_.items_.shape == (12, 16, 16, 3)
+    assert clf.score(X, y) > 0.6
+    with pytest.raises(ValueError, match="items of shape"):
+        clf.partial_fit(np.zeros((4, 32, 32, 3), np.uint8), np.zeros(4, int))
+
+
+def _state(clf, X):
+    return (clf.predict_proba(X).tobytes(), clf.n_experiences_, clf.classes_.tolist(),
+            pickle.dumps(clf.memory_), len(clf.net_.history))
+
+
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        (lambda X, y: (X[:, :10], y), "X has 10 features, but RehearsalLearner is expecting 64"),
+        (lambda X, y: ([f"t{i}" for i in range(len(y))], y), "Expected a 2-D array|holds strings"),
+        (lambda X, y: (X[:0], y[:0]), "empty|0 sample"),
+        (lambda X, y: (X, y[:-1]), "X has .* samples but y has"),
+        (lambda X, y: (X, y, [4, 5]), r"y holds labels \[6, 7\] that are not in classes"),
+        (lambda X, y: (X, y, [6, 7]), r"omits labels \[0, 1, 2, 3\] seen in earlier"),
+        (lambda X, y: (X, np.asarray([f"s{v}" for v in y])), "do not mix"),
+        # 4 classes seen + 2 new > memory_size=5 under class_balanced
+        (lambda X, y: (X, y + 100), r"memory_size=5 is smaller than the number of classes \(6\)"),
+    ],
+)
+def test_bad_experience_raises_and_leaves_the_fitted_state_untouched(digits_stream, bad, match):
+    clf = _learner(memory_size=5, policy="class_balanced")
+    _run(clf, digits_stream, 2)
+    X, y = load_digits(return_X_y=True)
+    X = (X / 16).astype(np.float32)
+    sel = np.isin(y, [6, 7])
+    args = bad(X[sel], y[sel])
+    Xt = digits_stream[0][1][0]
+    before = _state(clf, Xt)
+    with pytest.raises((ValueError, TypeError), match=match):
+        if len(args) == 3:
+            clf.partial_fit(args[0], args[1], classes=args[2])
+        else:
+            clf.partial_fit(*args)
+    assert _state(clf, Xt) == before
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered in cast")
+def test_failing_first_call_and_failing_fit_leave_no_or_old_state(digits_stream):
+    clf = _learner(memory_size=1, policy="class_balanced")
+    (X, y), (Xt, _) = digits_stream[0]
+    with pytest.raises(ValueError, match="memory_size=1 is smaller than the number of classes"):
+        clf.partial_fit(X, y)
+    assert not hasattr(clf, "net_") and not hasattr(clf, "n_features_in_")
+    clf.set_params(memory_size=4).partial_fit(X, y)
+    before = _state(clf, Xt)
+    with pytest.raises(ValueError, match="y contains NaN|Unknown label type"):
+        clf.fit(X, np.full(len(y), np.nan))
+    assert _state(clf, Xt) == before
+
+
+@pytest.mark.parametrize(
+    "param, value, match",
+    [
+        ("policy", "fifo", "policy must be one of"),
+        ("replay_ratio", 1.5, r"replay_ratio must be None or a float in \[0, 1\)"),
+        ("memory_size", -1, "memory_size must be an int >= 0"),
+        ("ewc_lambda", -1.0, "ewc_lambda must be a float >= 0"),
+        ("unfreeze", "some", "unfreeze must be 'all', 'head' or an int"),
+        ("optimizer", "lbfgs", "optimizer must be one of"),
+        ("epochs_per_experience", 0, "epochs_per_experience must be an int >= 1"),
+    ],
+)
+def test_bad_parameters_are_named(digits_stream, param, value, match):
+    (X, y), _ = digits_stream[0]
+    with pytest.raises(ValueError, match=match):
+        _learner().set_params(**{param: value}).partial_fit(X, y)
+
+
+def test_mid_stream_policy_change_is_refused(digits_stream):
+    clf = _run(_learner(memory_size=10), digits_stream, 1)
+    (X, y), _ = digits_stream[1]
+    with pytest.raises(ValueError, match="policy changed from 'reservoir' to 'herding'"):
+        clf.set_params(policy="herding").partial_fit(X, y)
+
+
+def test_sklearn_contract_clone_pipeline_gridsearch(digits_stream):
+    (X, y), _ = digits_stream[1]
+    est = _learner(memory_size=10)
+    c = clone(est.set_params(backbone_kwargs__hidden_sizes=(16,)))
+    assert c.get_params()["backbone_kwargs"] == {"hidden_sizes": (16,)}
+    assert not hasattr(c, "net_")
+    with pytest.raises(Exception, match="not fitted"):
+        c.predict(X)
+    pipe = make_pipeline(StandardScaler(), c).fit(X, y)
+    assert pipe.score(X, y) > 0.9
+    gs = GridSearchCV(_learner(epochs_per_experience=2), {"lr": [1e-4, 1e-2]}, cv=2).fit(X, y)
+    assert gs.best_params_ == {"lr": 1e-2}
+    assert pickle.loads(pickle.dumps(gs.best_estimator_)).score(X, y) == gs.best_estimator_.score(X, y)
