@@ -100,6 +100,11 @@ def dann_loss(domain_logits: torch.Tensor, is_target: torch.Tensor, weight=None)
         the domain classifier so the extractor *maximises* it.
     """
     is_target = is_target.reshape(-1)
+    if domain_logits.shape[0] != is_target.shape[0]:
+        raise ValueError(
+            f"domain_logits has {domain_logits.shape[0]} rows but is_target has "
+            f"{is_target.shape[0]}."
+        )
     if domain_logits.ndim == 2 and domain_logits.shape[1] == 2:
         per = _F.cross_entropy(domain_logits, is_target.long(), reduction="none")
     elif domain_logits.ndim == 1 or (domain_logits.ndim == 2 and domain_logits.shape[1] == 1):
@@ -110,10 +115,6 @@ def dann_loss(domain_logits: torch.Tensor, is_target: torch.Tensor, weight=None)
         raise ValueError(
             "domain_logits must have shape (N,), (N, 1) or (N, 2), got "
             f"{tuple(domain_logits.shape)}."
-        )
-    if per.shape[0] != is_target.shape[0]:
-        raise ValueError(
-            f"domain_logits has {per.shape[0]} rows but is_target has {is_target.shape[0]}."
         )
     if weight is None:
         return per.mean()

@@ -37,6 +37,7 @@ from tlestimators.estimators._base import (
     make_head,
     resolve_device,
     set_frozen_norm_eval,
+    torch_seed,
 )
 from tlestimators.losses import dann_loss, gradient_reversal
 
@@ -594,7 +595,6 @@ class DANNAdapter(ClassifierMixin, BackboneParamsMixin, BaseEstimator):
                 "DANNAdapter.fit needs y: class labels for source rows and -1 for the "
                 "unlabeled target rows."
             )
-        backbone = None
         modality = self._backbone_modality()
         items = data.check_input(X, modality, name="X")
         n = data.num_samples(items)
@@ -631,8 +631,12 @@ class DANNAdapter(ClassifierMixin, BackboneParamsMixin, BaseEstimator):
         self.n_source_ = int(n - n_target)
         self.n_target_ = n_target
 
-        if seed is not None:
-            torch.manual_seed(seed)
+        with torch_seed(seed):
+            self._fit_seeded(items, modality, y_enc, is_target, lam_fn, lr_fn, device)
+        self.domain_accuracy_ = float(self.net_.history[-1, "domain_acc"])
+        return self
+
+    def _fit_seeded(self, items, modality, y_enc, is_target, lam_fn, lr_fn, device):
         backbone = self._make_backbone(
             n_features=items.shape[1] if modality == "features" else None
         )
@@ -711,8 +715,6 @@ class DANNAdapter(ClassifierMixin, BackboneParamsMixin, BaseEstimator):
             **opt_kw,
         )
         self.net_.fit(dataset, None)
-        self.domain_accuracy_ = float(self.net_.history[-1, "domain_acc"])
-        return self
 
     @property
     def history_(self):

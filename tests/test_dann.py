@@ -1,0 +1,317 @@
+"""DANNAdapter: adaptation really happens, the reversal is real, the domain classifier
+works, schedules, balanced batches, frozen/partial modes, sklearn integration, bad input."""
+
+import pickle
+
+import numpy as np
+import pytest
+import sklearn
+import torch
+from scipy import sparse
+from sklearn.base import clone
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from tlestimators import DANNAdapter
+from tlestimators.estimators.dann import (
+    DANNLRDecay,
+    _DomainPairDataset,
+    dann_lambda,
+    dann_lr_factor,
+)
+from tlestimators.losses import dann_loss
+
+MLP = {"hidden_sizes": (32,)}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny nets gain nothing from intra-op threads, and on a shared 2-core machine
+    extra threads spin against other processes (7 s vs 55 s for one fit here)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def shifted_problem(n=300, seed=0):
+    """Source: 2 Gaussian classes; target: the same concept, scaled and shifted so a
+    source-only model mislabels much of it."""
+    rng = np.random.default_rng(seed)
+    Xs = rng.normal(size=(n, 10)).astype(np.float32)
+    ys = (Xs[:, 0] + Xs[:, 1] > 0).astype(int)
+    Xt = rng.normal(size=(n, 10)).astype(np.float32)
+    yt = (Xt[:, 0] + Xt[:, 1] > 0).astype(int)
+    Xt = Xt * 1.5 + 2.0
+    X = np.vstack([Xs, Xt])
+    y = np.r_[ys, -np.ones(n, dtype=int)]
+    return X, y, Xt, yt
+
+
+@pytest.fixture(scope="module")
+def problem():
+    return shifted_problem()
+
+
+@pytest.fixture(scope="module")
+def fitted(problem):
+    X, y, _, _ = problem
+    return DANNAdapter(backbone_kwargs=MLP, max_epochs=30, random_state=0).fit(X, y)
+
+
+@pytest.fixture(scope="module")
+def src_only(problem):
+    X, y, _, _ = problem
+    return DANNAdapter(backbone_kwargs=MLP, max_epochs=30, lambda_max=0.0,
+                       random_state=0).fit(X, y)
+
+
+def test_dann_beats_source_only_on_shifted_target(problem, fitted, src_only):
+    X, y, Xt, yt = problem
+    acc_src_only = np.mean(src_only.predict(Xt) == yt)
+    acc_dann = np.mean(fitted.predict(Xt) == yt)
+    assert acc_dann > 0.75
+    assert acc_dann > acc_src_only + 0.1
+    # the source-only model's domain classifier separates the domains; DANN's cannot
+    assert src_only.domain_accuracy_ > 0.9
+    assert fitted.domain_accuracy_ < 0.75
+
+
+def test_domain_classifier_output_is_not_constant(problem, src_only, fitted):
+    X, y, _, _ = problem
+    p = src_only.predict_domain_proba(X)
+    assert p.shape == (len(X),)
+    assert np.std(p) > 0.05
+    # it discriminates: mean P(target) is higher on target rows
+    assert p[y == -1].mean() > p[y != -1].mean() + 0.3
+    # under adaptation it still varies per sample (a live classifier, not a constant)
+    assert np.std(fitted.predict_domain_proba(X)) > 1e-3
+
+
+def test_reversal_reaches_the_feature_extractor_with_opposite_sign(fitted, problem):
+    X, y, _, _ = problem
+    module = fitted.net_.module_
+    x = torch.as_tensor(X[::10])
+    is_t = torch.as_tensor((y[::10] == -1).astype(np.int64))
+    params = list(module.backbone.parameters())
+
+    def backbone_grads(coeff, reverse):
+        module.zero_grad()
+        f = module.features(x)
+        z = module.domain_logits(f, coeff) if reverse else module.domain_head(f)
+        dann_loss(z, is_t).backward()
+        return [p.grad.clone() for p in params]
+
+    plain = backbone_grads(1.0, reverse=False)
+    reversed_ = backbone_grads(1.0, reverse=True)
+    assert sum(g.abs().sum() for g in plain) > 0
+    for gp, gr in zip(plain, reversed_):
+        torch.testing.assert_close(gr, -gp)
+    half = backbone_grads(0.5, reverse=True)
+    for gp, gh in zip(plain, half):
+        torch.testing.assert_close(gh, -0.5 * gp)
+
+
+def test_history_records_task_and_domain_losses(fitted):
+    h = fitted.history_
+    assert len(h) == 30
+    task = h[:, "task_loss"]
+    assert task[-1] < 0.6 * task[0]
+    for key in ("domain_loss", "domain_acc", "lambda", "lr", "train_loss"):
+        assert len(h[:, key]) == 30
+    assert 0.0 <= fitted.domain_accuracy_ <= 1.0
+    assert fitted.domain_accuracy_ == pytest.approx(h[-1, "domain_acc"])
+
+
+def test_default_schedules_follow_the_paper(fitted):
+    lam = np.asarray(fitted.history_[:, "lambda"])
+    lr = np.asarray(fitted.history_[:, "lr"])
+    assert lam[0] < 0.2 and lam[-1] > 0.95 and np.all(np.diff(lam) > 0)
+    assert np.all(np.diff(lr) < 0) and lr[0] <= 0.01
+    assert dann_lambda(0.0) == 0.0 and dann_lambda(1.0) == pytest.approx(0.99991, abs=1e-4)
+    assert dann_lr_factor(1.0) == pytest.approx(11 ** -0.75)
+    decay = DANNLRDecay(100)
+    assert decay(50) == pytest.approx(1 / 6 ** 0.75) and decay(1000) == decay(100)
+
+
+class Half:
+    """A picklable custom schedule."""
+
+    def __call__(self, p):
+        return 0.5
+
+
+def test_constant_and_custom_schedules(problem):
+    X, y, _, _ = problem
+    clf = DANNAdapter(backbone_kwargs=MLP, max_epochs=3, lambda_max=0.4,
+                      lambda_schedule="constant", lr_schedule=Half(), lr=0.02, random_state=0)
+    clf.fit(X, y)
+    assert np.allclose(clf.history_[:, "lambda"], 0.4)
+    assert np.allclose(clf.history_[:, "lr"], 0.01)
+    with pytest.raises(ValueError, match="lambda_schedule must be"):
+        clone(clf).set_params(lambda_schedule="linear").fit(X, y)
+
+
+def test_balanced_batches_pair_a_tiny_target_with_every_source_batch():
+    y = np.r_[np.zeros(50, int), np.ones(50, int), -np.ones(4, int)]
+    ds = _DomainPairDataset(np.arange(104, dtype=np.float32)[:, None], y, y == -1)
+    assert len(ds) == 100
+    items, target = ds.__getitems__(list(range(8)))
+    assert target[:, 1].tolist() == [0] * 8 + [1] * 8
+    assert set(items[8:, 0].astype(int)) == {100, 101, 102, 103}
+
+
+def test_tiny_target_still_adapts(problem):
+    X, y, Xt, yt = problem
+    keep = np.r_[np.arange(300), 300 + np.arange(20)]
+    clf = DANNAdapter(backbone_kwargs=MLP, max_epochs=30, random_state=0).fit(X[keep], y[keep])
+    assert clf.n_target_ == 20
+    assert clf.history_[-1, "domain_acc"] < 0.9
+
+
+def test_frozen_backbone_mode_trains_only_bottleneck_and_heads(problem):
+    X, y, Xt, yt = problem
+    clf = DANNAdapter(backbone_kwargs=MLP, unfreeze="none", bottleneck=16, max_epochs=10,
+                      optimizer="adam", lr=0.01, random_state=0, cache=False).fit(X, y)
+    fresh = clf._make_backbone(10)
+    for a, b in zip(fresh.parameters(), clf.backbone_.parameters()):
+        assert torch.equal(a, b)
+    assert clf.transform(Xt).shape == (300, 16)
+    assert clf.net_.module_.backbone is None
+    assert np.mean(clf.predict(X[:300]) == y[:300]) > 0.8
+
+
+def test_partial_unfreeze_trains_only_the_last_groups(problem):
+    X, y, _, _ = problem
+    kw = {"hidden_sizes": (16, 16)}
+    clf = DANNAdapter(backbone_kwargs=kw, unfreeze=1, max_epochs=2, random_state=0).fit(X, y)
+    fresh = clf._make_backbone(10)
+    g_fresh, g_fit = fresh.layer_groups(), clf.backbone_.layer_groups()
+    assert all(torch.equal(a, b) for a, b in zip(g_fresh[0], g_fit[0]))
+    assert not all(torch.equal(a, b) for a, b in zip(g_fresh[1], g_fit[1]))
+
+
+def test_sparse_input_and_score_ignores_unlabeled_rows(problem):
+    X, y, Xt, yt = problem
+    Xs = sparse.csr_matrix(np.maximum(X, 0))
+    clf = DANNAdapter(backbone_kwargs=MLP, max_epochs=3, random_state=0).fit(Xs, y)
+    assert clf.predict(Xs).shape == (600,)
+    assert clf.score(Xs, y) == pytest.approx(np.mean(clf.predict(Xs[:300]) == y[:300]))
+
+
+def test_image_backbone_finetunes():
+    from _tiny_backbones import TinyConvBackbone, make_image_blobs
+
+    Xs, ys = make_image_blobs(20, size=16, seed=0)
+    Xt, _ = make_image_blobs(20, size=16, seed=1)
+    Xt = (Xt // 2 + 60).astype(np.uint8)  # darker, lower-contrast target
+    X = np.concatenate([Xs, Xt])
+    y = np.r_[ys, -np.ones(len(Xt), int)]
+    clf = DANNAdapter(TinyConvBackbone(), max_epochs=2, batch_size=16, random_state=0)
+    clf.fit(X, y)
+    assert clf.predict_proba(Xt).shape == (40, 2)
+    assert clf.transform(Xt).shape == (40, 16)
+
+
+def test_string_labels_and_labeled_targets_with_sample_domain(problem):
+    X, y, Xt, yt = problem
+    names = np.where(y == 1, "pos", "neg").astype(object)
+    names[y == -1] = -1
+    sd = np.r_[np.ones(300, int), -np.ones(300, int)]
+    names[300:310] = np.where(yt[:10] == 1, "pos", "neg")  # 10 labeled target rows
+    clf = DANNAdapter(backbone_kwargs=MLP, max_epochs=3, random_state=0)
+    clf.fit(X, names, sample_domain=sd)
+    assert list(clf.classes_) == ["neg", "pos"]
+    assert clf.n_target_ == 300 and clf.n_source_ == 300
+    assert set(clf.predict(Xt)) <= {"neg", "pos"}
+
+
+def test_clone_pickle_and_nested_set_params(fitted, problem):
+    X, y, Xt, _ = problem
+    c = clone(fitted)
+    assert not hasattr(c, "net_")
+    c.set_params(backbone_kwargs__hidden_sizes=(8,))
+    assert c.backbone_kwargs == {"hidden_sizes": (8,)}
+    restored = pickle.loads(pickle.dumps(fitted))
+    np.testing.assert_allclose(restored.predict_proba(Xt), fitted.predict_proba(Xt), atol=1e-6)
+
+
+def test_pipeline_and_gridsearch_pass_unlabeled_rows_without_routing(problem):
+    from tlestimators.metrics import PredictionEntropyScorer
+    from tlestimators.model_selection import SourceTargetKFold
+
+    X, y, Xt, yt = problem
+    pipe = make_pipeline(StandardScaler(), DANNAdapter(backbone_kwargs=MLP, max_epochs=3,
+                                                       random_state=0))
+    gs = GridSearchCV(pipe, {"dannadapter__lambda_max": [0.0, 1.0]},
+                      cv=SourceTargetKFold(2, random_state=0), scoring=PredictionEntropyScorer())
+    gs.fit(X, y)
+    assert np.all(np.isfinite(gs.cv_results_["mean_test_score"]))
+    assert gs.predict(Xt).shape == (300,)
+
+
+def test_sample_domain_is_routed_through_pipeline_and_gridsearch(problem):
+    X, y, _, _ = problem
+    sd = np.r_[np.ones(300, int), -np.ones(300, int)]
+    with sklearn.config_context(enable_metadata_routing=True):
+        dann = DANNAdapter(backbone_kwargs=MLP, max_epochs=2, random_state=0)
+        dann.set_fit_request(sample_domain=True)
+        pipe = make_pipeline(StandardScaler(), dann)
+        pipe.fit(X, y, sample_domain=sd)
+        assert pipe[-1].n_target_ == 300
+        bad = sd.copy()
+        bad[-1] = 1  # an unlabeled row said to be source: proves sd reached fit
+        with pytest.raises(ValueError, match="sample 599 is unlabeled"):
+            pipe.fit(X, y, sample_domain=bad)
+        gs = GridSearchCV(pipe, {"dannadapter__lambda_max": [0.5]}, cv=2, refit=True)
+        gs.fit(X, y, sample_domain=sd)
+        assert gs.best_estimator_[-1].n_target_ == 300
+
+
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (lambda X, y: (X[:300], y[:300], None), "needs unlabeled target-domain data.*FineTune"),
+        (lambda X, y: (X[300:], y[300:], None), "only target samples"),
+        (lambda X, y: (X[:301], y[:301], None), "at least 2 target samples.*got 1"),
+        (lambda X, y: (X, np.where(y == 1, 0, y), None), "single class"),
+        (lambda X, y: (X, y, np.ones(5, int)), "one entry per sample \\(600\\)"),
+        (lambda X, y: (X, y, np.zeros(600, int)), "sample_domain\\[0\\] is 0"),
+        (lambda X, y: (X, y, np.ones(600, int)), "unlabeled \\(y == -1\\) but sample_domain"),
+        (lambda X, y: (X, y[:10], None), "X has 600 samples but y has 10"),
+    ],
+)
+def test_bad_input_raises_clear_errors(problem, make, match):
+    X, y, _, _ = problem
+    Xb, yb, sd = make(X, y)
+    with pytest.raises(ValueError, match=match):
+        DANNAdapter(backbone_kwargs=MLP, max_epochs=1).fit(Xb, yb, sample_domain=sd)
+
+
+@pytest.mark.parametrize(
+    "param, value, match",
+    [
+        ("lambda_max", -1.0, "lambda_max must be >= 0"),
+        ("unfreeze", "some", "unfreeze must be"),
+        ("bottleneck", 0, "bottleneck must be"),
+        ("optimizer", "rmsprop", "optimizer must be one of"),
+        ("domain_head", "deep", "domain_head must be"),
+        ("batch_size", 1, "batch_size must be an int >= 2"),
+    ],
+)
+def test_bad_params_raise_at_fit(problem, param, value, match):
+    X, y, _, _ = problem
+    clf = DANNAdapter(backbone_kwargs=MLP, max_epochs=1).set_params(**{param: value})
+    with pytest.raises(ValueError, match=match):
+        clf.fit(X, y)
+
+
+def test_predict_before_fit_and_wrong_width(fitted, problem):
+    from sklearn.exceptions import NotFittedError
+
+    X, _, _, _ = problem
+    with pytest.raises(NotFittedError):
+        DANNAdapter().predict(X)
+    with pytest.raises(ValueError, match="X has 4 features, but DANNAdapter was fitted with 10"):
+        fitted.predict(X[:, :4])
