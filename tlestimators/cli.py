@@ -258,7 +258,10 @@ def cmd_bench(args) -> int:
     from tlestimators.backbones.registry import create_backbone
     from tlestimators.features import compute_embeddings
 
-    bb = create_backbone(args.name, **({"img_size": args.img_size} if args.img_size else {}))
+    kwargs = {"img_size": args.img_size} if args.img_size else {}
+    if args.random:
+        kwargs["pretrained"] = False
+    bb = create_backbone(args.name, **kwargs)
     modality = bb.config.modality
     rng = np.random.default_rng(0)
     if modality in ("image", "image-text"):
@@ -329,8 +332,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="held-out fraction (default 0.25)")
     p.add_argument("--limit", type=_positive_int, default=None,
                    help="use at most this many samples (random subset)")
-    p.add_argument("--head-epochs", type=_positive_int, default=50,
-                   help="epochs of the frozen strategy's head (default 50)")
+    p.add_argument("--head-epochs", type=_positive_int, default=20,
+                   help="epochs of the frozen strategy's head (default 20)")
     p.add_argument("--finetune-epochs", type=_positive_int, default=2,
                    help="epochs of fine-tuning (default 2)")
     p.add_argument("--text-column", default="text", help="CSV text column (default 'text')")
@@ -344,6 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--img-size", type=_positive_int, default=None)
     p.add_argument("--batch-size", type=_positive_int, default=32)
     p.add_argument("-n", type=_positive_int, default=256, help="number of inputs (default 256)")
+    p.add_argument("--random", action="store_true", help="random init (no pretrained weights)")
     p.set_defaults(func=cmd_bench)
     return parser
 

