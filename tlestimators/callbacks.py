@@ -84,8 +84,8 @@ class GradualUnfreezing(Callback):
     def _apply(self, net, k):
         n = len(self.groups)
         k = min(int(k), n)
-        trainable = NameSet(name for g in self.groups[n - k:] for name in g)
-        controlled = NameSet(name for g in self.groups for name in g)
+        trainable = {name for g in self.groups[n - k:] for name in g}
+        controlled = {name for g in self.groups for name in g}
         for name, p in net.get_all_learnable_params():
             if name in controlled:
                 p.requires_grad_(name in trainable)
