@@ -1,0 +1,214 @@
+"""Unsupervised DA scorers and the source/target splitters."""
+
+import numpy as np
+import pytest
+import sklearn
+import torch
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV, cross_val_score
+
+from tlestimators import DANNAdapter
+from tlestimators.metrics import (
+    CircularValidationScorer,
+    DeepEmbeddedValidationScorer,
+    ImportanceWeightedScorer,
+    PredictionEntropyScorer,
+    domain_density_ratio,
+    prediction_entropy,
+)
+from tlestimators.model_selection import SourceTargetKFold, SourceTargetShuffleSplit
+
+
+class SourceOnlyLR(ClassifierMixin, BaseEstimator):
+    """Logistic regression that ignores rows with y == -1 (a minimal DA-style estimator).
+    ``scramble=True`` shuffles its predictions across rows: a useless model to select
+    against."""
+
+    def __init__(self, C=1.0, scramble=False):
+        self.C = C
+        self.scramble = scramble
+
+    def fit(self, X, y):
+        y = np.asarray(y)
+        keep = y != -1
+        self.lr_ = LogisticRegression(C=self.C).fit(X[keep], y[keep])
+        self.classes_ = self.lr_.classes_
+        return self
+
+    def predict_proba(self, X):
+        p = self.lr_.predict_proba(X)
+        return np.random.default_rng(0).permutation(p) if self.scramble else p
+
+    def predict(self, X):
+        return self.classes_[self.predict_proba(X).argmax(1)]
+
+    def transform(self, X):
+        return X
+
+
+def covariate_shift(n=400, seed=0):
+    rng = np.random.default_rng(seed)
+    Xs = rng.normal(0, 1, size=(n, 2))
+    Xt = rng.normal(1.5, 1, size=(n, 2))
+    ys = (Xs[:, 0] > 0.3).astype(int)
+    X = np.vstack([Xs, Xt])
+    y = np.r_[ys, -np.ones(n, int)]
+    return X, y
+
+
+def test_prediction_entropy_bounds():
+    assert prediction_entropy(np.full((3, 4), 0.25)) == pytest.approx(1.0)
+    assert prediction_entropy(np.eye(3)) == pytest.approx(0.0, abs=1e-9)
+    with pytest.raises(ValueError, match="2-D"):
+        prediction_entropy(np.ones(3))
+
+
+def test_entropy_scorer_prefers_confident_model():
+    X, y = covariate_shift()
+    confident = SourceOnlyLR(C=100.0).fit(X, y)
+    timid = SourceOnlyLR(C=1e-4).fit(X, y)
+    s = PredictionEntropyScorer()
+    assert s(confident, X, y) > s(timid, X, y)
+    assert s(confident, X, y) <= 0
+
+
+def test_density_ratio_grows_toward_the_target():
+    X, y = covariate_shift()
+    w = domain_density_ratio(X[y != -1], X[y == -1])
+    src = X[y != -1]
+    # the true ratio N(1.5, 1) / N(0, 1) grows along x0 + x1
+    from scipy.stats import spearmanr
+
+    assert spearmanr(w, src.sum(1)).statistic > 0.9
+    assert w.min() >= 0
+
+
+def test_iwv_tracks_target_accuracy_better_than_source_accuracy():
+    rng = np.random.default_rng(1)
+    Xs = rng.normal(0, 1, size=(600, 2))
+    Xt = rng.normal(2.0, 1, size=(600, 2))
+    concept = lambda Z: (Z[:, 0] ** 2 > 1.5).astype(int)  # noqa: E731 - nonlinear concept
+    X = np.vstack([Xs, Xt])
+    y = np.r_[concept(Xs), -np.ones(600, int)]
+    model = SourceOnlyLR().fit(X, y)  # linear model: fits source, fails on target
+    target_acc = np.mean(model.predict(Xt) == concept(Xt))
+    source_acc = np.mean(model.predict(Xs) == concept(Xs))
+    iwv = ImportanceWeightedScorer()(model, X, y)
+    assert abs(iwv - target_acc) < abs(source_acc - target_acc)
+    assert -ImportanceWeightedScorer(metric="log_loss")(model, X, y) > 0
+
+
+class HalfProba:
+    """A domain classifier that says 0.5 everywhere: all importance weights equal 1."""
+
+    def fit(self, X, d):
+        return self
+
+    def predict_proba(self, X):
+        return np.full((X.shape[0], 2), 0.5)
+
+    def get_params(self, deep=True):
+        return {}
+
+
+def test_dev_equals_source_log_loss_when_weights_are_one():
+    X, y = covariate_shift()
+    model = SourceOnlyLR().fit(X, y)
+    src = y != -1
+    p = model.predict_proba(X[src])[np.arange(src.sum()), y[src]]
+    dev = DeepEmbeddedValidationScorer(domain_classifier=HalfProba())(model, X, y)
+    assert dev == pytest.approx(np.mean(np.log(p)))
+    assert np.isfinite(DeepEmbeddedValidationScorer()(model, X, y))
+
+
+def test_circular_validation_separates_good_and_bad_models():
+    X, y = covariate_shift()
+    good = SourceOnlyLR().fit(X, y)
+    bad = SourceOnlyLR(scramble=True).fit(X, y)
+    s = CircularValidationScorer()
+    assert s(good, X, y) > 0.8
+    assert s(bad, X, y) < 0.7
+
+
+@pytest.mark.parametrize(
+    "scorer",
+    [PredictionEntropyScorer(), ImportanceWeightedScorer(), DeepEmbeddedValidationScorer(),
+     CircularValidationScorer()],
+)
+def test_scorers_say_when_there_is_no_target(scorer):
+    X, y = covariate_shift()
+    model = SourceOnlyLR().fit(X, y)
+    src = y != -1
+    with pytest.raises(ValueError, match="has none"):
+        scorer(model, X[src], y[src])
+
+
+def test_weighted_scorers_need_source_rows():
+    X, y = covariate_shift()
+    model = SourceOnlyLR().fit(X, y)
+    tgt = y == -1
+    with pytest.raises(ValueError, match="needs labeled source samples"):
+        DeepEmbeddedValidationScorer()(model, X[tgt], y[tgt])
+
+
+def test_splitter_keeps_both_domains_and_classes_in_every_fold():
+    X, y = covariate_shift(100)
+    for cv in (SourceTargetKFold(5, random_state=0), SourceTargetShuffleSplit(4, random_state=0)):
+        folds = list(cv.split(X, y))
+        assert len(folds) == cv.get_n_splits()
+        for train, test in folds:
+            for part in (train, test):
+                assert (y[part] == -1).any() and (y[part] == 0).any() and (y[part] == 1).any()
+    tests = np.concatenate([te for _, te in SourceTargetKFold(5, random_state=0).split(X, y)])
+    assert np.array_equal(np.sort(tests), np.arange(len(y)))
+
+
+def test_splitter_errors():
+    y = np.r_[np.zeros(10, int), np.ones(10, int), -np.ones(2, int)]
+    with pytest.raises(ValueError, match="target domain -1 has 2 rows, fewer than n_splits=5"):
+        list(SourceTargetKFold(5).split(None, y))
+    with pytest.raises(ValueError, match="No target rows"):
+        list(SourceTargetKFold(2).split(None, y[:20]))
+    with pytest.raises(ValueError, match="n_splits must be an int >= 2"):
+        list(SourceTargetKFold(1).split(None, y))
+
+
+def test_splitter_uses_routed_sample_domain_for_several_sources():
+    y = np.r_[np.zeros(10, int), np.ones(10, int), -np.ones(10, int)]
+    sd = np.r_[np.ones(10, int), 2 * np.ones(10, int), -np.ones(10, int)]
+    X = np.random.default_rng(0).normal(size=(30, 2))
+    with sklearn.config_context(enable_metadata_routing=True):
+        cv = SourceTargetKFold(2, random_state=0).set_split_request(sample_domain=True)
+        est = SourceOnlyLR()
+        scores = cross_val_score(est, X, y, cv=cv, scoring=PredictionEntropyScorer(),
+                                 params={"sample_domain": sd})
+    assert len(scores) == 2 and np.all(np.isfinite(scores))
+    for _, te in SourceTargetKFold(2, random_state=0).split(X, y, sample_domain=sd):
+        assert set(sd[te]) == {1, 2, -1}
+
+
+def test_gridsearch_selects_dann_lambda_without_target_labels():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        rng = np.random.default_rng(0)
+        Xs = rng.normal(size=(200, 6)).astype(np.float32)
+        Xt = (rng.normal(size=(200, 6)) * 1.5 + 2.0).astype(np.float32)
+        y = np.r_[(Xs[:, 0] + Xs[:, 1] > 0).astype(int), -np.ones(200, int)]
+        X = np.vstack([Xs, Xt])
+        gs = GridSearchCV(
+            DANNAdapter(backbone_kwargs={"hidden_sizes": (16,)}, max_epochs=4, random_state=0),
+            {"lambda_max": [0.0, 1.0]},
+            cv=SourceTargetKFold(2, random_state=0),
+            scoring={"dev": DeepEmbeddedValidationScorer(),
+                     "iwv": ImportanceWeightedScorer(),
+                     "ent": PredictionEntropyScorer()},
+            refit="dev",
+        ).fit(X, y)
+    finally:
+        torch.set_num_threads(n)
+    for key in ("dev", "iwv", "ent"):
+        assert np.all(np.isfinite(gs.cv_results_[f"mean_test_{key}"]))
+    assert gs.best_params_["lambda_max"] in (0.0, 1.0)
+    assert gs.best_estimator_.n_target_ == 200
