@@ -372,7 +372,7 @@ class FineTuneClassifier(NetClassifierMixin, BackboneParamsMixin, ClassifierMixi
             cuda = str(device).startswith("cuda")
             collate_train = NetCollate(train=bool(self.augment))
             collate_valid = NetCollate(train=False)
-            net = TransferNet(
+            net = self._make_net(
                 module=module,
                 criterion=nn.CrossEntropyLoss,
                 criterion__weight=class_weight_tensor(self.class_weight, classes, y_enc),
@@ -404,6 +404,11 @@ class FineTuneClassifier(NetClassifierMixin, BackboneParamsMixin, ClassifierMixi
         self.n_layer_groups_ = len(groups)
         self.net_ = net
         return self
+
+    def _make_net(self, **net_kwargs):
+        """The skorch net ``fit`` trains; a hook for subclasses that swap the net class
+        (:class:`~tlestimators.distributed.AcceleratedFineTuneClassifier`)."""
+        return TransferNet(**net_kwargs)
 
     def _net_input(self, X):
         items = validate_feature_input(
