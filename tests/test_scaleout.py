@@ -229,3 +229,104 @@ def test_fitted_frozen_classifier_pickles_without_live_state(tmp_path):
     tensors = [*again.net_.module_.state_dict().values(), *again.backbone_.state_dict().values()]
     assert tensors and all(t.device.type == "cpu" for t in tensors)
     assert len(blob) < 5_000_000
+
+
+# ---------------------------------------------------------------- Accelerate
+def _counting_accelerator_cls():
+    accelerate = pytest.importorskip(
+        "accelerate", reason="accelerate not installed (the `distributed` extra)"
+    )
+
+    class CountingAccelerator(accelerate.Accelerator):
+        """Counts the backward passes that really went through the accelerator."""
+
+        n_backward = 0
+        n_prepared = 0
+
+        def backward(self, loss, **kwargs):
+            type(self).n_backward += 1
+            return super().backward(loss, **kwargs)
+
+        def prepare(self, *args, **kwargs):
+            type(self).n_prepared += len(args)
+            return super().prepare(*args, **kwargs)
+
+    return CountingAccelerator
+
+
+def test_accelerated_finetune_trains_through_accelerate_on_cpu():
+    from tlestimators.distributed import AcceleratedFineTuneClassifier
+    from tlestimators.estimators.accelerated import AcceleratedTransferNet
+
+    acc_cls = _counting_accelerator_cls()
+    X, y = _data()
+    clf = AcceleratedFineTuneClassifier(
+        "mlp", accelerator=acc_cls(cpu=True), backbone_kwargs={"hidden_sizes": (32,)},
+        lr=1e-2, max_epochs=8, batch_size=32, random_state=0,
+    ).fit(X, y)
+    assert isinstance(clf.net_, AcceleratedTransferNet)
+    assert clf.accelerator_ is clf.accelerator
+    # every training batch went through accelerator.backward: 8 epochs x 5 batches
+    assert acc_cls.n_backward == 8 * 5
+    assert acc_cls.n_prepared >= 3  # criterion/module, optimizer, data loaders
+    losses = clf.net_.history[:, "train_loss"]
+    assert losses[-1] < 0.5 * losses[0]
+    assert clf.score(X, y) > 0.9
+    # unwrapped after training: a plain module, predicts like any estimator
+    assert not clf.net_._wrapped_with_accelerator
+    assert type(clf.net_.module_).__name__ == "TransferModule"
+
+
+def test_accelerated_finetune_params_clone_and_validation():
+    from accelerate import Accelerator
+    from sklearn.base import clone
+
+    from tlestimators import FineTuneClassifier
+    from tlestimators.distributed import AcceleratedFineTuneClassifier
+
+    # same parameters as FineTuneClassifier plus `accelerator`: catches drift
+    assert set(AcceleratedFineTuneClassifier().get_params()) == (
+        set(FineTuneClassifier().get_params()) | {"accelerator"}
+    )
+    acc = Accelerator(cpu=True)
+    est = AcceleratedFineTuneClassifier("mlp", accelerator=acc, max_epochs=3)
+    assert clone(est).get_params()["max_epochs"] == 3
+    X, y = _data()
+    with pytest.raises(TypeError, match=r"accelerator must be None or an accelerate.Accelerator, "
+                                        r"got str: 'gpu'"):
+        AcceleratedFineTuneClassifier("mlp", accelerator="gpu").fit(X, y)
+
+
+def _fitted(kind, tmp_path):
+    from accelerate import Accelerator
+
+    from tlestimators import FineTuneClassifier, FrozenFeatureClassifier
+    from tlestimators.distributed import AcceleratedFineTuneClassifier
+
+    X, y = _data()
+    common = dict(backbone_kwargs={"hidden_sizes": (16,)}, lr=1e-2, max_epochs=3,
+                  random_state=0)
+    if kind == "frozen":
+        est = FrozenFeatureClassifier("mlp", cache=str(tmp_path / "c"), device="cpu", **common)
+    elif kind == "finetune":
+        est = FineTuneClassifier("mlp", device="cpu", **common)
+    else:
+        est = AcceleratedFineTuneClassifier("mlp", accelerator=Accelerator(cpu=True), **common)
+    return est.fit(X, y), X
+
+
+@pytest.mark.parametrize("kind", ["frozen", "finetune", "accelerated"])
+def test_fitted_estimators_pickle_for_workers(kind, tmp_path):
+    """What joblib/Dask/Ray ship: plain pickle (no lambdas, open handles, prepared
+    accelerate wrappers), tensors on the CPU, same predictions after the round trip."""
+    pytest.importorskip("accelerate", reason="the `distributed` extra is not installed")
+    est, X = _fitted(kind, tmp_path)
+    again = pickle.loads(pickle.dumps(est))
+    np.testing.assert_array_equal(again.predict(X), est.predict(X))
+    np.testing.assert_allclose(again.predict_proba(X), est.predict_proba(X), atol=1e-6)
+    tensors = list(again.net_.module_.state_dict().values())
+    assert tensors and all(t.device.type == "cpu" for t in tensors)
+    # and an unfitted clone too (what GridSearchCV sends before fitting)
+    from sklearn.base import clone
+
+    pickle.loads(pickle.dumps(clone(est)))

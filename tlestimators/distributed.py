@@ -24,7 +24,17 @@ from __future__ import annotations
 import contextlib
 import warnings
 
-__all__ = ["parallel_backend", "check_shared_cache"]
+__all__ = ["parallel_backend", "check_shared_cache", "AcceleratedFineTuneClassifier"]  # noqa: F822
+
+
+def __getattr__(name):
+    # Lazy: the estimator imports torch, skorch and accelerate; the joblib helpers don't.
+    if name == "AcceleratedFineTuneClassifier":
+        from tlestimators.estimators.accelerated import AcceleratedFineTuneClassifier
+
+        return AcceleratedFineTuneClassifier
+    raise AttributeError(f"module 'tlestimators.distributed' has no attribute {name!r}")
+
 
 _BACKENDS = ("dask", "ray", "loky", "threading", "multiprocessing", "sequential")
 

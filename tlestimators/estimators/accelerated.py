@@ -1,0 +1,235 @@
+"""Fine-tuning on several GPUs (or TPUs, or with mixed precision) through Accelerate.
+
+:class:`AcceleratedFineTuneClassifier` is :class:`~tlestimators.FineTuneClassifier`
+whose skorch net mixes in :class:`skorch.hf.AccelerateMixin`: the module, optimizer,
+learning-rate schedule and data loaders are prepared by an
+:class:`accelerate.Accelerator`, so ``accelerate launch --num_processes N script.py``
+trains one model data-parallel on N devices, and the same script without the launcher
+trains on the one visible device.
+"""
+
+from __future__ import annotations
+
+from skorch.hf import AccelerateMixin
+
+from tlestimators.estimators._base import TransferNet
+from tlestimators.estimators.finetune import FineTuneClassifier
+
+__all__ = ["AcceleratedFineTuneClassifier", "AcceleratedTransferNet"]
+
+
+class AcceleratedTransferNet(AccelerateMixin, TransferNet):
+    """:class:`TransferNet` trained through an :class:`accelerate.Accelerator`.
+
+    Mixed precision comes from the accelerator (``Accelerator(mixed_precision=...)``)
+    rather than :class:`TransferNet`'s own CUDA autocast, which is off here because
+    the accelerator, not skorch, places the module (``device=None``).
+
+    After training, skorch unwraps the module; this class also swaps the prepared
+    optimizer and learning-rate schedule back to the plain torch objects and drops
+    the accelerator's references to them, so the fitted net pickles (a prepared
+    optimizer carries a patched bound ``step`` that pickle cannot serialise).
+    """
+
+    def on_train_end(self, net, X=None, y=None, **kwargs):
+        super().on_train_end(net, X=X, y=y, **kwargs)
+        if self.unwrap_after_train:
+            self._release_prepared()
+        return self
+
+    def _release_prepared(self):
+        from accelerate.optimizer import AcceleratedOptimizer
+        from accelerate.scheduler import AcceleratedScheduler
+
+        plain = {}
+        for name in self._optimizers:
+            opt = getattr(self, name + "_", None)
+            if isinstance(opt, AcceleratedOptimizer):
+                plain[id(opt)] = opt.optimizer
+                setattr(self, name + "_", opt.optimizer)
+        for _, cb in getattr(self, "callbacks_", []):
+            # skorch's LRScheduler keeps the torch scheduler in ``lr_scheduler_``; it
+            # still points at the prepared optimizer.
+            for attr in ("lr_scheduler_", "policy_"):
+                sched = getattr(cb, attr, None)
+                if isinstance(sched, AcceleratedScheduler):
+                    sched = sched.scheduler
+                    setattr(cb, attr, sched)
+                if id(getattr(sched, "optimizer", None)) in plain:
+                    sched.optimizer = plain[id(sched.optimizer)]
+        for attr in ("_optimizers", "_schedulers", "_models", "_dataloaders"):
+            prepared = getattr(self.accelerator, attr, None)
+            if isinstance(prepared, list):
+                prepared.clear()
+        # The unwrapped module sits on the accelerator's device; say so, so that a
+        # pickled net reloads there (or falls back to the CPU) without skorch's
+        # "device was not specified" warning.
+        self.device = str(self.accelerator.device)
+
+
+class AcceleratedFineTuneClassifier(FineTuneClassifier):
+    """Fine-tune a pretrained backbone, data-parallel over devices with Accelerate.
+
+    Identical to :class:`~tlestimators.FineTuneClassifier` (same parameters, same
+    fitted attributes) plus ``accelerator``. Run the training script under
+    ``accelerate launch`` to train one model on several GPUs: each process sees every
+    sample, the prepared data loaders give each one a disjoint slice of every epoch,
+    and gradients are averaged across processes.
+
+    Parameters
+    ----------
+    backbone : str or Backbone, default="efficientnet_lite0"
+        Registry name or backbone instance (deep-copied; never modified).
+    accelerator : accelerate.Accelerator, default=None
+        The accelerator that prepares training (mixed precision, gradient
+        accumulation, distributed setup). ``None`` builds ``Accelerator()`` at fit
+        time, which picks up the configuration of ``accelerate launch`` /
+        ``accelerate config``. With an accelerator that places devices (the
+        default), ``device`` is ignored: the accelerator decides.
+    backbone_kwargs, head, head_dropout, unfreeze, unfreeze_every, lr, backbone_lr, \
+layer_decay, warmup, weight_decay, label_smoothing, augment, max_epochs, batch_size, \
+early_stopping, validation_fraction, patience, class_weight, callbacks, num_workers, \
+device, random_state, verbose
+        As in :class:`~tlestimators.FineTuneClassifier`. ``batch_size`` is per process:
+        the global batch is ``batch_size * num_processes``.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+        Class labels.
+    net_ : AcceleratedTransferNet
+        The fitted skorch net. After training its module is unwrapped from the
+        distributed wrapper, so the estimator predicts and pickles like any other.
+    accelerator_ : accelerate.Accelerator
+        The accelerator used (``accelerator`` or the one built at fit time); use
+        ``accelerator_.is_main_process`` to save or log from one process only.
+    n_layer_groups_ : int
+        Layer groups of the backbone.
+
+    See Also
+    --------
+    FineTuneClassifier : the same on one device, without Accelerate.
+    tlestimators.distributed.parallel_backend : many models at once on a cluster.
+
+    Notes
+    -----
+    Multi-process runs: launch with ``accelerate launch --multi_gpu --num_processes N
+    train.py``. Every process runs the whole script; save the fitted model from the
+    main process only. Do not put this estimator inside a joblib-parallel grid search:
+    each candidate would start its own distributed run.
+
+    Examples
+    --------
+    >>> from accelerate import Accelerator
+    >>> from sklearn.datasets import load_iris
+    >>> from tlestimators.distributed import AcceleratedFineTuneClassifier
+    >>> X, y = load_iris(return_X_y=True)
+    >>> clf = AcceleratedFineTuneClassifier(
+    ...     "mlp", accelerator=Accelerator(cpu=True), backbone_kwargs={"hidden_sizes": (32,)},
+    ...     lr=1e-2, max_epochs=30, random_state=0).fit(X, y)
+    >>> clf.score(X, y) > 0.9
+    True
+    """
+
+    def __init__(
+        self,
+        backbone="efficientnet_lite0",
+        *,
+        accelerator=None,
+        backbone_kwargs=None,
+        head="linear",
+        head_dropout=0.0,
+        unfreeze="all",
+        unfreeze_every=1,
+        lr=1e-3,
+        backbone_lr=None,
+        layer_decay=None,
+        warmup=0.1,
+        weight_decay=0.01,
+        label_smoothing=0.0,
+        augment=True,
+        max_epochs=10,
+        batch_size=32,
+        early_stopping=False,
+        validation_fraction=0.1,
+        patience=5,
+        class_weight=None,
+        callbacks=None,
+        num_workers=0,
+        device="auto",
+        random_state=None,
+        verbose=0,
+    ):
+        self.backbone = backbone
+        self.accelerator = accelerator
+        self.backbone_kwargs = backbone_kwargs
+        self.head = head
+        self.head_dropout = head_dropout
+        self.unfreeze = unfreeze
+        self.unfreeze_every = unfreeze_every
+        self.lr = lr
+        self.backbone_lr = backbone_lr
+        self.layer_decay = layer_decay
+        self.warmup = warmup
+        self.weight_decay = weight_decay
+        self.label_smoothing = label_smoothing
+        self.augment = augment
+        self.max_epochs = max_epochs
+        self.batch_size = batch_size
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.patience = patience
+        self.class_weight = class_weight
+        self.callbacks = callbacks
+        self.num_workers = num_workers
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def _check_accelerator(self):
+        try:
+            from accelerate import Accelerator
+        except ImportError as exc:
+            raise ImportError(
+                "AcceleratedFineTuneClassifier needs accelerate: "
+                "pip install 'tlestimators[distributed]'"
+            ) from exc
+        if self.accelerator is None:
+            return Accelerator()
+        if not isinstance(self.accelerator, Accelerator):
+            raise TypeError(
+                "accelerator must be None or an accelerate.Accelerator, got "
+                f"{type(self.accelerator).__name__}: {self.accelerator!r}"
+            )
+        return self.accelerator
+
+    def fit(self, X, y):
+        """Fine-tune through the accelerator (see :meth:`FineTuneClassifier.fit`).
+
+        Parameters
+        ----------
+        X : images, texts or 2-D features
+            Input of the backbone's modality.
+        y : array-like of shape (n_samples,)
+            Labels (any sklearn-valid type).
+
+        Returns
+        -------
+        self : AcceleratedFineTuneClassifier
+        """
+        self.accelerator_ = self._check_accelerator()
+        return super().fit(X, y)
+
+    def _make_net(self, **net_kwargs):
+        accelerator = self.accelerator_
+        if accelerator.device_placement:
+            # skorch refuses a device when the accelerator places modules itself.
+            net_kwargs["device"] = None
+        # Pinned memory is the accelerator's call too (it moves the batches).
+        for key in ("iterator_train__pin_memory", "iterator_valid__pin_memory"):
+            net_kwargs.pop(key, None)
+        if not net_kwargs.get("verbose"):
+            # skorch's PrintLog ignores verbose=0 for any sink but the builtin print,
+            # and AccelerateMixin's default sink is accelerator.print.
+            net_kwargs["callbacks__print_log__sink"] = print
+        return AcceleratedTransferNet(accelerator=accelerator, **net_kwargs)
