@@ -1,22 +1,54 @@
+import os
+import subprocess
+import sys
+import textwrap
+
 import numpy as np
 import pytest
 import torch
+from _tiny_backbones import TinyConvBackbone, make_image_blobs
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
 
-from tlestimators import create_backbone
-from tlestimators.features import compute_embeddings, feature_cache
+from tlestimators import BackboneEmbedder, create_backbone
+from tlestimators.features import (
+    backbone_fingerprint,
+    compute_embeddings,
+    feature_cache,
+    set_feature_cache_limit,
+)
 
 
 @pytest.fixture(autouse=True)
 def _fresh_cache():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny models: threads only spin-wait on a loaded machine
     feature_cache().clear()
-    feature_cache().set_max_bytes(1 << 30)
+    set_feature_cache_limit(1 << 30)
     yield
     feature_cache().clear()
-    feature_cache().set_max_bytes(1 << 30)
+    set_feature_cache_limit(1 << 30)
+    torch.set_num_threads(n)
 
 
 def _mlp(**kw):
     return create_backbone("mlp", in_features=10, hidden_sizes=(16,), **kw)
+
+
+class _CountingForward:
+    """Counts rows the backbone really computes."""
+
+    def __init__(self, monkeypatch, cls):
+        self.rows = 0
+        orig = cls.forward
+
+        def forward(module, batch):
+            self.rows += len(batch)
+            return orig(module, batch)
+
+        monkeypatch.setattr(cls, "forward", forward)
 
 
 def test_compute_embeddings_matches_plain_forward(rng):
@@ -32,22 +64,182 @@ def test_compute_embeddings_matches_plain_forward(rng):
 def test_cache_computes_only_missing_items(rng, monkeypatch):
     bb = _mlp()
     X = rng.normal(size=(40, 10)).astype(np.float32)
-    calls = []
-    orig = type(bb).forward
-
-    def counting_forward(self, batch):
-        calls.append(len(batch))
-        return orig(self, batch)
-
-    monkeypatch.setattr(type(bb), "forward", counting_forward)
+    count = _CountingForward(monkeypatch, type(bb))
     first = compute_embeddings(bb, X[:30])
-    assert sum(calls) == 30
-    calls.clear()
+    assert count.rows == 30
     both = compute_embeddings(bb, X)  # 30 cached + 10 new
-    assert sum(calls) == 10
+    assert count.rows == 40
     np.testing.assert_array_equal(both[:30], first)
-    calls.clear()
     again = compute_embeddings(bb, X[::-1])
-    assert calls == []
+    assert count.rows == 40
     np.testing.assert_array_equal(again, both[::-1])
     assert feature_cache().hits == 30 + 40 and feature_cache().misses == 40
+    dup = compute_embeddings(_mlp(seed=5), np.vstack([X[:3], X[:3]]))
+    assert count.rows == 43  # repeated items inside one call are computed once
+    np.testing.assert_array_equal(dup[:3], dup[3:])
+
+
+def test_cache_is_never_stale_after_weights_or_preprocessing_change(rng):
+    bb = _mlp()
+    X = rng.normal(size=(20, 10)).astype(np.float32)
+    before = compute_embeddings(bb, X)
+    fp = backbone_fingerprint(bb)
+    with torch.no_grad():  # in-place update, as an optimizer step does
+        bb.blocks[0][0].weight.mul_(2.0)
+    assert backbone_fingerprint(bb) != fp
+    after = compute_embeddings(bb, X)
+    with torch.no_grad():
+        ref = bb(torch.from_numpy(X)).numpy()
+    np.testing.assert_allclose(after, ref, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(after, before)
+    # reloading the original weights gives the original embeddings back (from cache)
+    bb.load_state_dict(_mlp().state_dict())
+    np.testing.assert_array_equal(compute_embeddings(bb, X), before)
+
+    # preprocessing change: another input size is another key
+    imgs, _ = make_image_blobs(n_per_class=4, size=20)
+    e16 = compute_embeddings(TinyConvBackbone(img_size=16), imgs)
+    e12 = compute_embeddings(TinyConvBackbone(img_size=12), imgs)
+    with torch.no_grad():
+        bb12 = TinyConvBackbone(img_size=12).eval()
+        ref12 = bb12(bb12.preprocess(imgs)).numpy()
+    np.testing.assert_allclose(e12, ref12, rtol=1e-4, atol=1e-5)
+    assert not np.allclose(e16, e12)
+
+
+def test_memory_cache_is_bounded_lru(rng):
+    bb = _mlp()
+    X = rng.normal(size=(200, 10)).astype(np.float32)
+    row_cost = 16 * 4 + 200
+    set_feature_cache_limit(50 * row_cost)
+    compute_embeddings(bb, X)
+    cache = feature_cache()
+    assert len(cache) == 50 and cache.nbytes <= 50 * row_cost
+    # the most recent rows are the ones kept
+    compute_embeddings(bb, X[-50:])
+    assert cache.hits == 50
+    with pytest.raises(ValueError, match="max_bytes"):
+        set_feature_cache_limit(-1)
+
+
+def test_image_file_items_are_keyed_by_content_version(tmp_path, monkeypatch):
+    from PIL import Image
+
+    imgs, _ = make_image_blobs(n_per_class=3, size=16)
+    paths = []
+    for i, im in enumerate(imgs):
+        p = tmp_path / f"{i}.png"
+        Image.fromarray(im).save(p)
+        paths.append(str(p))
+    bb = TinyConvBackbone()
+    items = bb.check_input(paths)
+    count = _CountingForward(monkeypatch, TinyConvBackbone)
+    first = compute_embeddings(bb, items)
+    compute_embeddings(bb, items)
+    assert count.rows == 6
+    np.testing.assert_allclose(first, compute_embeddings(bb, imgs, cache=False), atol=1e-5)
+    Image.fromarray(255 - imgs[0]).save(paths[0])  # edit one file
+    os.utime(paths[0], ns=(1, 10**18))
+    assert count.rows == 12
+    changed = compute_embeddings(bb, bb.check_input(paths))
+    assert count.rows == 13
+    assert not np.allclose(changed[0], first[0])
+    np.testing.assert_array_equal(changed[1:], first[1:])
+
+
+_CHILD = textwrap.dedent(
+    """
+    import sys, numpy as np
+    from tlestimators import create_backbone
+    from tlestimators.features import compute_embeddings, feature_cache
+    bb = create_backbone("mlp", in_features=10, hidden_sizes=(16,))
+    X = np.random.default_rng(int(sys.argv[2])).normal(size=(int(sys.argv[3]), 10))
+    e = compute_embeddings(bb, X.astype(np.float32), cache=sys.argv[1])
+    np.save(sys.argv[4], e)
+    print(feature_cache().misses)
+    """
+)
+
+
+def test_persistent_directory_survives_processes_and_concurrent_writers(tmp_path, monkeypatch):
+    d = tmp_path / "cache"
+    script = tmp_path / "child.py"
+    script.write_text(_CHILD)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    # two processes write the same and different items at the same time
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(script), str(d), str(seed), "60", str(tmp_path / f"{k}.npy")],
+            stdout=subprocess.PIPE, text=True, env=env,
+        )
+        for k, seed in enumerate([0, 0, 1])
+    ]
+    misses = []
+    for p in procs:
+        out, _ = p.communicate(timeout=120)
+        assert p.returncode == 0
+        misses.append(int(out))
+    # the second writer of the same items may already find the first one's shards
+    assert misses[0] + misses[1] in (60, 120) and misses[2] == 60
+    assert not list(d.rglob("*.tmp"))  # every write was renamed into place
+    bb = _mlp()
+    count = _CountingForward(monkeypatch, type(bb))
+    for k, seed in enumerate([0, 0, 1]):
+        X = np.random.default_rng(seed).normal(size=(60, 10)).astype(np.float32)
+        got = compute_embeddings(bb, X, cache=d)
+        np.testing.assert_allclose(got, np.load(tmp_path / f"{k}.npy"))
+        np.testing.assert_allclose(got, compute_embeddings(bb, X, cache=False), atol=1e-6)
+    assert feature_cache().misses == 0  # everything came from the directory
+    assert count.rows == 180  # only the three cache=False passes ran the backbone
+    # a changed backbone never reads those files
+    other = _mlp(seed=1)
+    X = np.random.default_rng(0).normal(size=(60, 10)).astype(np.float32)
+    np.testing.assert_allclose(
+        compute_embeddings(other, X, cache=d), compute_embeddings(other, X, cache=False),
+        atol=1e-6,
+    )
+
+
+def test_embedder_clones_share_the_cache(rng):
+    X = rng.normal(size=(50, 10)).astype(np.float32)
+    emb = BackboneEmbedder("mlp", backbone_kwargs={"hidden_sizes": (16,)}, device="cpu")
+    Z = emb.fit_transform(X)
+    misses = feature_cache().misses
+    Z2 = clone(emb).fit(X).transform(X)
+    assert feature_cache().misses == misses == 50
+    np.testing.assert_array_equal(Z, Z2)
+    names = emb.get_feature_names_out()
+    assert names.shape == (16,) and names[0] == "backboneembedder0"
+
+
+def test_embedder_images_in_pipeline_and_normalize():
+    X, y = make_image_blobs(n_per_class=20, size=16, n_classes=3)
+    emb = BackboneEmbedder(TinyConvBackbone(), device="cpu", batch_size=8)
+    pipe = make_pipeline(emb, LogisticRegression(max_iter=2000)).fit(X, y)
+    assert pipe.score(X, y) > 0.9
+    Z = clone(emb).set_params(normalize=True).fit_transform(X)
+    np.testing.assert_allclose(np.linalg.norm(Z, axis=1), 1.0, rtol=1e-5)
+
+
+def test_embedder_bad_input():
+    emb = BackboneEmbedder("mlp", backbone_kwargs={"hidden_sizes": (4,)}, device="cpu")
+    with pytest.raises(NotFittedError):
+        emb.transform(np.zeros((2, 3)))
+    with pytest.raises(TypeError, match="X holds strings"):
+        emb.fit(["a text", "another"])
+    emb.fit(np.zeros((3, 5)))
+    with pytest.raises(ValueError, match="X has 4 features, but BackboneEmbedder is expecting 5"):
+        emb.transform(np.zeros((2, 4)))
+    img = BackboneEmbedder(TinyConvBackbone(), device="cpu")
+    with pytest.raises(TypeError, match="not image files"):
+        img.fit(["hello", "world"])
+    with pytest.raises(ValueError, match="batch_size must be an int >= 1"):
+        clone(emb).set_params(batch_size=0).fit(np.zeros((3, 5)))
+    with pytest.raises(TypeError, match="cache must be True"):
+        clone(emb).set_params(cache=3).fit(np.zeros((3, 5)))
+
+
+def test_verbose_shows_progress(rng, capsys):
+    X = rng.normal(size=(40, 10)).astype(np.float32)
+    compute_embeddings(_mlp(), X, batch_size=8, verbose=1)
+    assert "embedding" in capsys.readouterr().err

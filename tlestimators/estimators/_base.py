@@ -416,18 +416,19 @@ def make_valid_split(validation_fraction, n_samples, n_classes, random_state=Non
     return ValidSplit(validation_fraction, stratified=True, random_state=random_state)
 
 
-def _ndim(X):
+def _is_numeric_1d(X):
     try:
-        return np.asarray(X).ndim
+        arr = np.asarray(X)
     except Exception:  # ragged or exotic input: data.check_input reports it
-        return None
+        return False
+    return arr.ndim == 1 and arr.dtype.kind in "biufc"
 
 
 def validate_feature_input(estimator, X, modality, reset, name="X"):
     """``data.check_input`` plus sklearn's feature-count/name checks for 2-D features."""
     from sklearn.utils.validation import _check_feature_names, _check_n_features
 
-    if modality == "features" and not hasattr(X, "tocsr") and _ndim(X) == 1:
+    if modality == "features" and not hasattr(X, "tocsr") and _is_numeric_1d(X):
         raise ValueError(
             f"Expected a 2-D array for {name}, got a 1-D array instead: {name}.shape="
             f"{np.asarray(X).shape}. Reshape your data either using array.reshape(-1, 1) if your "
