@@ -1,0 +1,161 @@
+import numpy as np
+import pytest
+import torch
+from _tiny_backbones import TinyConvBackbone, make_image_blobs
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+from sklearn.model_selection import GridSearchCV
+
+from tlestimators import FrozenFeatureClassifier
+from tlestimators.exceptions import TrainingDivergedError
+from tlestimators.features import feature_cache
+
+MLP = {"hidden_sizes": (32,)}
+
+
+@pytest.fixture(autouse=True)
+def _setup():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny models: threads only spin-wait on a loaded machine
+    feature_cache().clear()
+    yield
+    torch.set_num_threads(n)
+
+
+def _clf(**kw):
+    params = dict(backbone_kwargs=MLP, lr=1e-2, max_epochs=30, batch_size=32, device="cpu",
+                  random_state=0)
+    params.update(kw)
+    return FrozenFeatureClassifier("mlp", **params)
+
+
+def test_learns_on_images_with_string_labels():
+    X, y = make_image_blobs(n_per_class=25, size=16, n_classes=3)
+    labels = np.array(["ant", "bee", "wasp"])[y]
+    clf = FrozenFeatureClassifier(TinyConvBackbone(), lr=1e-2, max_epochs=40, device="cpu",
+                                  random_state=0).fit(X, labels)
+    assert list(clf.classes_) == ["ant", "bee", "wasp"]
+    pred = clf.predict(X)
+    assert pred.dtype == labels.dtype and np.mean(pred == labels) > 0.9
+    proba = clf.predict_proba(X)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    np.testing.assert_array_equal(clf.classes_[proba.argmax(1)], pred)
+    assert clf.decision_function(X).shape == (75, 3)
+    losses = clf.net_.history[:, "train_loss"]
+    assert losses[-1] < 0.5 * losses[0]
+
+
+def test_binary_decision_function_matches_proba(blobs):
+    X, y = blobs
+    mask = y < 2
+    clf = _clf().fit(X[mask], y[mask])
+    d = clf.decision_function(X[mask])
+    assert d.shape == (mask.sum(),)
+    np.testing.assert_array_equal(d > 0, clf.predict_proba(X[mask])[:, 1] > 0.5)
+
+
+def test_head_mlp_and_random_state_reproducible(blobs):
+    X, y = blobs
+    a = _clf(head="mlp", head_dropout=0.2).fit(X, y).predict_proba(X)
+    b = _clf(head="mlp", head_dropout=0.2).fit(X, y).predict_proba(X)
+    c = _clf(head="mlp", head_dropout=0.2, random_state=1).fit(X, y).predict_proba(X)
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a, c)
+    assert (a.argmax(1) == y).mean() > 0.9
+
+
+def test_class_weight_shifts_decisions_to_the_weighted_class():
+    rng = np.random.default_rng(0)
+    X = np.r_[rng.normal(0, 1, (180, 4)), rng.normal(1.0, 1, (20, 4))].astype(np.float32)
+    y = np.r_[np.zeros(180, int), np.ones(20, int)]
+    plain = _clf(max_epochs=40).fit(X, y)
+    balanced = _clf(max_epochs=40, class_weight="balanced").fit(X, y)
+    recall = lambda m: (m.predict(X)[y == 1] == 1).mean()  # noqa: E731
+    assert recall(balanced) > recall(plain) + 0.2
+    heavy = _clf(max_epochs=40, class_weight={0: 1.0, 1: 50.0}).fit(X, y)
+    assert (heavy.predict(X) == 1).mean() > 0.3
+    with pytest.raises(ValueError, match=r"class_weight has labels \[7\]"):
+        _clf(class_weight={0: 1.0, 7: 2.0}).fit(X, y)
+
+
+def test_early_stopping_restores_best_and_stops(rng):
+    # random labels: the validation loss soon rises while the training loss falls
+    X = rng.normal(size=(200, 10)).astype(np.float32)
+    y = rng.integers(0, 2, 200)
+    clf = _clf(early_stopping=True, patience=3, max_epochs=300, lr=5e-2,
+               head="mlp").fit(X, y)
+    hist = clf.net_.history
+    valid = np.asarray(hist[:, "valid_loss"])
+    best = int(np.argmin(valid))
+    assert len(hist) < 300 and len(hist) == best + 1 + 3
+    # the restored head is the best epoch's: its validation loss is the minimum again
+    ds = clf.net_.get_split_datasets(clf._embed(X, "cpu"), y)[1]
+    loss = clf.net_.get_loss(clf.net_.forward(ds), torch.as_tensor(y[ds.indices]))
+    assert float(loss) == pytest.approx(valid[best], rel=1e-4)
+
+
+def test_verbose_prints_progress(blobs, capsys):
+    X, y = blobs
+    _clf(max_epochs=2, verbose=1).fit(X, y)
+    out = capsys.readouterr().out
+    assert "train_loss" in out and "epoch" in out
+
+
+def test_grid_search_reuses_cached_embeddings(blobs):
+    X, y = blobs
+    gs = GridSearchCV(_clf(max_epochs=5), {"head": ["linear", "mlp"], "lr": [1e-2, 3e-2]},
+                      cv=3).fit(X, y)
+    assert gs.best_score_ > 0.9
+    # 4 grid points x 3 folds x (fit + score) + refit, yet each sample embedded once
+    assert feature_cache().misses == len(X)
+    assert feature_cache().hits >= 12 * len(X)
+
+
+def test_bad_input_errors(blobs):
+    X, y = blobs
+    with pytest.raises(NotFittedError):
+        _clf().predict(X)
+    with pytest.raises(NotFittedError):
+        _clf().predict_proba(X)
+    with pytest.raises(ValueError, match="only one class"):
+        _clf().fit(X, np.zeros(len(X)))
+    with pytest.raises(ValueError, match="Unknown label type"):
+        _clf().fit(X, np.linspace(0, 1, len(X)))
+    with pytest.raises(TypeError, match="X holds strings"):
+        _clf().fit(["a", "b", "c"], [0, 1, 0])
+    img = FrozenFeatureClassifier(TinyConvBackbone(), device="cpu")
+    with pytest.raises(ValueError, match="expected \\(N, 3, H, W\\) RGB images"):
+        img.fit(X, y)  # 2-D feature vectors given to an image backbone
+    clf = _clf(max_epochs=2).fit(X, y)
+    with pytest.raises(ValueError, match=r"y contains labels not seen at fit: \[5\]"):
+        clf.score(X[:3], [0, 1, 5])
+    with pytest.raises(ValueError, match="X has 3 features, but FrozenFeatureClassifier"):
+        clf.predict(X[:, :3])
+    with pytest.raises(ValueError, match="validation_fraction=0.1 of 12 samples"):
+        _clf(early_stopping=True).fit(X[:12], y[:12])
+    for param, value, msg in [
+        ("head", "svm", "head must be 'linear', 'mlp'"),
+        ("lr", 0, "lr must be a float > 0"),
+        ("max_epochs", 0, "max_epochs must be an int >= 1"),
+        ("batch_size", 1.5, "batch_size must be an int >= 1"),
+        ("validation_fraction", 1.5, "validation_fraction must be a float in"),
+        ("device", "tpu", "device='tpu' is not a valid torch device"),
+    ]:
+        est = _clf(**{param: value})
+        if param == "validation_fraction":
+            est.set_params(early_stopping=True)
+        with pytest.raises(ValueError, match=msg):
+            est.fit(X, y)
+
+
+def test_nan_loss_stops_with_an_error(blobs):
+    X, y = blobs
+    with pytest.raises(TrainingDivergedError, match="loss is (nan|inf)"):
+        _clf(lr=1e30, max_epochs=20, standardize=False).fit(X * 1e3, y)
+
+
+def test_clone_of_fitted_is_unfitted(blobs):
+    X, y = blobs
+    clf = _clf(max_epochs=2).fit(X, y)
+    with pytest.raises(NotFittedError):
+        clone(clf).predict(X)
