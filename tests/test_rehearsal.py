@@ -340,3 +340,22 @@ def test_sklearn_contract_clone_pipeline_gridsearch(digits_stream):
     gs = GridSearchCV(_learner(epochs_per_experience=2), {"lr": [1e-4, 1e-2]}, cv=2).fit(X, y)
     assert gs.best_params_ == {"lr": 1e-2}
     assert pickle.loads(pickle.dumps(gs.best_estimator_)).score(X, y) == gs.best_estimator_.score(X, y)
+
+
+def test_ace_loss_shields_old_outputs_from_the_new_classes(digits_stream):
+    (X0, y0), (Xt0, _) = digits_stream[0]
+    (X1, y1), _ = digits_stream[1]
+
+    def old_logit_drop(loss):
+        clf = _learner(memory_size=0, replay_loss=loss)
+        clf.partial_fit(X0, y0)
+        before = clf.decision_function(Xt0)[:, :2].max(axis=1)
+        clf.partial_fit(X1, y1)
+        return (before - clf.decision_function(Xt0)[:, :2].max(axis=1)).mean(), clf
+
+    drop_ce, _ = old_logit_drop("ce")
+    drop_ace, ace = old_logit_drop("ace")
+    assert drop_ace < 0.5 * drop_ce
+    assert ace.score(*digits_stream[1][1]) > 0.7  # the new classes are still learnt
+    with pytest.raises(ValueError, match="replay_loss must be 'ce' or 'ace'"):
+        _learner(replay_loss="x").partial_fit(X0, y0)

@@ -34,6 +34,7 @@ from tlestimators.estimators._base import (
     check_positive_int,
     check_random_state_int,
     make_head,
+    passthrough_collate,
     resolve_device,
     validate_feature_input,
 )
@@ -88,6 +89,40 @@ class _ContinualTerms:
         self.ewc_lambda = 0.0
         self.anchors = {}
         self.fishers = {}
+        self.current_classes = None  # bool mask over outputs, for the asymmetric loss
+
+
+class _ArrayDataset(torch.utils.data.Dataset):
+    """Rows of a dense or CSR float array fetched a whole batch at a time.
+
+    ``__getitems__`` lets the DataLoader slice the array once per batch instead of
+    collating ``batch_size`` single rows, which is most of the per-step cost of a
+    small network on feature vectors.
+    """
+
+    def __init__(self, X, y=None):
+        self.X = X
+        self.y = np.zeros(X.shape[0], dtype=np.int64) if y is None else np.asarray(y, np.int64)
+
+    def __len__(self):
+        return self.X.shape[0]
+
+    def __getitem__(self, i):
+        return self.__getitems__([i])
+
+    def __getitems__(self, indices):
+        idx = np.asarray(indices, dtype=np.int64)
+        xb = self.X[idx]
+        if hasattr(xb, "toarray"):
+            xb = xb.toarray()
+        return torch.from_numpy(np.asarray(xb, dtype=np.float32)), torch.from_numpy(self.y[idx])
+
+
+def _make_dataset(items, y=None):
+    is_array = isinstance(items, np.ndarray) and items.ndim == 2 and items.dtype.kind == "f"
+    if is_array or hasattr(items, "tocsr"):
+        return _ArrayDataset(items, y)
+    return ItemDataset(items, y)
 
 
 class _RehearsalNet(NeuralNet):
@@ -108,7 +143,12 @@ class _RehearsalNet(NeuralNet):
         return self.module_(to_device(x, self.device))
 
     def get_iterator(self, dataset, training=False):
-        collate = Collate(self.module_.backbone, train=training) if self.raw_items_ else None
+        if isinstance(dataset, _ArrayDataset):
+            collate = passthrough_collate
+        elif self.raw_items_:
+            collate = Collate(self.module_.backbone, train=training)
+        else:
+            collate = None
         if training and self.replay_ is not None:
             n_new, n_mem, ratio = self.replay_
             sampler = _ReplayBatchSampler(n_new, n_mem, self.batch_size, ratio)
@@ -118,10 +158,21 @@ class _RehearsalNet(NeuralNet):
         )
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
-        loss = super().get_loss(y_pred, y_true, X=X, training=training)
         terms = getattr(self, "continual_", None)
         if not training or terms is None:
-            return loss
+            return super().get_loss(y_pred, y_true, X=X, training=training)
+        if terms.current_classes is not None:
+            # ER-ACE: examples of this experience's classes compete only among those
+            # classes, so they do not push the old classes' logits down; replayed
+            # examples of other classes use every output.
+            y_true = y_true.to(y_pred.device)
+            mask = terms.current_classes.to(y_pred.device)
+            own = mask[y_true]
+            masked = y_pred.masked_fill(~mask, float("-inf"))
+            logits = torch.where(own[:, None], masked, y_pred)
+            loss = nn.functional.cross_entropy(logits, y_true)
+        else:
+            loss = super().get_loss(y_pred, y_true, X=X, training=training)
         if terms.distill_weight > 0 and terms.teacher is not None:
             with torch.no_grad():
                 t_logits = terms.teacher(to_device(X, self.device))
@@ -237,6 +288,15 @@ class RehearsalLearner(BackboneParamsMixin, ClassifierMixin, BaseEstimator):
         ``batch_size * (1 - replay_ratio)`` new examples plus the rest replayed, and an
         epoch is one pass over the new examples. ``None`` concatenates the memory with
         the experience's data and shuffles them together (Avalanche's ``Replay``).
+    replay_loss : {"ce", "ace"}, default="ce"
+        ``"ce"``: plain cross-entropy on new and replayed examples alike. ``"ace"``:
+        asymmetric cross-entropy (ER-ACE): an example of a class of the current
+        experience is scored only against the current experience's classes, so learning
+        new classes does not push the old classes' outputs down; replayed examples of
+        other classes use every output. It counters the bias towards the newest classes
+        in class-incremental streams and is plain cross-entropy in domain-incremental ones.
+        An experience with a single class is trained with plain cross-entropy (the masked
+        loss would be 0 there).
     ewc_lambda : float, default=0.0
         Weight of the EWC penalty ``0.5 * sum F (theta - theta*)^2``; 0 disables it.
     distill_weight : float, default=0.0
@@ -315,6 +375,8 @@ class RehearsalLearner(BackboneParamsMixin, ClassifierMixin, BaseEstimator):
     .. [3] Z. Li and D. Hoiem, "Learning without Forgetting", ECCV 2016.
     .. [4] A. Chaudhry et al., "On Tiny Episodic Memories in Continual Learning", 2019.
     .. [5] J. Schwarz et al., "Progress & Compress", ICML 2018 (online EWC).
+    .. [6] L. Caccia et al., "New Insights on Reducing Abrupt Representation Change in
+       Online Continual Learning", ICLR 2022 (ER-ACE).
 
     Examples
     --------
@@ -340,6 +402,7 @@ class RehearsalLearner(BackboneParamsMixin, ClassifierMixin, BaseEstimator):
         memory_size=200,
         policy="reservoir",
         replay_ratio=0.5,
+        replay_loss="ce",
         ewc_lambda=0.0,
         distill_weight=0.0,
         distill_temperature=2.0,
@@ -360,6 +423,7 @@ class RehearsalLearner(BackboneParamsMixin, ClassifierMixin, BaseEstimator):
         self.memory_size = memory_size
         self.policy = policy
         self.replay_ratio = replay_ratio
+        self.replay_loss = replay_loss
         self.ewc_lambda = ewc_lambda
         self.distill_weight = distill_weight
         self.distill_temperature = distill_temperature
@@ -383,6 +447,8 @@ class RehearsalLearner(BackboneParamsMixin, ClassifierMixin, BaseEstimator):
             isinstance(r, bool) or not isinstance(r, numbers.Real) or not 0 <= r < 1
         ):
             raise ValueError(f"replay_ratio must be None or a float in [0, 1), got {r!r}.")
+        if self.replay_loss not in ("ce", "ace"):
+            raise ValueError(f"replay_loss must be 'ce' or 'ace', got {self.replay_loss!r}.")
         for name in ("ewc_lambda", "distill_weight", "weight_decay"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, numbers.Real) or not v >= 0:
@@ -734,7 +800,7 @@ class RehearsalLearner(BackboneParamsMixin, ClassifierMixin, BaseEstimator):
             all_y = np.concatenate([y_idx, self._encode(mem.y_)])
         else:
             all_items, all_y = items, y_idx
-        dataset = ItemDataset(self._net_inputs(all_items), all_y)
+        dataset = _make_dataset(self._net_inputs(all_items), all_y)
         n_mem = len(all_y) - n_new
         net.replay_ = (n_new, n_mem, float(ratio)) if use_mem and ratio is not None else None
         terms = _ContinualTerms()
@@ -746,6 +812,12 @@ class RehearsalLearner(BackboneParamsMixin, ClassifierMixin, BaseEstimator):
             terms.ewc_lambda = float(self.ewc_lambda)
             terms.anchors = {k: v.to(self.device_) for k, v in self.ewc_anchor_.items()}
             terms.fishers = {k: v.to(self.device_) for k, v in self.fisher_.items()}
+        if self.replay_loss == "ace" and len(np.unique(y_idx)) > 1:
+            # with a single class the masked loss is 0 and that class could never be
+            # learnt: such an experience falls back to plain cross-entropy
+            mask = torch.zeros(len(self.class_order_), dtype=torch.bool)
+            mask[np.unique(y_idx)] = True
+            terms.current_classes = mask
         net.continual_ = terms
         net.set_params(
             lr=self.lr, max_epochs=self.epochs_per_experience, batch_size=self.batch_size,
@@ -772,7 +844,7 @@ class RehearsalLearner(BackboneParamsMixin, ClassifierMixin, BaseEstimator):
         module = self.net_.module_
         params = {n: p for n, p in module.named_parameters() if p.requires_grad}
         fisher = {n: torch.zeros_like(p) for n, p in params.items()}
-        dataset = ItemDataset(self._net_inputs(items), y_idx)
+        dataset = _make_dataset(self._net_inputs(items), y_idx)
         loader = self.net_.get_iterator(dataset, training=False)
         was_training = module.training
         module.eval()
@@ -812,7 +884,7 @@ class RehearsalLearner(BackboneParamsMixin, ClassifierMixin, BaseEstimator):
     def _logits(self, X, task_id=None):
         check_is_fitted(self, "net_")
         _, items = self._check_X(X, first=False)
-        out = self.net_.forward(ItemDataset(self._net_inputs(items)), training=False)
+        out = self.net_.forward(_make_dataset(self._net_inputs(items)), training=False)
         logits = out.float().cpu().numpy()
         if task_id is not None:
             if task_id not in self.task_classes_:
