@@ -1,0 +1,191 @@
+import numpy as np
+import pytest
+import torch
+from _tiny_backbones import TinyConvBackbone, make_image_blobs
+from skorch.callbacks import Callback
+
+from tlestimators import FineTuneClassifier
+from tlestimators.exceptions import TrainingDivergedError
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny models: threads only spin-wait on a loaded machine
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def images():
+    X, y = make_image_blobs(n_per_class=24, size=16, n_classes=2)
+    return X, np.array(["ant", "bee"])[y]
+
+
+def _ft(**kw):
+    params = dict(lr=1e-2, max_epochs=6, batch_size=16, device="cpu", random_state=0)
+    params.update(kw)
+    return FineTuneClassifier(TinyConvBackbone(), **params)
+
+
+def _state(clf_or_backbone):
+    bb = getattr(clf_or_backbone, "net_", None)
+    bb = bb.module_.backbone if bb is not None else clf_or_backbone
+    return {k: v.detach().clone() for k, v in bb.state_dict().items()}
+
+
+def _changed(before, after, prefix):
+    keys = [k for k in before if k.startswith(prefix)]
+    assert keys
+    return any(not torch.equal(before[k], after[k]) for k in keys)
+
+
+def test_finetune_learns_images_and_loss_falls(images):
+    X, y = images
+    clf = _ft(max_epochs=8).fit(X, y)
+    assert clf.score(X, y) > 0.9
+    losses = clf.net_.history[:, "train_loss"]
+    assert losses[-1] < 0.6 * losses[0]
+    assert clf.predict(X).dtype == y.dtype
+    assert clf.n_layer_groups_ == 3
+
+
+@pytest.mark.parametrize(
+    "unfreeze, trained",
+    [("head", []), (1, ["proj"]), (2, ["stage", "proj"]), ("all", ["stem", "stage", "proj"])],
+)
+def test_unfreeze_trains_exactly_the_requested_groups(images, unfreeze, trained):
+    X, y = images
+    before = _state(TinyConvBackbone())
+    clf = _ft(unfreeze=unfreeze, max_epochs=2).fit(X, y)
+    after = _state(clf)
+    for group in ["stem", "stage", "proj"]:
+        # weights and BatchNorm running statistics alike
+        assert _changed(before, after, group) == (group in trained), group
+    head = clf.net_.module_.head[-1].weight
+    assert head.abs().sum() > 0
+
+
+def test_frozen_batchnorm_statistics_stay_frozen(images):
+    X, y = images
+    before = _state(TinyConvBackbone())
+    clf = _ft(unfreeze=1, max_epochs=2).fit(X, y)
+    after = _state(clf)
+    for k in ("stem.1.running_mean", "stem.1.running_var", "stage.1.num_batches_tracked"):
+        assert torch.equal(before[k], after[k]), k
+    bn = clf.net_.module_.backbone.stem[1]
+    clf.net_.module_.train()
+    assert not bn.training  # frozen group's BN stays in eval mode in train()
+
+
+def test_gradual_unfreezing_schedule(images):
+    X, y = images
+    before = _state(TinyConvBackbone())
+    seen = []
+
+    class Spy(Callback):
+        def on_epoch_end(self, net, **kw):
+            seen.append(_changed(before, _state(net.module_.backbone), "stem"))
+
+    clf = _ft(unfreeze="gradual", unfreeze_every=2, max_epochs=7,
+              callbacks=[("spy", Spy())]).fit(X, y)
+    assert list(clf.net_.history[:, "unfrozen_groups"]) == [0, 0, 1, 1, 2, 2, 3]
+    # the input-side group starts changing only once it is unfrozen (epoch 7)
+    assert seen == [False] * 6 + [True]
+
+
+def test_layer_decay_and_warmup_cosine_schedule(images):
+    X, y = images
+    clf = _ft(unfreeze="all", lr=1e-2, backbone_lr=1e-3, layer_decay=0.5, warmup=0.25,
+              max_epochs=4, batch_size=8).fit(X, y)
+    opt = clf.net_.optimizer_
+    module = clf.net_.module_
+    group_of = {id(p): g for g in opt.param_groups for p in g["params"]}
+    init = lambda p: group_of[id(p)]["initial_lr"]  # noqa: E731
+    assert init(module.head[-1].weight) == pytest.approx(1e-2)
+    assert init(module.backbone.proj.weight) == pytest.approx(1e-3)
+    assert init(module.backbone.stage[0].weight) == pytest.approx(5e-4)
+    assert init(module.backbone.stem[0].weight) == pytest.approx(2.5e-4)
+    assert group_of[id(module.backbone.stem[0].bias)]["weight_decay"] == 0.0
+    assert group_of[id(module.backbone.stem[0].weight)]["weight_decay"] == 0.01
+    assert len(opt.param_groups) <= 8  # per-name groups were merged
+    lrs = np.asarray([b["event_lr"] for h in clf.net_.history for b in h["batches"]])
+    steps = len(lrs)
+    assert steps == 4 * 6  # 48 samples / 8
+    peak = int(np.argmax(lrs))
+    assert peak == round(0.25 * steps) - 1 or peak == round(0.25 * steps)
+    assert np.all(np.diff(lrs[: peak + 1]) > 0) and np.all(np.diff(lrs[peak:]) <= 1e-12)
+    assert lrs[-1] < 0.05 * lrs[peak]
+
+
+def test_augment_flag_reaches_preprocess(images, monkeypatch):
+    X, y = images
+    calls = []
+    orig = TinyConvBackbone.preprocess
+
+    def spy(self, items, train=False):
+        calls.append(train)
+        return orig(self, items, train=train)
+
+    monkeypatch.setattr(TinyConvBackbone, "preprocess", spy)
+    _ft(max_epochs=1).fit(X, y)
+    assert True in calls
+    calls.clear()
+    clf = _ft(max_epochs=1, augment=False).fit(X, y)
+    assert calls and not any(calls)
+    calls.clear()
+    clf.predict(X)
+    assert calls and not any(calls)
+
+
+def test_random_state_reproducible_and_label_smoothing(images):
+    X, y = images
+    a = _ft(max_epochs=2).fit(X, y).predict_proba(X)
+    b = _ft(max_epochs=2).fit(X, y).predict_proba(X)
+    np.testing.assert_array_equal(a, b)
+    smooth = _ft(max_epochs=2, label_smoothing=0.3).fit(X, y)
+    assert smooth.net_.criterion_.label_smoothing == pytest.approx(0.3)
+    assert not np.allclose(smooth.predict_proba(X), a)
+
+
+def test_mlp_features_gradual_and_early_stopping(blobs):
+    X, y = blobs
+    clf = FineTuneClassifier("mlp", backbone_kwargs={"hidden_sizes": (32, 16)},
+                             unfreeze="gradual", early_stopping=True, patience=3,
+                             max_epochs=30, lr=2e-2, device="auto", random_state=0).fit(X, y)
+    assert clf.net_.device == "cpu"
+    assert "valid_loss" in clf.net_.history[-1]
+    assert clf.score(X, y) > 0.9
+
+
+def test_last_batch_of_one_does_not_break_batchnorm(images):
+    X, y = images
+    idx = np.r_[0:9, 24:32]  # 17 samples, batch 16: a last batch of 1 is dropped
+    clf = _ft(max_epochs=2).fit(X[idx], y[idx])
+    assert [b["train_batch_size"] for b in clf.net_.history[-1, "batches"]] == [16]
+
+
+def test_bad_input_errors(images, blobs):
+    X, y = images
+    with pytest.raises(ValueError, match="unfreeze must be 'head', 'all', 'gradual'"):
+        _ft(unfreeze="last").fit(X, y)
+    with pytest.raises(ValueError, match="unfreeze=5 asks for more layer groups than the "
+                                         "backbone has \\(3\\)"):
+        _ft(unfreeze=5).fit(X, y)
+    with pytest.raises(ValueError, match="layer_decay must be None or a float in"):
+        _ft(layer_decay=1.5).fit(X, y)
+    with pytest.raises(ValueError, match="warmup must be a float"):
+        _ft(warmup=1.0).fit(X, y)
+    with pytest.raises(ValueError, match="only one class"):
+        _ft().fit(X[:10], y[:10])
+    with pytest.raises(ValueError, match="validation_fraction=0.5 of 3 samples gives 2 "
+                                         "validation and 1 training samples"):
+        _ft(early_stopping=True, validation_fraction=0.5).fit(X[[0, 1, 30]], y[[0, 1, 30]])
+    with pytest.raises(TypeError, match="not image files"):
+        _ft().fit(["some text", "more text"], ["a", "b"])
+    with pytest.raises(TypeError, match="callbacks must be None or a list"):
+        _ft(callbacks="print").fit(X, y)
+    Xf, yf = blobs
+    with pytest.raises(TrainingDivergedError, match="Training diverged"):
+        FineTuneClassifier("mlp", lr=1e30, backbone_lr=1e30, warmup=0.0, max_epochs=5,
+                           device="cpu").fit(Xf * 1e3, yf)
