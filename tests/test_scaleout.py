@@ -330,3 +330,74 @@ def test_fitted_estimators_pickle_for_workers(kind, tmp_path):
     from sklearn.base import clone
 
     pickle.loads(pickle.dumps(clone(est)))
+
+
+_DDP_SCRIPT = '''
+import os, pickle, sys
+import numpy as np
+from accelerate import Accelerator
+from sklearn.datasets import make_blobs
+from tlestimators.distributed import AcceleratedFineTuneClassifier
+
+X, y = make_blobs(n_samples=160, centers=3, n_features=10, random_state=0, cluster_std=1.5)
+X = X.astype(np.float32)
+acc = Accelerator(cpu=True)
+clf = AcceleratedFineTuneClassifier(
+    "mlp", accelerator=acc, backbone_kwargs={"hidden_sizes": (32,)}, lr=1e-2,
+    max_epochs=6, batch_size=16, random_state=0).fit(X, y)
+out = sys.argv[1]
+w = np.concatenate([v.flatten().numpy() for v in clf.net_.module_.state_dict().values()])
+np.save(os.path.join(out, f"weights{acc.process_index}.npy"), w)
+with open(os.path.join(out, f"rank{acc.process_index}.txt"), "w") as f:
+    f.write(f"{acc.num_processes} {len(clf.net_.history[-1, 'batches'])}")
+if acc.is_main_process:
+    with open(os.path.join(out, "model.pkl"), "wb") as f:
+        pickle.dump(clf, f)
+'''
+
+
+@pytest.mark.slow
+def test_accelerated_finetune_data_parallel_over_two_processes(tmp_path):
+    """Two CPU processes (gloo), as ``accelerate launch`` / torchrun start them: each
+    trains on half the batches, gradients are averaged (identical weights after), and
+    the main process saves a model that loads and predicts."""
+    pytest.importorskip("accelerate", reason="the `distributed` extra is not installed")
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    script = tmp_path / "train.py"
+    script.write_text(_DDP_SCRIPT)
+    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+         "--master_addr", "127.0.0.1", "--master_port", str(port), str(script), str(tmp_path)],
+        env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    for rank in (0, 1):
+        n_proc, n_batches = (tmp_path / f"rank{rank}.txt").read_text().split()
+        assert n_proc == "2"
+        assert n_batches == "5"  # 160 samples / 16 per batch = 10 batches, split in two
+    np.testing.assert_array_equal(
+        np.load(tmp_path / "weights0.npy"), np.load(tmp_path / "weights1.npy")
+    )
+    with open(tmp_path / "model.pkl", "rb") as f:
+        clf = pickle.load(f)
+    X, y = make_blobs(n_samples=160, centers=3, n_features=10, random_state=0, cluster_std=1.5)
+    assert clf.score(X.astype(np.float32), y) > 0.9
+
+
+def test_gradual_unfreezing_refused_with_several_processes(monkeypatch):
+    accelerate = pytest.importorskip("accelerate", reason="the `distributed` extra is not installed")
+    from tlestimators.distributed import AcceleratedFineTuneClassifier
+
+    acc = accelerate.Accelerator(cpu=True)
+    monkeypatch.setattr(type(acc), "num_processes", property(lambda self: 4))
+    X, y = _data()
+    with pytest.raises(ValueError, match=r"unfreeze='gradual' is not supported with several "
+                                         r"processes \(num_processes=4\)"):
+        AcceleratedFineTuneClassifier("mlp", accelerator=acc, unfreeze="gradual").fit(X, y)

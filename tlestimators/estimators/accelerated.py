@@ -10,12 +10,29 @@ trains on the one visible device.
 
 from __future__ import annotations
 
+import torch
 from skorch.hf import AccelerateMixin
 
 from tlestimators.estimators._base import TransferNet
 from tlestimators.estimators.finetune import FineTuneClassifier
 
 __all__ = ["AcceleratedFineTuneClassifier", "AcceleratedTransferNet"]
+
+
+class _UnwrappedNetView:
+    """Stands in for the net inside the data-loader collate functions.
+
+    :class:`~tlestimators.estimators.finetune.NetCollate` preprocesses each batch with
+    ``net.module_.backbone``; under several processes ``module_`` is wrapped in
+    DistributedDataParallel, which hides ``backbone``. This view unwraps it.
+    """
+
+    def __init__(self, net):
+        self.net = net
+
+    @property
+    def module_(self):
+        return self.net.accelerator.unwrap_model(self.net.module_, keep_fp32_wrapper=False)
 
 
 class AcceleratedTransferNet(AccelerateMixin, TransferNet):
@@ -30,6 +47,47 @@ class AcceleratedTransferNet(AccelerateMixin, TransferNet):
     the accelerator's references to them, so the fitted net pickles (a prepared
     optimizer carries a patched bound ``step`` that pickle cannot serialise).
     """
+
+    def _initialize_accelerator(self):
+        if self._wrapped_with_accelerator:
+            return self
+        # AccelerateMixin prepares every criterion module; under several processes that
+        # wraps a parameter-free loss (CrossEntropyLoss) in DistributedDataParallel,
+        # which refuses modules without trainable parameters. Such a loss only needs
+        # its buffers (class weights) on the device.
+        plain = {}
+        for name in self._criteria:
+            crit = getattr(self, name + "_", None)
+            if isinstance(crit, torch.nn.Module) and not any(
+                p.requires_grad for p in crit.parameters()
+            ):
+                plain[name] = crit
+                setattr(self, name + "_", None)
+        for key in ("iterator_train__collate_fn", "iterator_valid__collate_fn"):
+            collate = getattr(self, key, None)
+            if getattr(collate, "net", None) is self:
+                collate.net = _UnwrappedNetView(self)
+        try:
+            super()._initialize_accelerator()
+        finally:
+            for name, crit in plain.items():
+                setattr(self, name + "_", crit.to(self.accelerator.device))
+        return self
+
+    # Once training is over and the module is unwrapped, inference is local, as in any
+    # estimator: each process predicts on all the data it is given, without sharding
+    # the loader or gathering across processes (a predict called on the main process
+    # only would otherwise wait forever for the others). During training, validation
+    # still goes through the accelerator.
+    def get_iterator(self, dataset, training=False):
+        if not self._wrapped_with_accelerator:
+            return TransferNet.get_iterator(self, dataset, training=training)
+        return super().get_iterator(dataset, training=training)
+
+    def evaluation_step(self, batch, training=False):
+        if not self._wrapped_with_accelerator:
+            return TransferNet.evaluation_step(self, batch, training=training)
+        return super().evaluation_step(batch, training=training)
 
     def on_train_end(self, net, X=None, y=None, **kwargs):
         super().on_train_end(net, X=X, y=y, **kwargs)
@@ -64,7 +122,9 @@ class AcceleratedTransferNet(AccelerateMixin, TransferNet):
         # The unwrapped module sits on the accelerator's device; say so, so that a
         # pickled net reloads there (or falls back to the CPU) without skorch's
         # "device was not specified" warning.
-        self.device = str(self.accelerator.device)
+        # A multi-process CPU run reports "cpu:<rank>", which torch.load cannot map.
+        device = self.accelerator.device
+        self.device = "cpu" if device.type == "cpu" else str(device)
 
 
 class AcceleratedFineTuneClassifier(FineTuneClassifier):
@@ -114,9 +174,13 @@ device, random_state, verbose
     Notes
     -----
     Multi-process runs: launch with ``accelerate launch --multi_gpu --num_processes N
-    train.py``. Every process runs the whole script; save the fitted model from the
-    main process only. Do not put this estimator inside a joblib-parallel grid search:
-    each candidate would start its own distributed run.
+    train.py`` (or ``torchrun``). Every process runs the whole script; save the fitted
+    model from the main process only. After training, inference is local to each
+    process (no sharding or gathering), so predicting on one process alone is safe.
+    ``unfreeze="gradual"`` is refused with several processes: DistributedDataParallel
+    would never synchronise groups unfrozen after the model was prepared. Do not put
+    this estimator inside a joblib-parallel grid search: each candidate would start its
+    own distributed run.
 
     Examples
     --------
@@ -218,6 +282,15 @@ device, random_state, verbose
         self : AcceleratedFineTuneClassifier
         """
         self.accelerator_ = self._check_accelerator()
+        if self.unfreeze == "gradual" and self.accelerator_.num_processes > 1:
+            # DistributedDataParallel registers the trainable parameters once, when the
+            # module is prepared; groups unfrozen later would never have their
+            # gradients averaged across processes.
+            raise ValueError(
+                "unfreeze='gradual' is not supported with several processes "
+                f"(num_processes={self.accelerator_.num_processes}); use unfreeze='all', "
+                "'head' or an int"
+            )
         return super().fit(X, y)
 
     def _make_net(self, **net_kwargs):
