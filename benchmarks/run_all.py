@@ -155,6 +155,10 @@ def run_script(script: Path, *, data_dir, quick, timeout, log_dir: Path) -> dict
     }
 
 
+def _not_run(result) -> bool:
+    return result["status"].startswith("not run")
+
+
 def _rel(path: Path, base: Path) -> str:
     try:
         return path.relative_to(base).as_posix()
@@ -207,7 +211,7 @@ def write_report(results, *, data_dir, quick, output: Path, results_dir: Path, r
     if not results:
         lines.append("| (no benchmarks/bench_*.py found) | | |")
 
-    failed = [r for r in results if r["status"] != "ok"]
+    failed = [r for r in results if r["status"] != "ok" and not _not_run(r)]
     if failed:
         lines += ["", "### Failures", ""]
         for r in failed:
@@ -236,7 +240,11 @@ def write_report(results, *, data_dir, quick, output: Path, results_dir: Path, r
             lines.append(f"_No `results/{md.name}` written ({r['status']})._")
             lines.append("")
             continue
-        if md.stat().st_mtime < run_start:
+        if _not_run(r):
+            stamp = _dt.datetime.fromtimestamp(md.stat().st_mtime).strftime("%Y-%m-%d %H:%M")
+            lines.append(f"_From `results/{md.name}` as written on {stamp} (not re-run now)._")
+            lines.append("")
+        elif md.stat().st_mtime < run_start:
             stamp = _dt.datetime.fromtimestamp(md.stat().st_mtime).strftime("%Y-%m-%d %H:%M")
             lines.append(
                 f"_Stale: `results/{md.name}` was not rewritten by this run ({r['status']}); "
@@ -266,6 +274,8 @@ def main(argv=None) -> int:
                         help="run only scripts matching these globs (e.g. 'bench_frozen*')")
     parser.add_argument("--timeout", type=float, default=3600.0,
                         help="seconds allowed per script (default 3600; 0 = no limit)")
+    parser.add_argument("--collect-only", action="store_true",
+                        help="run nothing: rebuild RESULTS.md from the existing results/*.md")
     parser.add_argument("--bench-dir", type=Path, default=HERE, help=argparse.SUPPRESS)
     parser.add_argument("--output", type=Path, default=None,
                         help="report path (default: <bench-dir>/RESULTS.md)")
@@ -291,6 +301,13 @@ def main(argv=None) -> int:
     run_start = time.time()
     results = []
     for script in scripts:
+        if args.collect_only:
+            results.append({
+                "script": script, "area": area_of(script), "status": "not run (--collect-only)",
+                "wall_s": 0.0, "output": "", "tail": [], "skipped": [],
+                "log": bench_dir / "out" / f"{area_of(script)}.log",
+            })
+            continue
         r = run_script(
             script, data_dir=data_dir, quick=args.quick,
             timeout=args.timeout or None, log_dir=bench_dir / "out",
@@ -302,7 +319,7 @@ def main(argv=None) -> int:
         results, data_dir=data_dir, quick=args.quick, output=output,
         results_dir=results_dir, run_start=run_start,
     )
-    failed = [r for r in results if r["status"] != "ok"]
+    failed = [r for r in results if r["status"] != "ok" and not _not_run(r)]
     print(f"\nwrote {report}: {len(results) - len(failed)} ok, {len(failed)} failed"
           + (f" ({', '.join(r['script'].name for r in failed)})" if failed else ""))
     return 1 if failed else 0
