@@ -73,6 +73,12 @@ numpydoc_xref_param_type = False
 
 # -- Gallery --------------------------------------------------------------------
 RUN_EXAMPLES = os.environ.get("TLE_DOCS_RUN_EXAMPLES") == "1"
+if not RUN_EXAMPLES:
+    # Nothing executed is cached there, and pages of renamed or deleted examples would
+    # otherwise linger (and break the toctree) until someone cleans by hand.
+    import shutil
+
+    shutil.rmtree(DOCS / "auto_examples", ignore_errors=True)
 sphinx_gallery_conf = {
     "examples_dirs": str(ROOT / "examples"),
     "gallery_dirs": "auto_examples",
