@@ -12,6 +12,7 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from tlestimators import RehearsalLearner
 from tlestimators.estimators.rehearsal import _grow_linear
@@ -177,10 +178,10 @@ def test_distillation_keeps_old_outputs_closer(digits_stream):
     def change(weight):
         clf = _learner(memory_size=0, distill_weight=weight)
         clf.partial_fit(X0, y0)
-        old = clf.decision_function(Xt0)[:, :2]
+        old = clf._scores(Xt0)[:, :2]
         (X1, y1), _ = digits_stream[1]
         clf.partial_fit(X1, y1)
-        new = clf.decision_function(Xt0)[:, :2]
+        new = clf._scores(Xt0)[:, :2]
         return clf, np.abs(new - old).mean()
 
     plain, c_plain = change(0.0)
@@ -349,9 +350,9 @@ def test_ace_loss_shields_old_outputs_from_the_new_classes(digits_stream):
     def old_logit_drop(loss):
         clf = _learner(memory_size=0, replay_loss=loss)
         clf.partial_fit(X0, y0)
-        before = clf.decision_function(Xt0)[:, :2].max(axis=1)
+        before = clf._scores(Xt0)[:, :2].max(axis=1)
         clf.partial_fit(X1, y1)
-        return (before - clf.decision_function(Xt0)[:, :2].max(axis=1)).mean(), clf
+        return (before - clf._scores(Xt0)[:, :2].max(axis=1)).mean(), clf
 
     drop_ce, _ = old_logit_drop("ce")
     drop_ace, ace = old_logit_drop("ace")
@@ -359,3 +360,12 @@ def test_ace_loss_shields_old_outputs_from_the_new_classes(digits_stream):
     assert ace.score(*digits_stream[1][1]) > 0.7  # the new classes are still learnt
     with pytest.raises(ValueError, match="replay_loss must be 'ce' or 'ace'"):
         _learner(replay_loss="x").partial_fit(X0, y0)
+
+
+@pytest.mark.slow
+@parametrize_with_checks(
+    [RehearsalLearner("mlp", backbone_kwargs={"hidden_sizes": (32,)}, memory_size=20,
+                      epochs_per_experience=10, lr=1e-2, device="cpu", random_state=0)]
+)
+def test_sklearn_estimator_checks(estimator, check):
+    check(estimator)

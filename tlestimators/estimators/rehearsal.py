@@ -496,7 +496,10 @@ class RehearsalLearner(BackboneParamsMixin, ClassifierMixin, BaseEstimator):
 
     def _check_y(self, y, n):
         if y is None:
-            raise ValueError("y is None: partial_fit needs the labels of the experience.")
+            raise ValueError(
+                f"{type(self).__name__} requires y to be passed, but the target y is None: "
+                "partial_fit needs the labels of the experience."
+            )
         y = column_or_1d(np.asarray(y), warn=True)
         check_classification_targets(y)
         if y.shape[0] != n:
@@ -897,7 +900,14 @@ class RehearsalLearner(BackboneParamsMixin, ClassifierMixin, BaseEstimator):
         return logits
 
     def decision_function(self, X, task_id=None):
-        """Logits, one column per label of ``classes_``."""
+        """Logits, one column per label of ``classes_``; for two classes, as in
+        scikit-learn, the 1-D score of ``classes_[1]`` (the difference of the logits)."""
+        z = self._scores(X, task_id)
+        if z.shape[1] == 2:
+            return z[:, 1] - z[:, 0]
+        return z
+
+    def _scores(self, X, task_id=None):
         logits = self._logits(X, task_id)
         return logits[:, self._columns()]
 
@@ -919,14 +929,14 @@ class RehearsalLearner(BackboneParamsMixin, ClassifierMixin, BaseEstimator):
         -------
         ndarray of shape (n_samples, n_classes)
         """
-        z = self.decision_function(X, task_id)
+        z = self._scores(X, task_id)
         z = z - z.max(axis=1, keepdims=True)
         p = np.exp(z)
         return p / p.sum(axis=1, keepdims=True)
 
     def predict(self, X, task_id=None):
         """Predicted labels (restricted to ``task_id``'s classes when given)."""
-        z = self.decision_function(X, task_id)
+        z = self._scores(X, task_id)
         return self.classes_[np.argmax(z, axis=1)]
 
     def score(self, X, y, sample_weight=None, task_id=None):
