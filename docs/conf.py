@@ -59,7 +59,7 @@ pygments_style = "sphinx"
 # -- API reference: autosummary + numpydoc, as in scikit-learn ------------------
 autosummary_generate = True
 autosummary_imported_members = False
-autodoc_default_options = {"members": True, "inherited-members": False}
+autodoc_default_options = {"members": True}
 autodoc_typehints = "none"  # numpydoc "Parameters" already give the types
 autodoc_member_order = "groupwise"
 # A method overridden without a docstring (``forward`` of an autograd Function, say)
