@@ -182,6 +182,23 @@ def _environment_line() -> str:
     return ", ".join(parts)
 
 
+def _result_section(md: Path, result, run_start: float) -> list[str]:
+    lines = []
+    stamp = _dt.datetime.fromtimestamp(md.stat().st_mtime).strftime("%Y-%m-%d %H:%M")
+    if result is None or _not_run(result):
+        lines += [f"_From `results/{md.name}` as written on {stamp} (not re-run now)._", ""]
+    elif md.stat().st_mtime < run_start:
+        lines += [
+            f"_Stale: `results/{md.name}` was not rewritten by this run "
+            f"({result['status']}); it is from {stamp}._",
+            "",
+        ]
+    body = md.read_text(encoding="utf-8").strip()
+    # Demote the script's own headings under this section's "###".
+    body = "\n".join("##" + ln if ln.startswith("#") else ln for ln in body.splitlines())
+    return lines + [body, ""]
+
+
 def write_report(results, *, data_dir, quick, output: Path, results_dir: Path, run_start: float):
     now = _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     lines = [
@@ -232,34 +249,32 @@ def write_report(results, *, data_dir, quick, output: Path, results_dir: Path, r
             lines.append(f"- `{r['script'].name}`: {line}")
 
     lines += ["", "## Results", ""]
+    claimed = set()
     for r in results:
-        md = results_dir / f"{r['area']}.md"
+        # A script writes results/<area>.md and possibly results/<area>_<part>.md.
+        mds = [results_dir / f"{r['area']}.md", *sorted(results_dir.glob(f"{r['area']}_*.md"))]
+        mds = [m for m in mds if m.is_file()]
+        claimed.update(mds)
         lines.append(f"### {r['area']}")
         lines.append("")
-        if not md.is_file():
-            lines.append(f"_No `results/{md.name}` written ({r['status']})._")
+        if not mds:
+            lines.append(f"_No `results/{r['area']}.md` written ({r['status']})._")
             lines.append("")
             continue
-        if _not_run(r):
-            stamp = _dt.datetime.fromtimestamp(md.stat().st_mtime).strftime("%Y-%m-%d %H:%M")
-            lines.append(f"_From `results/{md.name}` as written on {stamp} (not re-run now)._")
-            lines.append("")
-        elif md.stat().st_mtime < run_start:
-            stamp = _dt.datetime.fromtimestamp(md.stat().st_mtime).strftime("%Y-%m-%d %H:%M")
-            lines.append(
-                f"_Stale: `results/{md.name}` was not rewritten by this run ({r['status']}); "
-                f"it is from {stamp}._"
-            )
-            lines.append("")
-        body = md.read_text(encoding="utf-8").strip()
-        # Demote the script's own headings under this section's "###".
-        body = "\n".join("##" + ln if ln.startswith("#") else ln for ln in body.splitlines())
-        lines += [body, ""]
+        for md in mds:
+            lines += _result_section(md, r, run_start)
         pngs = sorted(results_dir.glob(f"{r['area']}*.png"))
         for png in pngs:
             lines.append(f"![{png.stem}]({_rel(png, output.parent)})")
         if pngs:
             lines.append("")
+    others = sorted(set(results_dir.glob("*.md")) - claimed)
+    if others:
+        lines += ["### other results", "",
+                  "_Files in `results/` that no `bench_*.py` of this run claims:_", ""]
+        for md in others:
+            lines += [f"`results/{md.name}`:", ""]
+            lines += _result_section(md, None, run_start)
 
     output.write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
     return output
