@@ -224,7 +224,8 @@ def write_report(results, *, data_dir, quick, output: Path, results_dir: Path, r
 
     lines += ["", "## Scripts", "", "| script | status | wall time |", "|---|---|---|"]
     for r in results:
-        lines.append(f"| {r['script'].name} | {r['status']} | {r['wall_s']:.0f} s |")
+        wall = "-" if _not_run(r) else f"{r['wall_s']:.0f} s"
+        lines.append(f"| {r['script'].name} | {r['status']} | {wall} |")
     if not results:
         lines.append("| (no benchmarks/bench_*.py found) | | |")
 
