@@ -18,7 +18,7 @@ import numpy as np
 __all__ = ["history_to_dict", "plot_accuracy_matrix", "plot_history"]
 
 # Bookkeeping columns skorch writes into every epoch row; they are not curves.
-_SKIP_KEYS = frozenset({"epoch", "batches", "dur"})
+_SKIP_KEYS = frozenset({"epoch", "batches", "dur", "train_batch_count", "valid_batch_count"})
 
 
 def _new_figure(figsize, dpi):
@@ -92,7 +92,7 @@ def history_to_dict(history_or_estimator):
         One entry per numeric column. Epochs where a column is missing (for
         instance ``valid_loss`` without a validation split on some epochs) are
         NaN, so every array has the same length. skorch's bookkeeping columns
-        (``epoch``, ``batches``, ``dur``) and boolean ``*_best`` flags are left out.
+        (``epoch``, ``batches``, ``dur``, ``*_batch_count``) and boolean ``*_best`` flags are left out.
 
     Raises
     ------
