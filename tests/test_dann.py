@@ -172,7 +172,7 @@ def test_tiny_target_still_adapts(problem):
 
 def test_frozen_backbone_mode_trains_only_bottleneck_and_heads(problem):
     X, y, Xt, yt = problem
-    clf = DANNAdapter(backbone_kwargs=MLP, unfreeze="none", bottleneck=16, max_epochs=10,
+    clf = DANNAdapter(backbone_kwargs=MLP, unfreeze="head", bottleneck=16, max_epochs=10,
                       optimizer="adam", lr=0.01, random_state=0, cache=False).fit(X, y)
     fresh = clf._make_backbone(10)
     for a, b in zip(fresh.parameters(), clf.backbone_.parameters()):
@@ -190,6 +190,13 @@ def test_partial_unfreeze_trains_only_the_last_groups(problem):
     g_fresh, g_fit = fresh.layer_groups(), clf.backbone_.layer_groups()
     assert all(torch.equal(a, b) for a, b in zip(g_fresh[0], g_fit[0]))
     assert not all(torch.equal(a, b) for a, b in zip(g_fresh[1], g_fit[1]))
+
+
+def test_gradual_unfreezing_opens_groups_epoch_by_epoch(problem):
+    X, y, _, _ = problem
+    clf = DANNAdapter(backbone_kwargs={"hidden_sizes": (16, 16)}, unfreeze="gradual",
+                      max_epochs=3, random_state=0).fit(X, y)
+    assert clf.history_[:, "unfrozen_groups"] == [0, 1, 2]
 
 
 def test_sparse_input_and_score_ignores_unlabeled_rows(problem):

@@ -336,11 +336,13 @@ class DANNAdapter(ClassifierMixin, BackboneParamsMixin, BaseEstimator):
         Passed to :func:`~tlestimators.create_backbone`; e.g.
         ``{"hidden_sizes": (50,), "activation": "sigmoid"}`` gives the paper's
         5000-50-2 network for the ``mlp`` backbone.
-    unfreeze : {"all", "none"} or int, default="all"
-        Which backbone layer groups are trained: all, none (frozen backbone: its
-        embeddings are computed once through the feature cache and only the
-        bottleneck and the heads are trained, which is fast), or the last ``k``
-        groups of ``backbone.layer_groups()``.
+    unfreeze : {"all", "head", "gradual"} or int, default="all"
+        Which backbone layer groups are trained, as in FineTuneClassifier: all;
+        ``"head"`` (frozen backbone, alias ``"none"``: its embeddings are computed
+        once through the feature cache and only the bottleneck and the heads are
+        trained, which is fast); the last ``k`` groups of ``backbone.layer_groups()``;
+        or ``"gradual"`` (one more group from the output side each epoch, through
+        :class:`tlestimators.callbacks.GradualUnfreezing`).
     bottleneck : "auto", int or None, default="auto"
         Width of a trainable ``Linear + ReLU`` layer between the backbone and the
         heads. ``"auto"``: 256 with a frozen backbone (something must be trainable
@@ -506,9 +508,12 @@ class DANNAdapter(ClassifierMixin, BackboneParamsMixin, BaseEstimator):
                 f"optimizer must be one of {sorted(_OPTIMIZERS)}, got {self.optimizer!r}."
             )
         u = self.unfreeze
-        if not (u in ("all", "none") or (isinstance(u, numbers.Integral)
-                                         and not isinstance(u, bool) and u >= 0)):
-            raise ValueError(f"unfreeze must be 'all', 'none' or an int >= 0, got {u!r}.")
+        if not (u in ("all", "head", "none", "gradual") or (
+                isinstance(u, numbers.Integral) and not isinstance(u, bool) and u >= 0)):
+            raise ValueError(
+                "unfreeze must be 'all', 'head' (frozen backbone), 'gradual' or an int k >= 0 "
+                f"(the last k layer groups), got {u!r}."
+            )
         b = self.bottleneck
         if not (b is None or b == "auto" or (isinstance(b, numbers.Integral)
                                              and not isinstance(b, bool) and b > 0)):
@@ -640,7 +645,8 @@ class DANNAdapter(ClassifierMixin, BackboneParamsMixin, BaseEstimator):
         backbone = self._make_backbone(
             n_features=items.shape[1] if modality == "features" else None
         )
-        frozen = self.unfreeze == "none" or self.unfreeze == 0
+        frozen = self.unfreeze in ("head", "none") or self.unfreeze == 0
+        extra_callbacks = []
         if frozen:
             from tlestimators.features import compute_embeddings
 
@@ -653,7 +659,13 @@ class DANNAdapter(ClassifierMixin, BackboneParamsMixin, BaseEstimator):
             trunk = None
         else:
             groups = backbone.layer_groups()
-            if self.unfreeze != "all":
+            if self.unfreeze == "gradual":
+                from tlestimators.callbacks import GradualUnfreezing
+                from tlestimators.estimators._base import layer_group_names
+
+                extra_callbacks.append(("gradual_unfreezing", GradualUnfreezing(
+                    layer_group_names(backbone, groups, prefix="backbone."))))
+            elif self.unfreeze != "all":
                 k = min(int(self.unfreeze), len(groups))
                 for g in groups[: len(groups) - k]:
                     for p in g:
@@ -711,6 +723,7 @@ class DANNAdapter(ClassifierMixin, BackboneParamsMixin, BaseEstimator):
                 )),
                 ("domain_stats", _EpochDomainStats()),
                 ("nan_guard", NaNLossGuard()),
+                *extra_callbacks,
             ],
             **opt_kw,
         )
