@@ -68,6 +68,7 @@ def test_user_guide_and_gallery_are_in_the_toctrees():
         assert re.search(rf"^   {re.escape(entry)}$", top, flags=re.M), entry
 
 
+@pytest.mark.slow
 def test_docs_build_with_warnings_as_errors(tmp_path):
     pytest.importorskip("sphinx", reason="the `docs` extra is not installed (pip install -e .[docs])")
     pytest.importorskip("numpydoc", reason="the `docs` extra is not installed")
@@ -94,3 +95,19 @@ def test_docs_build_with_warnings_as_errors(tmp_path):
     gallery = out / "auto_examples"
     for script in sorted((ROOT / "examples").glob("*.py")):
         assert (gallery / f"{script.stem}.html").is_file(), f"no gallery page for {script.name}"
+
+
+@pytest.mark.parametrize(
+    "module",
+    ["tlestimators.plotting", "tlestimators.distributed", "tlestimators.estimators.accelerated"],
+)
+def test_docstring_examples_run(module):
+    """The Examples sections shown in the API reference are real doctests."""
+    import doctest
+
+    if module.endswith("accelerated"):
+        pytest.importorskip("accelerate", reason="the `distributed` extra is not installed")
+    mod = importlib.import_module(module)
+    result = doctest.testmod(mod, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0, f"{module} has no doctest examples"
+    assert result.failed == 0
