@@ -166,31 +166,32 @@ def test_persistent_directory_survives_processes_and_concurrent_writers(tmp_path
     script = tmp_path / "child.py"
     script.write_text(_CHILD)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    # two processes write the same and different items at the same time
+    # two processes write overlapping item sets (the first 60 rows agree) at once
+    sizes = [60, 80]
     procs = [
         subprocess.Popen(
-            [sys.executable, str(script), str(d), str(seed), "60", str(tmp_path / f"{k}.npy")],
+            [sys.executable, str(script), str(d), "0", str(n), str(tmp_path / f"{k}.npy")],
             stdout=subprocess.PIPE, text=True, env=env,
         )
-        for k, seed in enumerate([0, 0, 1])
+        for k, n in enumerate(sizes)
     ]
     misses = []
     for p in procs:
         out, _ = p.communicate(timeout=120)
         assert p.returncode == 0
         misses.append(int(out))
-    # the second writer of the same items may already find the first one's shards
-    assert misses[0] + misses[1] in (60, 120) and misses[2] == 60
+    # the later writer may already find some of the earlier one's shards
+    assert 80 <= sum(misses) <= 140
     assert not list(d.rglob("*.tmp"))  # every write was renamed into place
     bb = _mlp()
     count = _CountingForward(monkeypatch, type(bb))
-    for k, seed in enumerate([0, 0, 1]):
-        X = np.random.default_rng(seed).normal(size=(60, 10)).astype(np.float32)
+    for k, n in enumerate(sizes):
+        X = np.random.default_rng(0).normal(size=(n, 10)).astype(np.float32)
         got = compute_embeddings(bb, X, cache=d)
         np.testing.assert_allclose(got, np.load(tmp_path / f"{k}.npy"))
         np.testing.assert_allclose(got, compute_embeddings(bb, X, cache=False), atol=1e-6)
     assert feature_cache().misses == 0  # everything came from the directory
-    assert count.rows == 180  # only the three cache=False passes ran the backbone
+    assert count.rows == 140  # only the cache=False passes ran the backbone
     # a changed backbone never reads those files
     other = _mlp(seed=1)
     X = np.random.default_rng(0).normal(size=(60, 10)).astype(np.float32)
