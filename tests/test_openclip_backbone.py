@@ -158,7 +158,8 @@ def test_options_change_the_config():
 def test_offline_pretrained_errors_say_how_to_pass_a_file(tmp_path):
     with pytest.raises(WeightsUnavailableError, match=r"weights='/path/to/.*pretrained=False"):
         create_backbone("open_clip/ViT-B-32", cache_dir=str(tmp_path))
-    with pytest.raises(WeightsUnavailableError, match=r"not in the local cache.*weights="):
+    with pytest.raises(WeightsUnavailableError,
+                       match=r"not in the local cache.*HF_HUB_OFFLINE is set.*weights="):
         create_backbone("open_clip/ViT-B-32", pretrained="openai", cache_dir=str(tmp_path))
     with pytest.raises(WeightsUnavailableError, match="not an open_clip pretrained tag"):
         create_backbone("open_clip/ViT-B-32", pretrained="no_such_tag")

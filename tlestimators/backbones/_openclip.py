@@ -394,10 +394,13 @@ def create_open_clip(arch, pretrained=True, weights=None, *, model_cfg=None, img
 
                 checkpoint = download_pretrained(tag_cfg, cache_dir=cache_dir) or None
             except Exception as exc:
+                offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+                hint = (" HF_HUB_OFFLINE is set in this process, so the Hugging Face hub was "
+                        "not contacted; start Python without it to download." if offline else "")
                 raise WeightsUnavailableError(
                     f"the weights of open_clip/{arch} pretrained={tag!r} are not in the local "
                     f"cache and could not be downloaded ({type(exc).__name__}: "
-                    f"{str(exc)[:300]}). " + _HOWTO.format(arch=arch, tag=tag)
+                    f"{str(exc)[:300]}).{hint} " + _HOWTO.format(arch=arch, tag=tag)
                 ) from exc
     elif pretrained:
         found = {} if (model_cfg is not None or arch.startswith("local-dir:")) else (
