@@ -133,3 +133,13 @@ def test_installed_console_script_lists_the_plugin():
     out = subprocess.run([exe, "list-backbones"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "efficientnet_lite0" in out.stdout and "torchvision/" in out.stdout
+
+
+def test_demo_finetune_strategy_runs(capsys):
+    pytest.importorskip("tlestimators.estimators.finetune")
+    rc = main(["demo", "--limit", "60", "--strategies", "finetune", "--img-size", "32",
+               "--finetune-epochs", "1"])
+    assert rc == 0
+    rows = table_rows(capsys.readouterr().out)
+    backbone, acc, fit_s = rows["fine-tune efficientnet_lite0 (1 epochs)"]
+    assert backbone == "efficientnet_lite0" and 0.0 <= acc <= 1.0 and fit_s > 0
