@@ -427,7 +427,7 @@ def main(argv=None):
     for key, fname in (("naive (memory 0)", "continual_digits_naive.png"),
                        ("replay class_balanced 200", "continual_digits_replay200.png")):
         p = _plot(_mean_matrix(res[key]), out / fname, labels,
-                  f"split digits, {key} (mean over seeds)")
+                  f"digits, {key.split(' (')[0]}")
         if p is not None:
             md += [f"![{key}]({fname})", ""]
     print(md[-1] if md else "", flush=True)
