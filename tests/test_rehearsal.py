@@ -369,3 +369,18 @@ def test_ace_loss_shields_old_outputs_from_the_new_classes(digits_stream):
 )
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
+
+
+def test_frozen_image_backbone_with_herding_replays_raw_images():
+    from _tiny_backbones import TinyConvBackbone, make_image_blobs
+
+    X, y = make_image_blobs(n_per_class=20, size=16, n_classes=3, seed=1)
+    clf = RehearsalLearner(TinyConvBackbone(), unfreeze="head", memory_size=9, policy="herding",
+                           epochs_per_experience=15, lr=3e-2, device="cpu", random_state=0)
+    w = clf.backbone.stem[0].weight.detach().clone()
+    clf.partial_fit(X[y < 2], y[y < 2]).partial_fit(X[y == 2], y[y == 2])
+    assert torch.equal(clf.backbone_.stem[0].weight, w)
+    assert clf.memory_.items_.dtype == np.uint8 and clf.memory_.class_counts() == {0: 3, 1: 3, 2: 3}
+    assert clf.score(X, y) > 0.6
+    again = pickle.loads(pickle.dumps(clf))
+    assert np.array_equal(again.predict_proba(X), clf.predict_proba(X))
