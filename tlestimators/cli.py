@@ -169,10 +169,14 @@ def _baseline(modality, X_raw_train, X_raw_test, pix_train, pix_test, seed):
         model = make_pipeline(TfidfVectorizer(sublinear_tf=True),
                               LogisticRegression(max_iter=2000, random_state=seed))
         return "tf-idf + logistic regression", model, X_raw_train, X_raw_test
-    if pix_train is None:
-        pix_train, pix_test = _pixel_features(X_raw_train), _pixel_features(X_raw_test)
-    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, random_state=seed))
-    return "logistic regression on pixels", model, pix_train, pix_test
+    lr = LogisticRegression(max_iter=2000, random_state=seed)
+    if pix_train is None:  # image files: decoding to 16x16 grey pixels is part of the fit time
+        from sklearn.preprocessing import FunctionTransformer
+
+        model = make_pipeline(FunctionTransformer(_pixel_features), StandardScaler(), lr)
+        return "logistic regression on pixels", model, X_raw_train, X_raw_test
+    return "logistic regression on pixels", make_pipeline(StandardScaler(), lr), pix_train, \
+        pix_test
 
 
 def _demo_models(args, modality, backbone, n_train):
