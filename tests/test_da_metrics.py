@@ -212,3 +212,17 @@ def test_gridsearch_selects_dann_lambda_without_target_labels():
         assert np.all(np.isfinite(gs.cv_results_[f"mean_test_{key}"]))
     assert gs.best_params_["lambda_max"] in (0.0, 1.0)
     assert gs.best_estimator_.n_target_ == 200
+
+
+@pytest.mark.parametrize(
+    "module",
+    ["tlestimators.estimators.dann", "tlestimators.model_selection",
+     "tlestimators.metrics._domain"],
+)
+def test_docstring_examples_run(module):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(module),
+                             optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0 and result.failed == 0
