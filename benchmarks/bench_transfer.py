@@ -25,6 +25,7 @@ Absent datasets are skipped with a message; nothing is downloaded.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import platform
 import sys
@@ -92,14 +93,13 @@ def bench_hymenoptera(data_dir, quick):
         rows.append([f"frozen, {head} head", f"{frozen_px} px", "60 head epochs",
                      f"{acc:.3f}", f"{time.perf_counter() - t:.0f}"])
         log("hymenoptera", rows[-1])
-    epochs = 2 if quick else 5
+    epochs = 2 if quick else 12
     t = time.perf_counter()
-    ft = FineTuneClassifier(BACKBONE, backbone_kwargs={"img_size": ft_px}, unfreeze="all",
-                            lr=1e-3, backbone_lr=5e-4, layer_decay=0.8, warmup=0.15,
-                            weight_decay=0.01, label_smoothing=0.1, max_epochs=epochs,
-                            batch_size=32, random_state=0).fit(Xtr, ytr)
+    ft = FineTuneClassifier(BACKBONE, backbone_kwargs={"img_size": ft_px}, unfreeze="gradual",
+                            lr=3e-3, backbone_lr=3e-4, warmup=0.1, weight_decay=0.01,
+                            max_epochs=epochs, batch_size=16, random_state=0).fit(Xtr, ytr)
     acc = ft.score(Xva, yva)
-    rows.append(["fine-tuned (unfreeze='all', layer_decay=0.8, warmup+cosine)",
+    rows.append(["fine-tuned (unfreeze='gradual', backbone_lr=3e-4, warmup+cosine, batch 16)",
                  f"{ft_px} px", f"{epochs} epochs", f"{acc:.3f}",
                  f"{time.perf_counter() - t:.0f}"])
     log("hymenoptera", rows[-1])
@@ -137,7 +137,7 @@ def bench_digits(quick):
                                       random_state=0)
     px = 64
     sizes = [10, 30, None]
-    ft_epochs = 3 if quick else 6
+    ft_epochs, min_steps = (3, 30) if quick else (10, 150)
     idx_te = idx_te[: 300 if quick else 600]
     rng = np.random.default_rng(0)
     res = {}
@@ -147,18 +147,20 @@ def bench_digits(quick):
         label = "all" if per_class is None else str(per_class)
         n_pc = f"{label} ({len(sub)} images)"
         kw = {"img_size": px, "augment": False}
+        # a fixed budget of optimizer steps: a few epochs of 4 batches would not train
+        epochs = max(ft_epochs, math.ceil(min_steps / math.ceil(len(sub) / 32)))
         methods = {
             "logistic regression on pixels": lambda: LogisticRegression(max_iter=3000),
             "frozen EfficientNet-Lite0 + linear head": lambda kw=kw: FrozenFeatureClassifier(
                 BACKBONE, backbone_kwargs=kw, lr=1e-3, max_epochs=100, batch_size=32,
                 random_state=0),
-            "fine-tuned EfficientNet-Lite0": lambda kw=kw: FineTuneClassifier(
+            "fine-tuned EfficientNet-Lite0": lambda kw=kw, epochs=epochs: FineTuneClassifier(
                 BACKBONE, backbone_kwargs=kw, unfreeze="all", lr=2e-3, backbone_lr=1e-3,
-                warmup=0.1, max_epochs=ft_epochs, batch_size=32, augment=False,
+                warmup=0.1, max_epochs=epochs, batch_size=32, augment=False,
                 random_state=0),
-            "same CNN from scratch": lambda kw=kw: FineTuneClassifier(
+            "same CNN from scratch": lambda kw=kw, epochs=epochs: FineTuneClassifier(
                 BACKBONE, backbone_kwargs={**kw, "pretrained": False}, unfreeze="all",
-                lr=2e-3, backbone_lr=2e-3, warmup=0.1, max_epochs=ft_epochs, batch_size=32,
+                lr=2e-3, backbone_lr=2e-3, warmup=0.1, max_epochs=epochs, batch_size=32,
                 augment=False, random_state=0),
         }
         for name, make in methods.items():
@@ -168,11 +170,14 @@ def bench_digits(quick):
             acc = make().fit(Xtr, y[sub]).score(Xte, y[idx_te])
             wall = time.perf_counter() - t
             res.setdefault(name, []).append(acc)
-            rows.append([n_pc, name, f"{acc:.3f}", f"{wall:.0f}"])
+            ep = f"{epochs} epochs" if "EfficientNet" in name and "frozen" not in name or (
+                "scratch" in name) else ""
+            rows.append([n_pc, name, ep, f"{acc:.3f}", f"{wall:.0f}"])
             log("digits", rows[-1])
     png = RESULTS / "transfer_digits_learning_curve.png"
     try:
         import matplotlib
+        import matplotlib.ticker
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
@@ -182,6 +187,7 @@ def bench_digits(quick):
         for name, accs in res.items():
             ax.plot(xs, accs, marker="o", label=name)
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_xticks(xs, [str(v) if i < 2 else f"all (~{v})" for i, v in enumerate(xs)])
         ax.set_xlabel("labelled images per class")
         ax.set_ylabel(f"test accuracy ({len(idx_te)} images)")
@@ -197,9 +203,10 @@ def bench_digits(quick):
     return (
         f"### sklearn digits: labels per class vs test accuracy\n\n8x8 digits upsampled to "
         f"{px} px by the backbone's preprocessing; fixed stratified test half "
-        f"({len(idx_te)} images); fine-tuning and scratch: {ft_epochs} epochs, no "
-        "augmentation (flips change digits).\n\n"
-        + table(["labels per class", "model", "test accuracy", "wall s"], rows) + plot_note
+        f"({len(idx_te)} images); fine-tuning and scratch: at least {ft_epochs} epochs and "
+        f"{min_steps} optimizer steps (batch 32), no augmentation (flips change digits).\n\n"
+        + table(["labels per class", "model", "training", "test accuracy", "wall s"], rows)
+        + plot_note
     )
 
 
@@ -218,7 +225,7 @@ def bench_cache(data_dir, quick):
     except DatasetNotFoundError:
         imgs, _, y = _digits_images()
         X, y, what = imgs[:600], y[:600], "sklearn digits (600 images)"
-    px = 64 if quick else 96
+    px = 64 if quick else 224
     grid = {"head": ["linear", "mlp"], "lr": [1e-3, 3e-3, 1e-2]}
     base = dict(backbone_kwargs={"img_size": px}, max_epochs=10, batch_size=32,
                 random_state=0, device="cpu")
@@ -241,10 +248,9 @@ def bench_cache(data_dir, quick):
     Z = compute_embeddings(bb, bb.check_input(X), batch_size=32, cache=False)
     t_embed = time.perf_counter() - t
     t = time.perf_counter()
-    GridSearchCV(FrozenFeatureClassifier("mlp", backbone_kwargs={"hidden_sizes": ()},
-                                         cache=False, **{**base, "backbone_kwargs": {
-                                             "hidden_sizes": ()}}),
-                 grid, cv=5).fit(Z, y)
+    heads_only = FrozenFeatureClassifier(
+        "mlp", cache=False, **{**base, "backbone_kwargs": {"hidden_sizes": ()}})
+    GridSearchCV(heads_only, grid, cv=5).fit(Z, y)
     t_heads = time.perf_counter() - t
     floor = t_embed + t_heads
     rows = [
@@ -334,9 +340,16 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--sections", default="hymenoptera,digits,cache,overhead")
     ap.add_argument("--output", default=str(RESULTS / "transfer.md"))
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch intra-op threads (default: torch's choice); on a machine "
+                         "loaded by other jobs, 1 avoids threads spin-waiting for each other")
     args = ap.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     RESULTS.mkdir(parents=True, exist_ok=True)
     import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     parts = []
     wanted = [s.strip() for s in args.sections.split(",") if s.strip()]
@@ -355,9 +368,13 @@ def main(argv=None):
                              "cache, overhead")
         log(f"[{sec}] {time.perf_counter() - t:.0f} s")
         print(parts[-1], flush=True)
+        _write(args, parts, torch)  # after every section: a killed run keeps its results
+
+
+def _write(args, parts, torch):
     header = (
         "## Transfer: feature extraction vs fine-tuning, feature cache, overhead\n\n"
-        f"`python benchmarks/bench_transfer.py{' --quick' if args.quick else ''}` on "
+        f"`python benchmarks/bench_transfer.py {' '.join(args.argv)}` on "
         f"{platform.machine()} with {os.cpu_count()} CPUs (shared), torch "
         f"{torch.__version__}, {torch.get_num_threads()} threads, "
         f"{'CUDA' if torch.cuda.is_available() else 'no GPU'}. "
