@@ -195,7 +195,7 @@ def _result_section(md: Path, result, run_start: float) -> list[str]:
         ]
     body = md.read_text(encoding="utf-8").strip()
     # Demote the script's own headings under this section's "###".
-    body = "\n".join("##" + ln if ln.startswith("#") else ln for ln in body.splitlines())
+    body = "\n".join("###" + ln if ln.startswith("#") else ln for ln in body.splitlines())
     return lines + [body, ""]
 
 
@@ -339,7 +339,9 @@ def main(argv=None) -> int:
         results_dir=results_dir, run_start=run_start,
     )
     failed = [r for r in results if r["status"] != "ok" and not _not_run(r)]
-    print(f"\nwrote {report}: {len(results) - len(failed)} ok, {len(failed)} failed"
+    ran = [r for r in results if not _not_run(r)]
+    print(f"\nwrote {report}: {len(ran) - len(failed)} ok, {len(failed)} failed, "
+          f"{len(results) - len(ran)} not run"
           + (f" ({', '.join(r['script'].name for r in failed)})" if failed else ""))
     return 1 if failed else 0
 

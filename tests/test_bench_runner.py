@@ -59,7 +59,7 @@ def test_run_all_collects_results_and_survives_failures(tmp_path):
     assert "| bench_hang.py | timed out after 5 s |" in report
     assert "boom: the backbone broke" in report  # the failure's own words
     assert "pacs_photo_art absent: skipped the PACS rows" in report  # the script's skip line
-    assert "#### Frozen vs plain torch" in report and "| a | 1.5 |" in report
+    assert "##### Frozen vs plain torch" in report and "| a | 1.5 |" in report
     assert "![ok_curves](results/ok_curves.png)" in report
     assert "_Stale: `results/bad.md` was not rewritten by this run" in report
     assert (bench / "out" / "bad.log").read_text().startswith("loading...")
