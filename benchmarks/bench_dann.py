@@ -18,6 +18,14 @@ Sections (each skipped, saying why, when its data is absent):
   layer groups fine-tuned at 64 px.
 
 Usage: ``python benchmarks/bench_dann.py [--quick] [--data-dir DIR] [--sections amazon,digits]``.
+
+The committed results were produced on a shared 2-core machine in resumable pieces:
+``--sections amazon --pairs <4 pairs>`` three times in parallel (per-pair results are
+stored under benchmarks/out/amazon/), then ``--sections amazon --resume --extra-seeds 1,2``
+per group of pairs, then ``--sections amazon --resume`` to write the table;
+``--sections digits --output benchmarks/results/dann_digits.md``,
+``--sections pacs --output benchmarks/results/dann_pacs.md`` and
+``--sections pacs_finetune --output benchmarks/results/dann_finetune.md``.
 Writes ``benchmarks/results/dann.md`` (``--sections pacs_finetune --output
 benchmarks/results/dann_finetune.md`` for the fine-tuned run).
 """
@@ -468,7 +476,7 @@ def pacs(args, lines):
 
 def pacs_finetune(args, lines):
     """DANN with a fine-tuned efficientnet_lite0 (last layer groups), kept small for a CPU:
-    64 px inputs, a few epochs; the same run with lambda_max=0 is the source-only twin."""
+    128 px inputs, a few epochs; the same run with lambda_max=0 is the source-only twin."""
     from tlestimators.datasets import DatasetNotFoundError, load_pacs
 
     try:
@@ -482,8 +490,9 @@ def pacs_finetune(args, lines):
     torch.set_num_threads(2)
     X = list(ps) + list(pt)
     y = np.r_[ys, np.full(len(yt), -1, dtype=object)].astype(object)
-    epochs = 1 if args.quick else 3
-    common = dict(backbone="efficientnet_lite0", backbone_kwargs={"img_size": 64},
+    epochs = 1 if args.quick else 5
+    size = 64 if args.quick else 128
+    common = dict(backbone="efficientnet_lite0", backbone_kwargs={"img_size": size},
                   unfreeze=3, bottleneck=256, domain_head="mlp", optimizer="adam", lr=1e-3,
                   max_epochs=epochs, batch_size=64, device="cpu", random_state=0)
     res = OrderedDict()
@@ -497,7 +506,7 @@ def pacs_finetune(args, lines):
     lines += [
         "## PACS photo -> art_painting, fine-tuned efficientnet_lite0 (small CPU variant)",
         "",
-        f"64 px inputs (train-time random resized crop + flip), last 3 layer groups trained "
+        f"{size} px inputs (train-time random resized crop + flip), last 3 layer groups trained "
         f"(backbone lr x0.1) + 256-unit bottleneck, Adam 1e-3, {epochs} epochs of 64-sample "
         "balanced batches, seed 0. Accuracy on all art images.",
         "",
