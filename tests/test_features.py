@@ -13,6 +13,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 
 from tlestimators import BackboneEmbedder, create_backbone
+from tlestimators.backbones.base import Backbone, BackboneConfig
 from tlestimators.features import (
     backbone_fingerprint,
     compute_embeddings,
@@ -244,3 +245,37 @@ def test_verbose_shows_progress(rng, capsys):
     X = rng.normal(size=(40, 10)).astype(np.float32)
     compute_embeddings(_mlp(), X, batch_size=8, verbose=1)
     assert "embedding" in capsys.readouterr().err
+
+
+class _PaddedTextBackbone(Backbone):
+    """A text backbone whose batch is padded to its longest text, like a tokenizer's.
+
+    Each embedding depends only on its own text, so any mix-up of the order in which
+    batches were formed shows up as a wrong row."""
+
+    def __init__(self):
+        super().__init__()
+        self.config = BackboneConfig(name="padded-text", modality="text", num_features=2)
+        self.scale = torch.nn.Parameter(torch.ones(1))
+        self.batch_widths = []
+
+    def preprocess(self, items, train=False):
+        width = max(len(t) for t in items)
+        self.batch_widths.append(width)
+        codes = torch.zeros(len(items), width)
+        for i, t in enumerate(items):
+            codes[i, : len(t)] = torch.tensor([float(ord(c)) for c in t])
+        return codes
+
+    def forward(self, batch):
+        return torch.stack([batch.sum(1), (batch > 0).sum(1).float()], 1) * self.scale
+
+
+def test_text_batches_are_formed_by_length_and_rows_come_back_in_input_order():
+    bb = _PaddedTextBackbone()
+    texts = ["a" * n for n in (1, 30, 2, 29, 3, 28)] + ["xyz", "q"]
+    out = compute_embeddings(bb, texts, batch_size=2, cache=False)
+    expected = np.array([[sum(map(ord, t)), len(t)] for t in texts], dtype=np.float32)
+    np.testing.assert_allclose(out, expected)
+    # sorted by length, the padding a batch carries is small: 30+28, 3+3, 2+1 not 30+29+28
+    assert sum(bb.batch_widths) < sum(max(len(a), len(b)) for a, b in zip(texts[::2], texts[1::2]))

@@ -92,9 +92,13 @@ class BackboneConfig:
         return dataclasses.asdict(self)
 
     def preprocessing_key(self) -> str:
-        """A stable string of every setting that changes what ``preprocess`` does."""
+        """A stable string of every setting that changes what ``preprocess`` does.
+
+        ``weights`` (where the weights came from) is left out: the fingerprint hashes the
+        tensors themselves, so the same weights read from a file or from a package share
+        cache entries."""
         d = self.to_dict()
-        for k in ("license", "num_features"):
+        for k in ("license", "num_features", "weights"):
             d.pop(k)
         return json.dumps(d, sort_keys=True, default=str)
 
