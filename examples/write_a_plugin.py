@@ -1,4 +1,7 @@
-"""Write a backbone plugin: a third-party package that adds backbones to tlestimators.
+"""Write a backbone plugin
+========================
+
+A third-party package that adds backbones to tlestimators.
 
 A plugin is an ordinary Python distribution that declares one entry point in the group
 ``tlestimators.backbones``; tlestimators finds it on the first registry lookup, with no
