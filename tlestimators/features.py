@@ -669,7 +669,7 @@ class BackboneEmbedder(BackboneParamsMixin, TransformerMixin, BaseEstimator):
 
         Returns
         -------
-        Z : ndarray of shape (n_samples, n_features_out_), dtype float32
+        Z : ndarray of shape (n_samples, n_features_out), dtype float32
         """
         from tlestimators.estimators._base import validate_feature_input
 
