@@ -1,4 +1,8 @@
-"""Adapt a sentiment classifier from book reviews to kitchen-appliance reviews with DANN,
+"""
+Domain adaptation with unsupervised model selection
+===================================================
+
+Adapt a sentiment classifier from book reviews to kitchen-appliance reviews with DANN,
 choosing the adversarial strength ``lambda_max`` without a single target label.
 
 The data are the DANN paper's Amazon review files (5000-d unigram/bigram counts). The
