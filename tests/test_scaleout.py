@@ -277,24 +277,43 @@ def test_accelerated_finetune_trains_through_accelerate_on_cpu():
     assert type(clf.net_.module_).__name__ == "TransferModule"
 
 
-def test_accelerated_finetune_params_clone_and_validation():
+def test_finetune_classifier_takes_an_accelerator_and_validates_it():
     from accelerate import Accelerator
     from sklearn.base import clone
 
     from tlestimators import FineTuneClassifier
-    from tlestimators.distributed import AcceleratedFineTuneClassifier
+    from tlestimators.estimators._base import TransferNet
+    from tlestimators.estimators.accelerated import AcceleratedTransferNet
 
-    # same parameters as FineTuneClassifier plus `accelerator`: catches drift
-    assert set(AcceleratedFineTuneClassifier().get_params()) == (
-        set(FineTuneClassifier().get_params()) | {"accelerator"}
-    )
-    acc = Accelerator(cpu=True)
-    est = AcceleratedFineTuneClassifier("mlp", accelerator=acc, max_epochs=3)
-    assert clone(est).get_params()["max_epochs"] == 3
     X, y = _data()
+    common = dict(backbone_kwargs={"hidden_sizes": (16,)}, lr=1e-2, max_epochs=3, random_state=0)
+    plain = FineTuneClassifier("mlp", **common).fit(X, y)
+    assert plain.accelerator_ is None
+    assert type(plain.net_) is TransferNet
+    acc = Accelerator(cpu=True)
+    est = FineTuneClassifier("mlp", accelerator=acc, **common)
+    assert clone(est).get_params()["max_epochs"] == 3
+    est.fit(X, y)
+    assert est.accelerator_ is acc and isinstance(est.net_, AcceleratedTransferNet)
     with pytest.raises(TypeError, match=r"accelerator must be None or an accelerate.Accelerator, "
                                         r"got str: 'gpu'"):
-        AcceleratedFineTuneClassifier("mlp", accelerator="gpu").fit(X, y)
+        FineTuneClassifier("mlp", accelerator="gpu").fit(X, y)
+
+
+def test_accelerated_finetune_builds_a_default_accelerator():
+    from tlestimators import FineTuneClassifier
+    from tlestimators.distributed import AcceleratedFineTuneClassifier
+    from tlestimators.estimators.accelerated import AcceleratedTransferNet
+
+    assert set(AcceleratedFineTuneClassifier().get_params()) == set(
+        FineTuneClassifier().get_params()
+    )
+    X, y = _data()
+    clf = AcceleratedFineTuneClassifier(
+        "mlp", backbone_kwargs={"hidden_sizes": (16,)}, max_epochs=2, random_state=0
+    ).fit(X, y)
+    assert clf.accelerator is None and clf.accelerator_ is not None
+    assert isinstance(clf.net_, AcceleratedTransferNet)
 
 
 def _fitted(kind, tmp_path):

@@ -16,7 +16,12 @@ from skorch.hf import AccelerateMixin
 from tlestimators.estimators._base import TransferNet
 from tlestimators.estimators.finetune import FineTuneClassifier
 
-__all__ = ["AcceleratedFineTuneClassifier", "AcceleratedTransferNet"]
+__all__ = [
+    "AcceleratedFineTuneClassifier",
+    "AcceleratedTransferNet",
+    "check_accelerator",
+    "make_accelerated_net",
+]
 
 
 class _UnwrappedNetView:
@@ -127,48 +132,73 @@ class AcceleratedTransferNet(AccelerateMixin, TransferNet):
         self.device = "cpu" if device.type == "cpu" else str(device)
 
 
+def check_accelerator(accelerator, unfreeze):
+    """Validate the ``accelerator`` parameter of :class:`FineTuneClassifier`."""
+    try:
+        from accelerate import Accelerator
+    except ImportError as exc:
+        raise ImportError(
+            "training with an accelerator needs accelerate: "
+            "pip install 'tlestimators[distributed]'"
+        ) from exc
+    if not isinstance(accelerator, Accelerator):
+        raise TypeError(
+            "accelerator must be None or an accelerate.Accelerator, got "
+            f"{type(accelerator).__name__}: {accelerator!r}"
+        )
+    if unfreeze == "gradual" and accelerator.num_processes > 1:
+        # DistributedDataParallel registers the trainable parameters once, when the
+        # module is prepared; groups unfrozen later would never have their gradients
+        # averaged across processes.
+        raise ValueError(
+            "unfreeze='gradual' is not supported with several processes "
+            f"(num_processes={accelerator.num_processes}); use unfreeze='all', "
+            "'head' or an int"
+        )
+    return accelerator
+
+
+def make_accelerated_net(accelerator, **net_kwargs):
+    """The :class:`AcceleratedTransferNet` for the net arguments FineTuneClassifier built."""
+    if accelerator.device_placement:
+        # skorch refuses a device when the accelerator places modules itself.
+        net_kwargs["device"] = None
+    # Pinned memory is the accelerator's call too (it moves the batches).
+    for key in ("iterator_train__pin_memory", "iterator_valid__pin_memory"):
+        net_kwargs.pop(key, None)
+    if not net_kwargs.get("verbose"):
+        # skorch's PrintLog ignores verbose=0 for any sink but the builtin print,
+        # and AccelerateMixin's default sink is accelerator.print.
+        net_kwargs["callbacks__print_log__sink"] = print
+    return AcceleratedTransferNet(accelerator=accelerator, **net_kwargs)
+
+
 class AcceleratedFineTuneClassifier(FineTuneClassifier):
-    """Fine-tune a pretrained backbone, data-parallel over devices with Accelerate.
+    """:class:`~tlestimators.FineTuneClassifier` that always trains through Accelerate.
 
-    Identical to :class:`~tlestimators.FineTuneClassifier` (same parameters, same
-    fitted attributes) plus ``accelerator``. Run the training script under
-    ``accelerate launch`` to train one model on several GPUs: each process sees every
-    sample, the prepared data loaders give each one a disjoint slice of every epoch,
-    and gradients are averaged across processes.
+    Same parameters and fitted attributes as ``FineTuneClassifier``; the one difference
+    is that ``accelerator=None`` builds ``Accelerator()`` at fit time, which picks up the
+    configuration of ``accelerate launch`` / ``accelerate config``. That is handy in a
+    training script meant to run both with and without the launcher. With an explicit
+    accelerator the two classes behave identically.
 
-    Parameters
-    ----------
-    backbone : str or Backbone, default="efficientnet_lite0"
-        Registry name or backbone instance (deep-copied; never modified).
-    accelerator : accelerate.Accelerator, default=None
-        The accelerator that prepares training (mixed precision, gradient
-        accumulation, distributed setup). ``None`` builds ``Accelerator()`` at fit
-        time, which picks up the configuration of ``accelerate launch`` /
-        ``accelerate config``. With an accelerator that places devices (the
-        default), ``device`` is ignored: the accelerator decides.
-    backbone_kwargs, head, head_dropout, unfreeze, unfreeze_every, lr, backbone_lr, \
-layer_decay, warmup, weight_decay, label_smoothing, augment, max_epochs, batch_size, \
-early_stopping, validation_fraction, patience, class_weight, callbacks, num_workers, \
-device, random_state, verbose
-        As in :class:`~tlestimators.FineTuneClassifier`. ``batch_size`` is per process:
-        the global batch is ``batch_size * num_processes``.
+    Run the training script under ``accelerate launch`` to train one model on several
+    GPUs: each process sees every sample, the prepared data loaders give each one a
+    disjoint slice of every epoch, and gradients are averaged across processes.
+    ``batch_size`` is per process: the global batch is ``batch_size * num_processes``.
 
     Attributes
     ----------
-    classes_ : ndarray of shape (n_classes,)
-        Class labels.
     net_ : AcceleratedTransferNet
         The fitted skorch net. After training its module is unwrapped from the
         distributed wrapper, so the estimator predicts and pickles like any other.
     accelerator_ : accelerate.Accelerator
         The accelerator used (``accelerator`` or the one built at fit time); use
         ``accelerator_.is_main_process`` to save or log from one process only.
-    n_layer_groups_ : int
-        Layer groups of the backbone.
 
     See Also
     --------
-    FineTuneClassifier : the same on one device, without Accelerate.
+    FineTuneClassifier : the same, with Accelerate only when ``accelerator`` is given.
     tlestimators.distributed.parallel_backend : many models at once on a cluster.
 
     Notes
@@ -195,114 +225,14 @@ device, random_state, verbose
     True
     """
 
-    def __init__(
-        self,
-        backbone="efficientnet_lite0",
-        *,
-        accelerator=None,
-        backbone_kwargs=None,
-        head="linear",
-        head_dropout=0.0,
-        unfreeze="all",
-        unfreeze_every=1,
-        lr=1e-3,
-        backbone_lr=None,
-        layer_decay=None,
-        warmup=0.1,
-        weight_decay=0.01,
-        label_smoothing=0.0,
-        augment=True,
-        max_epochs=10,
-        batch_size=32,
-        early_stopping=False,
-        validation_fraction=0.1,
-        patience=5,
-        class_weight=None,
-        callbacks=None,
-        num_workers=0,
-        device="auto",
-        random_state=None,
-        verbose=0,
-    ):
-        self.backbone = backbone
-        self.accelerator = accelerator
-        self.backbone_kwargs = backbone_kwargs
-        self.head = head
-        self.head_dropout = head_dropout
-        self.unfreeze = unfreeze
-        self.unfreeze_every = unfreeze_every
-        self.lr = lr
-        self.backbone_lr = backbone_lr
-        self.layer_decay = layer_decay
-        self.warmup = warmup
-        self.weight_decay = weight_decay
-        self.label_smoothing = label_smoothing
-        self.augment = augment
-        self.max_epochs = max_epochs
-        self.batch_size = batch_size
-        self.early_stopping = early_stopping
-        self.validation_fraction = validation_fraction
-        self.patience = patience
-        self.class_weight = class_weight
-        self.callbacks = callbacks
-        self.num_workers = num_workers
-        self.device = device
-        self.random_state = random_state
-        self.verbose = verbose
-
     def _check_accelerator(self):
-        try:
-            from accelerate import Accelerator
-        except ImportError as exc:
-            raise ImportError(
-                "AcceleratedFineTuneClassifier needs accelerate: "
-                "pip install 'tlestimators[distributed]'"
-            ) from exc
         if self.accelerator is None:
-            return Accelerator()
-        if not isinstance(self.accelerator, Accelerator):
-            raise TypeError(
-                "accelerator must be None or an accelerate.Accelerator, got "
-                f"{type(self.accelerator).__name__}: {self.accelerator!r}"
-            )
-        return self.accelerator
-
-    def fit(self, X, y):
-        """Fine-tune through the accelerator (see :meth:`FineTuneClassifier.fit`).
-
-        Parameters
-        ----------
-        X : images, texts or 2-D features
-            Input of the backbone's modality.
-        y : array-like of shape (n_samples,)
-            Labels (any sklearn-valid type).
-
-        Returns
-        -------
-        self : AcceleratedFineTuneClassifier
-        """
-        self.accelerator_ = self._check_accelerator()
-        if self.unfreeze == "gradual" and self.accelerator_.num_processes > 1:
-            # DistributedDataParallel registers the trainable parameters once, when the
-            # module is prepared; groups unfrozen later would never have their
-            # gradients averaged across processes.
-            raise ValueError(
-                "unfreeze='gradual' is not supported with several processes "
-                f"(num_processes={self.accelerator_.num_processes}); use unfreeze='all', "
-                "'head' or an int"
-            )
-        return super().fit(X, y)
-
-    def _make_net(self, **net_kwargs):
-        accelerator = self.accelerator_
-        if accelerator.device_placement:
-            # skorch refuses a device when the accelerator places modules itself.
-            net_kwargs["device"] = None
-        # Pinned memory is the accelerator's call too (it moves the batches).
-        for key in ("iterator_train__pin_memory", "iterator_valid__pin_memory"):
-            net_kwargs.pop(key, None)
-        if not net_kwargs.get("verbose"):
-            # skorch's PrintLog ignores verbose=0 for any sink but the builtin print,
-            # and AccelerateMixin's default sink is accelerator.print.
-            net_kwargs["callbacks__print_log__sink"] = print
-        return AcceleratedTransferNet(accelerator=accelerator, **net_kwargs)
+            try:
+                from accelerate import Accelerator
+            except ImportError as exc:
+                raise ImportError(
+                    "AcceleratedFineTuneClassifier needs accelerate: "
+                    "pip install 'tlestimators[distributed]'"
+                ) from exc
+            return check_accelerator(Accelerator(), self.unfreeze)
+        return check_accelerator(self.accelerator, self.unfreeze)

@@ -149,6 +149,14 @@ class FineTuneClassifier(NetClassifierMixin, BackboneParamsMixin, ClassifierMixi
         Seeds the head initialisation, shuffling, augmentation and validation split.
     verbose : int, default=0
         ``>0`` prints skorch's epoch table.
+    accelerator : accelerate.Accelerator, default=None
+        Train through Hugging Face Accelerate (skorch's ``AccelerateMixin``): mixed
+        precision, gradient accumulation, and data-parallel training over several
+        devices when the script runs under ``accelerate launch``. The accelerator then
+        places the model and ``device`` is ignored; ``batch_size`` is per process.
+        ``unfreeze="gradual"`` is refused with several processes (groups unfrozen after
+        the model is prepared would never be synchronised). ``None`` trains on
+        ``device`` without Accelerate.
 
     Attributes
     ----------
@@ -223,6 +231,7 @@ class FineTuneClassifier(NetClassifierMixin, BackboneParamsMixin, ClassifierMixi
         device="auto",
         random_state=None,
         verbose=0,
+        accelerator=None,
     ):
         self.backbone = backbone
         self.backbone_kwargs = backbone_kwargs
@@ -248,6 +257,7 @@ class FineTuneClassifier(NetClassifierMixin, BackboneParamsMixin, ClassifierMixi
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
+        self.accelerator = accelerator
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -343,6 +353,7 @@ class FineTuneClassifier(NetClassifierMixin, BackboneParamsMixin, ClassifierMixi
         from tlestimators.callbacks import layer_decay_param_groups
 
         device = self._check_params()
+        self.accelerator_ = self._check_accelerator()
         modality = self._backbone_modality()
         items = validate_feature_input(self, X, modality, reset=True)
         classes, y_enc = encode_labels(y, type(self).__name__)
@@ -405,10 +416,22 @@ class FineTuneClassifier(NetClassifierMixin, BackboneParamsMixin, ClassifierMixi
         self.net_ = net
         return self
 
+    def _check_accelerator(self):
+        """The accelerator to train with (validated), or None for plain skorch."""
+        if self.accelerator is None:
+            return None
+        from tlestimators.estimators.accelerated import check_accelerator
+
+        return check_accelerator(self.accelerator, self.unfreeze)
+
     def _make_net(self, **net_kwargs):
-        """The skorch net ``fit`` trains; a hook for subclasses that swap the net class
-        (:class:`~tlestimators.distributed.AcceleratedFineTuneClassifier`)."""
-        return TransferNet(**net_kwargs)
+        """The skorch net ``fit`` trains: :class:`TransferNet`, or its Accelerate
+        variant when an accelerator is in use."""
+        if self.accelerator_ is None:
+            return TransferNet(**net_kwargs)
+        from tlestimators.estimators.accelerated import make_accelerated_net
+
+        return make_accelerated_net(self.accelerator_, **net_kwargs)
 
     def _net_input(self, X):
         items = validate_feature_input(
