@@ -615,15 +615,6 @@ class BackboneEmbedder(BackboneParamsMixin, TransformerMixin, BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.requires_fit = True
         tags.transformer_tags.preserves_dtype = ["float32"]  # embeddings are float32
-        try:
-            modality = self._backbone_modality()
-        except Exception:  # tags must not fail on bad params; fit reports them
-            modality = None
-        if modality != "features":
-            tags.input_tags.two_d_array = False
-            tags.input_tags.string = modality == "text"
-        else:
-            tags.input_tags.sparse = True
         return tags
 
     def _check_params(self):

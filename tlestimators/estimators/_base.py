@@ -109,6 +109,21 @@ class BackboneParamsMixin:
             mod = self._make_backbone(n_features=None).config.modality
         return mod
 
+    def __sklearn_tags__(self):
+        # Input tags follow the backbone's modality: 2-D (dense or sparse) arrays for
+        # 'features' backbones, images or strings otherwise.
+        tags = super().__sklearn_tags__()
+        try:
+            modality = self._backbone_modality()
+        except Exception:  # tags must not fail on bad params; fit reports them
+            modality = None
+        if modality != "features":
+            tags.input_tags.two_d_array = False
+            tags.input_tags.string = modality == "text"
+        else:
+            tags.input_tags.sparse = True
+        return tags
+
     def _check_backbone_kwargs(self) -> dict:
         kw = self.backbone_kwargs
         if kw is None:

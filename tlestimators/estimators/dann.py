@@ -809,14 +809,3 @@ class DANNAdapter(ClassifierMixin, BackboneParamsMixin, BaseEstimator):
         sw = None if sample_weight is None else np.asarray(sample_weight)[idx]
         return accuracy_score(y[idx], self.predict(Xk), sample_weight=sw)
 
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.sparse = True
-        try:
-            modality = self._backbone_modality()
-        except Exception:  # an invalid backbone is reported by fit, not by tags
-            modality = "features"
-        if modality != "features":
-            tags.input_tags.two_d_array = False
-            tags.input_tags.string = modality == "text"
-        return tags

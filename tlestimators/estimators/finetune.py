@@ -261,15 +261,6 @@ class FineTuneClassifier(NetClassifierMixin, BackboneParamsMixin, ClassifierMixi
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        try:
-            modality = self._backbone_modality()
-        except Exception:  # tags must not fail on bad params; fit reports them
-            modality = None
-        if modality != "features":
-            tags.input_tags.two_d_array = False
-            tags.input_tags.string = modality == "text"
-        else:
-            tags.input_tags.sparse = True
         tags.non_deterministic = False
         return tags
 

@@ -193,19 +193,6 @@ class FrozenFeatureClassifier(NetClassifierMixin, BackboneParamsMixin, Classifie
         self.random_state = random_state
         self.verbose = verbose
 
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        try:
-            modality = self._backbone_modality()
-        except Exception:  # tags must not fail on bad params; fit reports them
-            modality = None
-        if modality != "features":
-            tags.input_tags.two_d_array = False
-            tags.input_tags.string = modality == "text"
-        else:
-            tags.input_tags.sparse = True
-        return tags
-
     def _check_params(self):
         from tlestimators.features import _check_cache
 

@@ -568,7 +568,6 @@ class RehearsalLearner(BackboneParamsMixin, ClassifierMixin, BaseEstimator):
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.input_tags.sparse = True
         tags.non_deterministic = self.random_state is None
         return tags
 
