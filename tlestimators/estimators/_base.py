@@ -43,6 +43,8 @@ __all__ = [
     "check_labels_seen",
     "make_valid_split",
     "validate_feature_input",
+    "validate_fit_data",
+    "early_stopping_split",
     "NameSet",
     "TransferNet",
 ]
@@ -454,6 +456,32 @@ def validate_feature_input(estimator, X, modality, reset, name="X"):
         _check_feature_names(estimator, X, reset=reset)
         _check_n_features(estimator, items, reset=reset)
     return items
+
+
+def validate_fit_data(estimator, X, y):
+    """The common start of a supervised ``fit``: validated items (recording
+    ``n_features_in_`` for 'features' backbones), encoded labels and the torch seed.
+
+    Returns ``(modality, items, classes, y_encoded, seed)``.
+    """
+    from sklearn.utils.validation import check_consistent_length
+
+    modality = estimator._backbone_modality()
+    items = validate_feature_input(estimator, X, modality, reset=True)
+    classes, y_enc = encode_labels(y, type(estimator).__name__)
+    check_consistent_length(items, y_enc)
+    return modality, items, classes, y_enc, check_random_state_int(estimator.random_state)
+
+
+def early_stopping_split(estimator, n_samples, n_classes, seed):
+    """``(train_split, EarlyStopping callback)`` from the estimator's ``early_stopping``,
+    ``validation_fraction`` and ``patience``; ``(None, None)`` when it is off."""
+    if not estimator.early_stopping:
+        return None, None
+    from skorch.callbacks import EarlyStopping
+
+    split = make_valid_split(estimator.validation_fraction, n_samples, n_classes, seed)
+    return split, EarlyStopping(monitor="valid_loss", patience=estimator.patience, load_best=True)
 
 
 class NameSet:

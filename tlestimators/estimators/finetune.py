@@ -19,13 +19,13 @@ from tlestimators.estimators._base import (
     check_positive_int,
     check_random_state_int,
     class_weight_tensor,
-    encode_labels,
+    early_stopping_split,
     layer_group_names,
     make_head,
-    make_valid_split,
     resolve_device,
     torch_seed,
     validate_feature_input,
+    validate_fit_data,
 )
 from tlestimators.estimators._netclassifier import NetClassifierMixin
 from tlestimators.estimators.frozen import (
@@ -338,25 +338,14 @@ class FineTuneClassifier(NetClassifierMixin, BackboneParamsMixin, ClassifierMixi
         -------
         self : FineTuneClassifier
         """
-        from sklearn.utils.validation import check_consistent_length
-        from skorch.callbacks import EarlyStopping
-
         from tlestimators.callbacks import layer_decay_param_groups
 
         device = self._check_params()
         self.accelerator_ = self._check_accelerator()
-        modality = self._backbone_modality()
-        items = validate_feature_input(self, X, modality, reset=True)
-        classes, y_enc = encode_labels(y, type(self).__name__)
-        check_consistent_length(items, y_enc)
+        modality, items, classes, y_enc, seed = validate_fit_data(self, X, y)
         n = len(y_enc)
-        seed = check_random_state_int(self.random_state)
-        train_split, es = None, None
-        n_train = n
-        if self.early_stopping:
-            train_split = make_valid_split(self.validation_fraction, n, len(classes), seed)
-            n_train = n - math.ceil(self.validation_fraction * n)
-            es = EarlyStopping(monitor="valid_loss", patience=self.patience, load_best=True)
+        train_split, es = early_stopping_split(self, n, len(classes), seed)
+        n_train = n - math.ceil(self.validation_fraction * n) if es is not None else n
         if n_train < 2:
             raise ValueError(
                 f"{type(self).__name__} needs at least 2 training samples, got {n_train} "

@@ -16,12 +16,12 @@ from tlestimators.estimators._base import (
     check_positive_int,
     check_random_state_int,
     class_weight_tensor,
-    encode_labels,
+    early_stopping_split,
     make_head,
-    make_valid_split,
     resolve_device,
     torch_seed,
     validate_feature_input,
+    validate_fit_data,
 )
 from tlestimators.estimators._netclassifier import NetClassifierMixin
 
@@ -238,23 +238,14 @@ class FrozenFeatureClassifier(NetClassifierMixin, BackboneParamsMixin, Classifie
         -------
         self : FrozenFeatureClassifier
         """
-        from sklearn.utils.validation import check_consistent_length
-        from skorch.callbacks import EarlyStopping
-
         from tlestimators.features import frozen_backbone
 
         device = self._check_params()
-        modality = self._backbone_modality()
-        items = validate_feature_input(self, X, modality, reset=True)
-        classes, y_enc = encode_labels(y, type(self).__name__)
-        check_consistent_length(items, y_enc)
-        n = len(y_enc)
-        seed = check_random_state_int(self.random_state)
-        train_split, callbacks = None, [("nan_guard", NaNLossGuard())]
-        if self.early_stopping:
-            train_split = make_valid_split(self.validation_fraction, n, len(classes), seed)
-            callbacks.append(("early_stopping", EarlyStopping(
-                monitor="valid_loss", patience=self.patience, load_best=True)))
+        modality, items, classes, y_enc, seed = validate_fit_data(self, X, y)
+        train_split, es = early_stopping_split(self, len(y_enc), len(classes), seed)
+        callbacks = [("nan_guard", NaNLossGuard())]
+        if es is not None:
+            callbacks.append(("early_stopping", es))
         self.backbone_ = frozen_backbone(self, items.shape[1] if modality == "features" else None)
         Z = self._embed(items, device)
         with torch_seed(seed):
