@@ -24,6 +24,7 @@ from tlestimators.estimators._base import (
     check_random_state_int,
     resolve_device,
 )
+from tlestimators.estimators._netclassifier import LogitsClassifierMixin
 
 __all__ = ["ZeroShotCLIPClassifier", "ZeroShotTextClassifier", "template_set"]
 
@@ -95,7 +96,8 @@ def _check_real(value, name, low=None, high=None, low_open=False):
     return float(value)
 
 
-class _PromptClassifier(BackboneParamsMixin, ClassifierMixin, BaseEstimator):
+class _PromptClassifier(LogitsClassifierMixin, BackboneParamsMixin, ClassifierMixin,
+                        BaseEstimator):
     """Shared machinery: classes, prompts, class embeddings, few-shot refinement and the
     prediction methods. Subclasses set ``_modality_name`` and implement
     ``_check_backbone``, ``_default_templates``, ``_class_words``, ``_encode_prompts``
@@ -419,42 +421,12 @@ class _PromptClassifier(BackboneParamsMixin, ClassifierMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ predict
     def _logits(self, X):
+        """``logit_scale_ * cosine(embedding, class weights) + intercept_``: what
+        ``decision_function`` returns, and ``predict_proba`` softmaxes."""
         check_is_fitted(self)
         items = self.backbone_.check_input(X, "X")
         Z = _normalize(self._embed(items, resolve_device(self.device)).astype(np.float64))
         return self.logit_scale_ * Z @ self.coef_.astype(np.float64).T + self.intercept_
-
-    def decision_function(self, X):
-        """``logit_scale_ * cosine(embedding, class weights) + intercept_``.
-
-        Parameters
-        ----------
-        X : input of the backbone's modality
-
-        Returns
-        -------
-        scores : ndarray of shape (n_samples, n_classes), or (n_samples,) with two
-            classes (``logit_1 - logit_0``, as sklearn's linear models)
-        """
-        z = self._logits(X)
-        return z[:, 1] - z[:, 0] if z.shape[1] == 2 else z
-
-    def predict_proba(self, X):
-        """Softmax of the logits, columns ordered as ``classes_``."""
-        from scipy.special import softmax
-
-        return softmax(self._logits(X), axis=1)
-
-    def predict_log_proba(self, X):
-        """Log of :meth:`predict_proba`, computed stably."""
-        from scipy.special import log_softmax
-
-        return log_softmax(self._logits(X), axis=1)
-
-    def predict(self, X):
-        """The class whose weights are most similar to each input's embedding."""
-        logits = self._logits(X)  # checks fitted before classes_ is touched
-        return self.classes_[logits.argmax(axis=1)]
 
 
 class ZeroShotCLIPClassifier(_PromptClassifier):
