@@ -226,3 +226,14 @@ def test_docstring_examples_run(module):
     result = doctest.testmod(importlib.import_module(module),
                              optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_unlabeled_mask_reads_minus_one_in_every_label_dtype():
+    from tlestimators.model_selection import unlabeled_mask
+
+    assert unlabeled_mask([0, -1, 2, -1]).tolist() == [False, True, False, True]
+    assert unlabeled_mask(np.array([1.0, -1.0])).tolist() == [False, True]
+    assert unlabeled_mask(np.array(["cat", -1, "-1"], dtype=object)).tolist() == [
+        False, True, False
+    ]
+    assert not unlabeled_mask(np.array(["-1", "dog"])).any()  # str labels never unlabeled

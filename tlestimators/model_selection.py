@@ -14,7 +14,21 @@ import numpy as np
 from sklearn.model_selection import StratifiedKFold, StratifiedShuffleSplit
 from sklearn.model_selection._split import BaseCrossValidator
 
-__all__ = ["SourceTargetKFold", "SourceTargetShuffleSplit", "domain_strata"]
+__all__ = ["SourceTargetKFold", "SourceTargetShuffleSplit", "domain_strata", "unlabeled_mask"]
+
+
+def unlabeled_mask(y) -> np.ndarray:
+    """Rows of ``y`` marked unlabeled (target-domain) by sklearn's ``-1`` convention.
+
+    Numeric labels compare with ``-1``; in object arrays only numeric ``-1`` entries
+    count (a string label never does).
+    """
+    y = np.asarray(y)
+    if y.dtype.kind in "iuf":
+        return y == -1
+    if y.dtype.kind == "O":
+        return np.array([isinstance(v, numbers.Number) and v == -1 for v in y], dtype=bool)
+    return np.zeros(y.shape, dtype=bool)
 
 
 def domain_strata(y=None, sample_domain=None, n_splits=2):
@@ -37,11 +51,7 @@ def domain_strata(y=None, sample_domain=None, n_splits=2):
             )
         is_target = dom < 0
     else:
-        yy = np.asarray(y)
-        if yy.dtype.kind in "iuf":
-            is_target = yy == -1
-        else:
-            is_target = np.array([isinstance(v, numbers.Number) and v == -1 for v in yy])
+        is_target = unlabeled_mask(y)
         dom = np.where(is_target, -1, 1)
     if not is_target.any():
         raise ValueError(

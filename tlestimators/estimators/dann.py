@@ -40,6 +40,7 @@ from tlestimators.estimators._base import (
     torch_seed,
 )
 from tlestimators.losses import dann_loss, gradient_reversal
+from tlestimators.model_selection import unlabeled_mask
 
 __all__ = [
     "DANNAdapter",
@@ -536,12 +537,7 @@ class DANNAdapter(ClassifierMixin, BackboneParamsMixin, BaseEstimator):
             raise ValueError(f"y must be 1-D, got an array of shape {y.shape}.")
         if len(y) != n:
             raise ValueError(f"X has {n} samples but y has {len(y)}.")
-        if y.dtype.kind in "iuf":
-            unlabeled = y == -1
-        elif y.dtype.kind == "O":
-            unlabeled = np.array([isinstance(v, numbers.Number) and v == -1 for v in y])
-        else:
-            unlabeled = np.zeros(n, dtype=bool)
+        unlabeled = unlabeled_mask(y)
         if sample_domain is None:
             return ~unlabeled, unlabeled
         sd = np.asarray(sample_domain)

@@ -17,8 +17,6 @@ target rows marked by ``y == -1`` (or by ``sample_domain < 0`` when given). Use
 
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 
 __all__ = [
@@ -62,12 +60,9 @@ def _split_domains(y, sample_domain, n, who):
         yy = np.asarray(y)
         if yy.shape != (n,):
             raise ValueError(f"{who}: y must have one entry per sample ({n}), got {yy.shape}.")
-        if yy.dtype.kind in "iuf":
-            is_target = yy == -1
-        elif yy.dtype.kind == "O":
-            is_target = np.array([isinstance(v, numbers.Number) and v == -1 for v in yy])
-        else:
-            is_target = np.zeros(n, dtype=bool)
+        from tlestimators.model_selection import unlabeled_mask
+
+        is_target = unlabeled_mask(yy)
     tgt = np.flatnonzero(is_target)
     src = np.flatnonzero(~is_target)
     if len(tgt) == 0:
