@@ -81,7 +81,8 @@ def test_density_ratio_grows_toward_the_target():
     from scipy.stats import spearmanr
 
     assert spearmanr(w, src.sum(1)).statistic > 0.9
-    assert w.min() >= 0
+    # E_source[p_t / p_s] = 1: a calibrated domain classifier's weights average near 1
+    assert 0.5 < w.mean() < 2.0
 
 
 def test_iwv_tracks_target_accuracy_better_than_source_accuracy():
@@ -119,7 +120,8 @@ def test_dev_equals_source_log_loss_when_weights_are_one():
     p = model.predict_proba(X[src])[np.arange(src.sum()), y[src]]
     dev = DeepEmbeddedValidationScorer(domain_classifier=HalfProba())(model, X, y)
     assert dev == pytest.approx(np.mean(np.log(p)))
-    assert np.isfinite(DeepEmbeddedValidationScorer()(model, X, y))
+    bad = SourceOnlyLR(scramble=True).fit(X, y)
+    assert DeepEmbeddedValidationScorer()(model, X, y) > DeepEmbeddedValidationScorer()(bad, X, y)
 
 
 def test_circular_validation_separates_good_and_bad_models():
@@ -140,8 +142,34 @@ def test_scorers_say_when_there_is_no_target(scorer):
     X, y = covariate_shift()
     model = SourceOnlyLR().fit(X, y)
     src = y != -1
-    with pytest.raises(ValueError, match="has none"):
+    with pytest.raises(ValueError, match="needs target-domain rows.*got none.*SourceTargetKFold"):
         scorer(model, X[src], y[src])
+
+
+def test_scorers_explain_a_string_minus_one():
+    X, y = covariate_shift()
+    model = SourceOnlyLR().fit(X, y)
+    y_str = np.r_[np.where(y[y != -1] == 1, "pos", "neg"), -np.ones((y == -1).sum(), int)]
+    assert y_str.dtype.kind == "U"  # what np.r_ makes of str labels and -1
+    with pytest.raises(ValueError, match="string '-1' in 400 rows"):
+        PredictionEntropyScorer()(model, X, y_str)
+
+
+def test_gridsearch_with_plain_kfold_names_the_cause():
+    import warnings
+
+    from sklearn.model_selection import KFold
+
+    X, y = covariate_shift(100)
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        GridSearchCV(SourceOnlyLR(), {"C": [1.0]}, cv=KFold(3),
+                     scoring=PredictionEntropyScorer()).fit(X, y)
+    msgs = " ".join(str(w.message) for w in rec)
+    assert "Each validation fold must hold target rows" in msgs
+    with pytest.raises(ValueError, match="Each validation fold must hold target rows"):
+        GridSearchCV(SourceOnlyLR(), {"C": [1.0]}, cv=KFold(3), error_score="raise",
+                     scoring=PredictionEntropyScorer()).fit(X, y)
 
 
 def test_weighted_scorers_need_source_rows():
@@ -168,7 +196,7 @@ def test_splitter_errors():
     y = np.r_[np.zeros(10, int), np.ones(10, int), -np.ones(2, int)]
     with pytest.raises(ValueError, match="target domain -1 has 2 rows, fewer than n_splits=5"):
         list(SourceTargetKFold(5).split(None, y))
-    with pytest.raises(ValueError, match="No target rows"):
+    with pytest.raises(ValueError, match="needs target-domain rows"):
         list(SourceTargetKFold(2).split(None, y[:20]))
     with pytest.raises(ValueError, match="n_splits must be an int >= 2"):
         list(SourceTargetKFold(1).split(None, y))
@@ -229,7 +257,10 @@ def test_docstring_examples_run(module):
 
 
 def test_unlabeled_mask_reads_minus_one_in_every_label_dtype():
-    from tlestimators.model_selection import unlabeled_mask
+    from tlestimators.data import unlabeled_mask
+    from tlestimators.model_selection import unlabeled_mask as reexported
+
+    assert reexported is unlabeled_mask
 
     assert unlabeled_mask([0, -1, 2, -1]).tolist() == [False, True, False, True]
     assert unlabeled_mask(np.array([1.0, -1.0])).tolist() == [False, True]
@@ -237,3 +268,27 @@ def test_unlabeled_mask_reads_minus_one_in_every_label_dtype():
         False, True, False
     ]
     assert not unlabeled_mask(np.array(["-1", "dog"])).any()  # str labels never unlabeled
+
+
+def test_parse_domains_checks_and_combines_y_and_sample_domain():
+    from tlestimators.data import parse_domains
+
+    y = np.array([0, 1, -1, -1, 2])
+    d = parse_domains(y)
+    assert d.labeled.tolist() == [True, True, False, False, True]
+    assert d.is_target.tolist() == [False, False, True, True, False]
+    assert d.domain.tolist() == [1, 1, -1, -1, 1]
+    # labeled target rows (y != -1, sample_domain < 0) are target but labeled
+    d = parse_domains(y, [1, 2, -1, -1, -1])
+    assert d.is_target.tolist() == [False, False, True, True, True]
+    assert d.labeled[4] and d.target_index.tolist() == [2, 3, 4]
+    with pytest.raises(ValueError, match=r"sample_domain\[1\] is 0"):
+        parse_domains(y, [1, 0, -1, -1, 1])
+    with pytest.raises(ValueError, match="sample 2 is unlabeled"):
+        parse_domains(y, [1, 1, 1, -1, 1])
+    with pytest.raises(ValueError, match="X has 4 samples but y has 5"):
+        parse_domains(y, n_samples=4)
+    with pytest.raises(ValueError, match="must hold integers"):
+        parse_domains(y, [1.5, 1, -1, -1, 1])
+    with pytest.raises(ValueError, match="every row is a target row"):
+        parse_domains([-1, -1], require_source=True)

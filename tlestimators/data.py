@@ -32,6 +32,9 @@ __all__ = [
     "item_hashes",
     "num_samples",
     "take",
+    "unlabeled_mask",
+    "parse_domains",
+    "Domains",
 ]
 
 
@@ -332,3 +335,161 @@ def item_hashes(X, modality: str) -> list[bytes]:
         else:  # PIL image
             out.append(h(f"pil:{it.mode}:{it.size}".encode() + it.tobytes()))
     return out
+
+
+# --------------------------------------------------------------------------- domains
+# (y, sample_domain) -> which rows are labeled source and which are target. The one
+# parser used by the DA estimators, the DA scorers and the domain-aware splitters.
+
+
+def unlabeled_mask(y) -> np.ndarray:
+    """Rows of ``y`` marked unlabeled (target-domain) by sklearn's ``-1`` convention.
+
+    Numeric labels compare with ``-1``; in object arrays only numeric ``-1`` entries
+    count (a string label never does, not even ``'-1'``).
+
+    Examples
+    --------
+    >>> from tlestimators.data import unlabeled_mask
+    >>> unlabeled_mask([3, -1, 0]).tolist()
+    [False, True, False]
+    """
+    y = np.asarray(y)
+    if y.dtype.kind in "iuf":
+        return y == -1
+    if y.dtype.kind == "O":
+        import numbers
+
+        return np.array([isinstance(v, numbers.Number) and not isinstance(v, bool) and v == -1
+                         for v in y.ravel()], dtype=bool).reshape(y.shape)
+    return np.zeros(y.shape, dtype=bool)
+
+
+def _string_minus_one_hint(y) -> str:
+    """Why no target row was found when ``y`` holds the *string* '-1'."""
+    if y is None:
+        return ""
+    yy = np.asarray(y)
+    if yy.dtype.kind not in "UO":
+        return ""
+    n = int(sum(isinstance(v, str) and v.strip() == "-1" for v in yy.ravel()))
+    if n == 0:
+        return ""
+    return (
+        f" y holds the string '-1' in {n} rows: only the number -1 marks a target row. "
+        "np.r_[y_source_str, -np.ones(n, int)] turns -1 into the string '-1'; build y as "
+        "np.r_[y_source.astype(object), np.full(n, -1, dtype=object)] instead, or pass "
+        "sample_domain."
+    )
+
+
+class Domains(tuple):
+    """``(labeled, is_target, domain)`` boolean/int arrays, one entry per row.
+
+    ``labeled``: rows whose ``y`` is a class label (not ``-1``); ``is_target``: target
+    rows (``sample_domain < 0``, else ``y == -1``); ``domain``: skada's
+    ``sample_domain`` (given, or ``1`` for source / ``-1`` for target).
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, labeled, is_target, domain):
+        return super().__new__(cls, (labeled, is_target, domain))
+
+    labeled = property(lambda self: self[0])
+    is_target = property(lambda self: self[1])
+    domain = property(lambda self: self[2])
+
+    @property
+    def source_index(self):
+        return np.flatnonzero(~self[1])
+
+    @property
+    def target_index(self):
+        return np.flatnonzero(self[1])
+
+
+def parse_domains(y=None, sample_domain=None, *, n_samples=None, who="This estimator",
+                  require_target=False, require_source=False, context=""):
+    """Parse DA labels: ``y`` with ``-1`` for unlabeled target rows and/or skada's
+    ``sample_domain`` (positive ids: source domains, negative ids: target domains).
+
+    Parameters
+    ----------
+    y : array-like of shape (n_samples,), default=None
+    sample_domain : array-like of int of shape (n_samples,), default=None
+    n_samples : int, default=None
+        Number of rows of ``X``; ``y`` and ``sample_domain`` must match it.
+    who : str
+        Names the caller in error messages.
+    require_target, require_source : bool, default=False
+        Raise a ValueError (with the cause, e.g. a string ``'-1'`` in ``y``) when
+        there is no target row / no source row.
+    context : str, default=""
+        Appended to the "no target rows" message (e.g. which splitter to use).
+
+    Returns
+    -------
+    Domains
+        ``(labeled, is_target, domain)``.
+    """
+    if y is None and sample_domain is None:
+        raise ValueError(
+            f"{who} needs y (with -1 marking unlabeled target rows) or sample_domain "
+            "(< 0 for target rows) to know which rows are target samples."
+        )
+    if y is not None:
+        yy = np.asarray(y)
+        if yy.ndim != 1:
+            raise ValueError(f"{who}: y must be 1-D, got an array of shape {yy.shape}.")
+        if n_samples is not None and len(yy) != n_samples:
+            raise ValueError(f"{who}: X has {n_samples} samples but y has {len(yy)}.")
+        n_samples = len(yy)
+        unlabeled = unlabeled_mask(yy)
+    if sample_domain is None:
+        is_target = unlabeled
+        domain = np.where(is_target, -1, 1)
+    else:
+        sd = np.asarray(sample_domain)
+        if sd.ndim != 1 or (n_samples is not None and len(sd) != n_samples):
+            raise ValueError(
+                f"{who}: sample_domain must be a 1-D array with one entry per sample "
+                f"({n_samples}), got shape {sd.shape}."
+            )
+        if sd.dtype.kind not in "iu" and not (
+            sd.dtype.kind == "f" and np.all(np.isfinite(sd)) and np.all(sd == np.round(sd))
+        ):
+            raise ValueError(
+                f"{who}: sample_domain must hold integers (source > 0, target < 0), got "
+                f"dtype {sd.dtype}."
+            )
+        if np.any(sd == 0):
+            i = int(np.flatnonzero(sd == 0)[0])
+            raise ValueError(
+                f"{who}: sample_domain[{i}] is 0; use positive ids for source domains and "
+                "negative ids for target domains (skada's convention)."
+            )
+        domain = sd.astype(int)
+        is_target = domain < 0
+        if y is None:
+            unlabeled = is_target
+        else:
+            bad = unlabeled & ~is_target
+            if bad.any():
+                i = int(np.flatnonzero(bad)[0])
+                raise ValueError(
+                    f"{who}: sample {i} is unlabeled (y == -1) but sample_domain[{i}] = "
+                    f"{sd[i]} marks it as source; source samples must be labeled (y != -1) "
+                    "and unlabeled samples must have sample_domain < 0."
+                )
+    if require_target and not is_target.any():
+        raise ValueError(
+            f"{who} needs target-domain rows (y == -1 or sample_domain < 0) but got none."
+            + _string_minus_one_hint(y) + (f" {context}" if context else "")
+        )
+    if require_source and is_target.all():
+        raise ValueError(
+            f"{who} needs labeled source rows, but every row is a target row (y == -1 / "
+            "sample_domain < 0)." + (f" {context}" if context else "")
+        )
+    return Domains(~unlabeled, is_target, domain)

@@ -14,21 +14,11 @@ import numpy as np
 from sklearn.model_selection import StratifiedKFold, StratifiedShuffleSplit
 from sklearn.model_selection._split import BaseCrossValidator
 
+# unlabeled_mask lives in data (the one (y, sample_domain) parser); re-exported here,
+# where it was first public
+from tlestimators.data import parse_domains, unlabeled_mask
+
 __all__ = ["SourceTargetKFold", "SourceTargetShuffleSplit", "domain_strata", "unlabeled_mask"]
-
-
-def unlabeled_mask(y) -> np.ndarray:
-    """Rows of ``y`` marked unlabeled (target-domain) by sklearn's ``-1`` convention.
-
-    Numeric labels compare with ``-1``; in object arrays only numeric ``-1`` entries
-    count (a string label never does).
-    """
-    y = np.asarray(y)
-    if y.dtype.kind in "iuf":
-        return y == -1
-    if y.dtype.kind == "O":
-        return np.array([isinstance(v, numbers.Number) and v == -1 for v in y], dtype=bool)
-    return np.zeros(y.shape, dtype=bool)
 
 
 def domain_strata(y=None, sample_domain=None, n_splits=2):
@@ -41,25 +31,12 @@ def domain_strata(y=None, sample_domain=None, n_splits=2):
         raise ValueError(
             "A source/target splitter needs y (with -1 marking target rows) or sample_domain."
         )
-    if sample_domain is not None:
-        dom = np.asarray(sample_domain)
-        if dom.ndim != 1:
-            raise ValueError(f"sample_domain must be 1-D, got shape {dom.shape}.")
-        if y is not None and len(y) != len(dom):
-            raise ValueError(
-                f"y has {len(y)} entries but sample_domain has {len(dom)}; they must match."
-            )
-        is_target = dom < 0
-    else:
-        is_target = unlabeled_mask(y)
-        dom = np.where(is_target, -1, 1)
-    if not is_target.any():
-        raise ValueError(
-            "No target rows (y == -1 or sample_domain < 0): a source/target splitter needs "
-            "unlabeled target samples to put in every fold."
-        )
-    if is_target.all():
-        raise ValueError("Only target rows: a source/target splitter needs source rows too.")
+    dom_info = parse_domains(
+        y, sample_domain, who="A source/target splitter", require_target=True,
+        require_source=True,
+        context="It puts unlabeled target samples in every fold, so it needs some.",
+    )
+    is_target, dom = dom_info.is_target, dom_info.domain
     dom_s = np.asarray([str(d) for d in dom], dtype=object)
     for d in np.unique(dom_s):
         c = int(np.sum(dom_s == d))

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from tlestimators.data import parse_domains
+
 __all__ = [
     "prediction_entropy",
     "PredictionEntropyScorer",
@@ -41,37 +43,19 @@ def _take(X, idx):
     return X[idx]
 
 
+_NEED_SPLITTER = (
+    "Each validation fold must hold target rows: a plain KFold/StratifiedKFold over "
+    "source-then-target data leaves some folds without any. Use "
+    "tlestimators.model_selection.SourceTargetKFold (or SourceTargetShuffleSplit) as cv=, "
+    "or DomainAdaptationSearchCV, which picks it for you."
+)
+
+
 def _split_domains(y, sample_domain, n, who):
     """Source / target row indices of the scored data; errors name the scorer."""
-    if y is None and sample_domain is None:
-        raise ValueError(
-            f"{who} needs y (with -1 marking unlabeled target rows) or sample_domain to "
-            "know which rows are target samples."
-        )
-    if sample_domain is not None:
-        sd = np.asarray(sample_domain)
-        if sd.shape != (n,):
-            raise ValueError(
-                f"{who}: sample_domain must have one entry per sample ({n}), got shape "
-                f"{sd.shape}."
-            )
-        is_target = sd < 0
-    else:
-        yy = np.asarray(y)
-        if yy.shape != (n,):
-            raise ValueError(f"{who}: y must have one entry per sample ({n}), got {yy.shape}.")
-        from tlestimators.model_selection import unlabeled_mask
-
-        is_target = unlabeled_mask(yy)
-    tgt = np.flatnonzero(is_target)
-    src = np.flatnonzero(~is_target)
-    if len(tgt) == 0:
-        raise ValueError(
-            f"{who} scores on target-domain samples, but the data it was given has none "
-            "(no y == -1 / sample_domain < 0). Use a splitter that keeps target samples in "
-            "every fold, e.g. tlestimators.model_selection.SourceTargetKFold."
-        )
-    return src, tgt
+    doms = parse_domains(y, sample_domain, n_samples=n, who=who, require_target=True,
+                         context=_NEED_SPLITTER)
+    return doms.source_index, doms.target_index
 
 
 def _require_source(src, who):
