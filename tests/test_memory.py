@@ -157,8 +157,63 @@ def test_memory_holds_any_item_container_and_task_ids():
     csr = sparse.random(6, 5, density=0.5, format="csr", random_state=0)
     both = concat_items(csr, np.ones((2, 5), np.float32))
     assert sparse.issparse(both) and both.shape == (8, 5)
-    with pytest.raises(ValueError, match="same shape"):
-        concat_items(np.zeros((2, 4, 4, 3), np.uint8), np.zeros((2, 8, 8, 3), np.uint8))
+    with pytest.raises(ValueError, match="feature rows of width"):
+        concat_items(np.zeros((2, 4), np.float32), np.zeros((2, 5), np.float32))
+
+
+def test_images_of_different_kinds_become_one_kind(tmp_path):
+    """Arrays, then paths or PIL images, or RGB then grey arrays, or two sizes: the
+    memory holds one kind that the feature cache can hash and the collate can batch."""
+    from PIL import Image
+
+    from tlestimators import data
+
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, size=(3, 4, 4, 3), dtype=np.uint8)
+    grey = rng.integers(0, 256, size=(2, 4, 4), dtype=np.uint8)
+    # grey beside RGB: still one uint8 array, each grey level in the three channels
+    both = concat_items(rgb, grey)
+    assert both.shape == (5, 4, 4, 3) and both.dtype == np.uint8
+    assert np.array_equal(both[3], np.repeat(grey[0][..., None], 3, axis=-1))
+    # an array beside paths or PIL images: a list with PIL images for the array rows
+    path = tmp_path / "a.png"
+    Image.fromarray(rgb[0]).save(path)
+    pil = Image.fromarray(grey[1])
+    mixed = concat_items(rgb, [str(path), pil])
+    assert [type(x).__name__ for x in mixed[:3]] == ["Image"] * 3 and mixed[3] == str(path)
+    assert np.array_equal(np.asarray(mixed[0]), rgb[0])
+    assert len(data.item_hashes(mixed, "image")) == 5  # raised AttributeError before
+    # two sizes, and float (N, 3, H, W) beside uint8: lists of PIL images
+    sizes = concat_items(rgb, np.zeros((1, 8, 8, 3), np.uint8))
+    assert [im.size for im in sizes] == [(4, 4)] * 3 + [(8, 8)]
+    floats = concat_items(rgb[:1], np.full((1, 3, 4, 4), 0.5, np.float32))
+    assert np.asarray(floats[1]).max() == 128
+    # the memory stores mixed experiences and keeps them hashable
+    mem = ReservoirMemory(10, random_state=0)
+    mem.update(rgb, np.zeros(3, int))
+    mem.update([str(path), pil], np.ones(2, int))
+    assert len(mem.items_) == 5 and len(data.item_hashes(mem.items_, "image")) == 5
+
+
+def test_replay_batch_sampler_mixes_new_and_replayed_examples():
+    import torch
+
+    from tlestimators.memory import ReplayBatchSampler
+
+    torch.manual_seed(0)
+    s = ReplayBatchSampler(n_new=10, n_mem=3, batch_size=4, replay_ratio=0.5)
+    batches = list(s)
+    assert len(s) == len(batches) == 5  # 2 new examples per batch
+    new = [i for b in batches for i in b[:2]]
+    assert sorted(new) == list(range(10))  # one pass over the new examples
+    replayed = [i for b in batches for i in b[2:]]
+    assert len(replayed) == 10 and set(replayed) == {10, 11, 12}
+    # the memory is walked through before any example repeats
+    assert sorted(replayed[:3]) == [10, 11, 12] and sorted(replayed[3:6]) == [10, 11, 12]
+    # at least one replayed example when there is a memory, never a batch without new ones
+    assert ReplayBatchSampler(5, 2, 4, 0.01).n_replay == 1
+    assert ReplayBatchSampler(5, 2, 4, 0.99).n_replay == 3
+    assert ReplayBatchSampler(5, 0, 4, 0.5).n_replay == 0
 
 
 def test_zero_capacity_and_bad_arguments():

@@ -44,6 +44,7 @@ __all__ = [
     "make_memory",
     "concat_items",
     "herding_selection",
+    "ReplayBatchSampler",
 ]
 
 
@@ -51,7 +52,12 @@ def concat_items(a, b):
     """Concatenate two containers of validated items (arrays, CSR matrices or lists).
 
     ``None`` stands for "nothing yet". Dense and sparse feature rows are combined as
-    CSR; an array and a list (e.g. stacked images and file paths) become a list.
+    CSR. Images of different kinds become one kind, so the result can be batched and
+    hashed like any validated input: uint8 grey ``(N, H, W)`` beside RGB
+    ``(N, H, W, 3)`` becomes RGB (the grey level in each channel, as preprocessing
+    reads grey images anyway); arrays of different sizes or dtypes, or an array beside
+    a list of PIL images or paths, become a list whose array rows are PIL images (float
+    ``(N, 3, H, W)`` rows in [0, 1] are rounded to 8 bits then).
     """
     if a is None or data.num_samples(a) == 0:
         return b
@@ -62,13 +68,35 @@ def concat_items(a, b):
 
         return sparse.vstack([sparse.csr_matrix(a), sparse.csr_matrix(b)], format="csr")
     if isinstance(a, np.ndarray) and isinstance(b, np.ndarray):
-        if a.shape[1:] != b.shape[1:]:
-            raise ValueError(
-                f"cannot put items of shape {b.shape[1:]} beside stored items of shape "
-                f"{a.shape[1:]}; give every experience items of the same shape."
-            )
-        return np.concatenate([a, np.asarray(b, dtype=a.dtype)])
-    return list(a) + list(b)
+        if a.ndim == 2 or b.ndim == 2:  # feature rows: the estimator checked the width
+            if a.shape[1:] != b.shape[1:]:
+                raise ValueError(
+                    f"cannot put feature rows of width {b.shape[1:]} beside stored rows of "
+                    f"width {a.shape[1:]}."
+                )
+            return np.concatenate([a, np.asarray(b, dtype=a.dtype)])
+        a, b = _rgb(a), _rgb(b)
+        if a.dtype == b.dtype and a.shape[1:] == b.shape[1:]:
+            return np.concatenate([a, b])
+    return _as_item_list(a) + _as_item_list(b)
+
+
+def _rgb(x):
+    """uint8 grey images ``(N, H, W)`` -> ``(N, H, W, 3)``; anything else unchanged."""
+    if x.dtype == np.uint8 and x.ndim == 3:
+        return np.repeat(x[..., None], 3, axis=-1)
+    return x
+
+
+def _as_item_list(items):
+    """A list of items; image array rows become PIL images (paths and PIL kept)."""
+    if not isinstance(items, np.ndarray):
+        return list(items)
+    from PIL import Image
+
+    if items.dtype.kind == "f":  # (N, 3, H, W) in [0, 1]
+        items = np.rint(np.clip(items, 0.0, 1.0) * 255).astype(np.uint8).transpose(0, 2, 3, 1)
+    return [Image.fromarray(np.ascontiguousarray(row)) for row in items]
 
 
 def _check_capacity(capacity):
@@ -410,3 +438,48 @@ def make_memory(policy, capacity, random_state=None) -> ReplayMemory:
     if policy not in POLICIES:
         raise ValueError(f"policy must be one of {sorted(POLICIES)}, got {policy!r}.")
     return POLICIES[policy](capacity, random_state=random_state)
+
+
+class ReplayBatchSampler:
+    """Mini-batches of ``n_new_per_batch`` new examples topped up with replayed ones.
+
+    A ``batch_sampler`` for a dataset whose indices ``[0, n_new)`` are the experience's
+    examples and ``[n_new, n_new + n_mem)`` the memory's. Every batch holds
+    ``batch_size * replay_ratio`` replayed examples (at least 1 when there is a memory
+    and a positive ratio, at most ``batch_size - 1``) and new ones for the rest; one
+    epoch is one shuffled pass over the new examples. The memory is walked through in
+    shuffled order, reshuffled each time it is used up, so every stored example is
+    replayed about equally often. Randomness comes from torch's global generator (seed
+    it, e.g. with ``torch.random.fork_rng``, for reproducible batches).
+
+    Parameters
+    ----------
+    n_new, n_mem : int
+        Examples of the experience and of the memory.
+    batch_size : int
+        Examples per batch.
+    replay_ratio : float in [0, 1)
+        Share of every batch taken from the memory.
+    """
+
+    def __init__(self, n_new, n_mem, batch_size, replay_ratio):
+        self.n_new = int(n_new)
+        self.n_mem = int(n_mem)
+        n_replay = int(round(batch_size * replay_ratio)) if n_mem else 0
+        self.n_replay = min(max(n_replay, 1 if n_mem and replay_ratio > 0 else 0), batch_size - 1)
+        self.n_new_per_batch = batch_size - self.n_replay
+
+    def __len__(self):
+        return -(-self.n_new // self.n_new_per_batch)
+
+    def __iter__(self):
+        import torch
+
+        new = torch.randperm(self.n_new).tolist()
+        need = len(self) * self.n_replay
+        mem = []
+        while len(mem) < need:
+            mem.extend((torch.randperm(self.n_mem) + self.n_new).tolist())
+        for b in range(len(self)):
+            batch = new[b * self.n_new_per_batch:(b + 1) * self.n_new_per_batch]
+            yield batch + mem[b * self.n_replay:(b + 1) * self.n_replay]
