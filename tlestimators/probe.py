@@ -1,0 +1,430 @@
+"""A convex linear probe: multinomial logistic regression with its regularisation chosen by CV.
+
+:class:`LinearProbeCV` is what scikit-learn users write by hand on frozen embeddings,
+``make_pipeline(StandardScaler(), LogisticRegressionCV())``, in one estimator that also
+runs on a GPU and hands back its solution as a ``torch.nn.Linear`` on the raw features
+(so a fine-tuning head can start from it, as LP-FT does).
+
+The objective is scikit-learn's, on standardised features ``Z = (X - mean_) / scale_``::
+
+    C * sum_i s_i * log_loss(y_i, W z_i + b) + 0.5 * ||W||_F^2
+
+binomial (one weight vector) for two classes and multinomial (one vector per class,
+symmetric parametrisation) for more, with the intercept not penalised: the solution at a
+given ``C`` is that of ``LogisticRegression(C=C)`` on the standardised features. It is
+solved full batch by L-BFGS with a strong-Wolfe line search (``torch.optim.LBFGS``), in
+float64 on the CPU and float32 on CUDA, warm-started along the path of ``Cs`` from strong
+to weak regularisation in every fold.
+
+This module sits low in the package (layer 2): it imports torch, numpy and scikit-learn
+only, so that estimators of every kind can use it.
+"""
+
+from __future__ import annotations
+
+import numbers
+import warnings
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import StratifiedKFold, check_cv
+from sklearn.preprocessing import LabelEncoder
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.class_weight import compute_class_weight
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
+
+__all__ = ["LinearProbeCV", "fit_logistic"]
+
+
+def _resolve_device(device):
+    if device is None or (isinstance(device, str) and device == "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(
+            f"The 'device' parameter of LinearProbeCV must be 'auto', None or a torch device "
+            f"such as 'cpu' or 'cuda:0'; got {device!r}."
+        ) from exc
+
+
+def _loss_and_grad(W, b, X, y, Y, sw, inv_reg, binary):
+    """Mean weighted log-loss + penalty of the sklearn objective (scaled by 1 / sum(sw)).
+
+    Gradients are written out rather than taken by autograd: it is the hot loop of the
+    CV path and the closed forms halve its cost.
+    """
+    if binary:
+        z = X @ W + b
+        # log(1 + e^z) - y z, stable for large |z|
+        loss = (sw * (torch.nn.functional.softplus(z) - y * z)).sum()
+        g = sw * (torch.sigmoid(z) - y)
+    else:
+        z = X @ W.T + b
+        logp = torch.log_softmax(z, dim=1)
+        loss = -(sw * logp.gather(1, y[:, None]).squeeze(1)).sum()
+        g = (logp.exp() - Y) * sw[:, None]
+    loss = loss + 0.5 * inv_reg * (W * W).sum()
+    gW = (g @ X if binary else g.T @ X) + inv_reg * W
+    gb = g.sum(0)
+    return loss, gW, gb
+
+
+def fit_logistic(X, y, C, *, sample_weight=None, n_classes=None, coef=None, intercept=None,
+                 max_iter=100, tol=1e-4):
+    """Minimise scikit-learn's L2 logistic-regression objective by full-batch L-BFGS.
+
+    Parameters
+    ----------
+    X : torch.Tensor of shape (n_samples, n_features)
+        Features (already standardised if that is wanted), float64 or float32.
+    y : torch.Tensor of shape (n_samples,)
+        Class indices in ``[0, n_classes)``, int64.
+    C : float
+        Inverse regularisation strength, as in ``LogisticRegression``; ``np.inf`` for none.
+    sample_weight : torch.Tensor of shape (n_samples,), default=None
+        Per-sample weights (class weights already multiplied in).
+    n_classes : int, default=None
+        Number of classes; ``y.max() + 1`` when None. Two classes use the binomial loss.
+    coef, intercept : torch.Tensor, default=None
+        Warm start: shapes ``(n_features,)`` and ``()`` for two classes,
+        ``(n_classes, n_features)`` and ``(n_classes,)`` otherwise.
+    max_iter : int, default=100
+        L-BFGS iterations.
+    tol : float, default=1e-4
+        Stop when every gradient entry of the objective scaled by ``1 / sum(sample_weight)``
+        (scikit-learn's ``gtol``) is below ``tol``.
+
+    Returns
+    -------
+    coef, intercept : torch.Tensor
+        The solution, shaped like the warm start.
+    n_iter : int
+        Iterations used.
+    converged : bool
+        Whether the gradient criterion was met within ``max_iter``.
+    """
+    n, d = X.shape
+    k = int(y.max()) + 1 if n_classes is None else int(n_classes)
+    binary = k == 2
+    sw = torch.ones(n, dtype=X.dtype, device=X.device) if sample_weight is None else sample_weight
+    sw_sum = float(sw.sum())
+    sw = sw / sw_sum
+    inv_reg = 0.0 if not np.isfinite(C) else 1.0 / (C * sw_sum)
+    if binary:
+        yt = y.to(X.dtype)
+        Y = None
+        W = torch.zeros(d, dtype=X.dtype, device=X.device) if coef is None else coef.clone()
+        b = torch.zeros((), dtype=X.dtype, device=X.device) if intercept is None else intercept.clone()
+    else:
+        yt = y
+        Y = torch.nn.functional.one_hot(y, k).to(X.dtype)
+        W = torch.zeros(k, d, dtype=X.dtype, device=X.device) if coef is None else coef.clone()
+        b = torch.zeros(k, dtype=X.dtype, device=X.device) if intercept is None else intercept.clone()
+    W.requires_grad_(True)
+    b.requires_grad_(True)
+
+    def closure():
+        with torch.no_grad():
+            loss, gW, gb = _loss_and_grad(W, b, X, yt, Y, sw, inv_reg, binary)
+        W.grad, b.grad = gW, gb
+        return loss
+
+    opt = torch.optim.LBFGS(
+        [W, b], lr=1.0, max_iter=max_iter, max_eval=int(max_iter * 1.25) + 20,
+        tolerance_grad=tol, tolerance_change=64 * float(torch.finfo(X.dtype).eps),
+        history_size=10, line_search_fn="strong_wolfe",
+    )
+    opt.step(closure)
+    n_iter = int(opt.state[opt._params[0]].get("n_iter", 0))
+    with torch.no_grad():
+        _, gW, gb = _loss_and_grad(W, b, X, yt, Y, sw, inv_reg, binary)
+    # L-BFGS also stops when the objective no longer changes (scipy's ftol, as sklearn):
+    # that is convergence too; only running out of iterations is not
+    converged = n_iter < max_iter or max(float(gW.abs().max()), float(gb.abs().max())) <= tol
+    return W.detach(), b.detach(), n_iter, converged
+
+
+class LinearProbeCV(ClassifierMixin, BaseEstimator):
+    """Multinomial logistic regression on standardised features, C chosen by stratified CV.
+
+    The convex linear probe of transfer learning: equivalent to
+    ``make_pipeline(StandardScaler(), LogisticRegressionCV(Cs, cv))`` on the same
+    features, solved full batch by L-BFGS in torch (float64 on the CPU, float32 on CUDA),
+    with each fold's path warm-started from strong to weak regularisation. The chosen
+    model is refit on all the data and exposed on the RAW features (the standardisation
+    is folded into ``coef_`` and ``intercept_``), also as a ``torch.nn.Linear`` through
+    :meth:`to_linear`.
+
+    Parameters
+    ----------
+    Cs : int or array-like of float, default=10
+        Inverse regularisation strengths tried. An int ``n`` means ``np.logspace(-4, 4, n)``
+        (scikit-learn's grid); an array is used as given (sorted ascending).
+    cv : int, cross-validation generator or iterable, default=5
+        Stratified K-fold with this many folds for an int (reduced to the size of the
+        smallest class when a class is smaller; with fewer than 2 members in some class no
+        CV is run and the middle of the grid is used). Otherwise anything
+        :func:`sklearn.model_selection.check_cv` accepts.
+    scoring : {"accuracy", "neg_log_loss"}, default="accuracy"
+        What the CV maximises (``LogisticRegressionCV``'s default is accuracy). Ties in
+        accuracy are broken by the lower held-out log-loss.
+    class_weight : dict, "balanced" or None, default=None
+        Weights per class multiplied into the sample weights, as in scikit-learn.
+    max_iter : int, default=100
+        L-BFGS iterations per fit along the path (and for the final refit).
+    tol : float, default=1e-4
+        Gradient tolerance of each fit (scikit-learn's ``gtol`` on its scaled objective).
+    device : str, torch.device or None, default="auto"
+        Where to solve: "auto" (or None) takes CUDA when available, else the CPU.
+    random_state : int, RandomState instance or None, default=None
+        Shuffles the stratified folds when given; None keeps the data order, as
+        ``LogisticRegressionCV`` does.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+        Class labels.
+    C_ : float
+        The chosen inverse regularisation strength (on standardised features).
+    Cs_ : ndarray of shape (n_Cs,)
+        The grid that was searched, ascending.
+    cv_scores_ : ndarray of shape (n_folds, n_Cs)
+        Held-out score (``scoring``) per fold and C; empty when no CV could run.
+    coef_ : ndarray of shape (1, n_features) or (n_classes, n_features)
+        Weights on the raw features (binary: one row, the positive class, as in sklearn).
+    intercept_ : ndarray of shape (1,) or (n_classes,)
+        Intercepts on the raw features.
+    mean_, scale_ : ndarray of shape (n_features,)
+        The standardisation (constant features get scale 1, as in ``StandardScaler``).
+    n_iter_ : int
+        L-BFGS iterations of the final refit.
+    n_features_in_ : int
+        Number of features seen in fit.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Defined when X has string column names.
+
+    See Also
+    --------
+    sklearn.linear_model.LogisticRegressionCV : the same model, solved by scipy.
+
+    Notes
+    -----
+    The features are standardised once on all of ``X`` (not per fold), exactly what a
+    pipeline with a ``StandardScaler`` in front of ``LogisticRegressionCV`` does.
+
+    References
+    ----------
+    Kumar, Raghunathan, Jones, Ma, Liang. "Fine-Tuning can Distort Pretrained Features and
+    Underperform Out-of-Distribution", ICLR 2022 (the linear probe that LP-FT starts from).
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_iris
+    >>> from tlestimators.probe import LinearProbeCV
+    >>> X, y = load_iris(return_X_y=True)
+    >>> probe = LinearProbeCV(device="cpu").fit(X, y)
+    >>> round(probe.score(X, y), 2) >= 0.95
+    True
+    >>> probe.to_linear()
+    Linear(in_features=4, out_features=3, bias=True)
+    """
+
+    _parameter_constraints: dict = {
+        "Cs": [Interval(numbers.Integral, 1, None, closed="left"), "array-like"],
+        "cv": ["cv_object"],
+        "scoring": [StrOptions({"accuracy", "neg_log_loss"})],
+        "class_weight": [dict, StrOptions({"balanced"}), None],
+        "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
+        "tol": [Interval(numbers.Real, 0, None, closed="neither")],
+        "device": [str, torch.device, None],
+        "random_state": ["random_state"],
+    }
+
+    def __init__(self, *, Cs=10, cv=5, scoring="accuracy", class_weight=None, max_iter=100,
+                 tol=1e-4, device="auto", random_state=None):
+        self.Cs = Cs
+        self.cv = cv
+        self.scoring = scoring
+        self.class_weight = class_weight
+        self.max_iter = max_iter
+        self.tol = tol
+        self.device = device
+        self.random_state = random_state
+
+    # ------------------------------------------------------------------ fit
+    def _grid(self):
+        if isinstance(self.Cs, numbers.Integral):
+            return np.logspace(-4, 4, int(self.Cs))
+        Cs = np.sort(np.asarray(self.Cs, dtype=float).ravel())
+        if Cs.size == 0 or not np.all(Cs > 0):
+            raise ValueError(f"The 'Cs' parameter of LinearProbeCV must hold positive floats; got {self.Cs!r}.")
+        return Cs
+
+    def _folds(self, X, y_enc):
+        counts = np.bincount(y_enc)
+        if isinstance(self.cv, numbers.Integral):
+            n_splits = min(int(self.cv), int(counts.min()))
+            if n_splits < 2:
+                return []
+            shuffle = self.random_state is not None
+            cv = StratifiedKFold(n_splits, shuffle=shuffle, random_state=self.random_state if shuffle else None)
+        else:
+            cv = check_cv(self.cv, y_enc, classifier=True)
+        return list(cv.split(X, y_enc))
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y, sample_weight=None):
+        """Standardise X, choose C by CV, refit on all of X.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Features (e.g. frozen embeddings).
+        y : array-like of shape (n_samples,)
+            Labels.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Weights per sample (the CV scores are weighted by them too).
+
+        Returns
+        -------
+        self : LinearProbeCV
+        """
+        X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], y_numeric=False)
+        check_classification_targets(y)
+        le = LabelEncoder().fit(y)
+        self.classes_ = le.classes_
+        if len(self.classes_) < 2:
+            raise ValueError(
+                f"LinearProbeCV needs samples of at least 2 classes in y, but y contains only one "
+                f"class: {self.classes_[0]!r}."
+            )
+        y_enc = le.transform(y)
+        k = len(self.classes_)
+        sw = _check_sample_weight(sample_weight, X, dtype=np.float64)
+        score_sw = sw.copy()
+        if self.class_weight is not None:
+            if isinstance(self.class_weight, dict) and not set(self.class_weight) <= set(self.classes_):
+                raise ValueError(
+                    f"The 'class_weight' dict of LinearProbeCV must have class labels as keys; "
+                    f"classes are {list(self.classes_)}, got keys {list(self.class_weight)}."
+                )
+            cw = compute_class_weight(self.class_weight, classes=self.classes_, y=y, sample_weight=sw)
+            sw = sw * cw[y_enc]
+
+        Xf = X.astype(np.float64, copy=False)
+        self.mean_ = Xf.mean(axis=0)
+        scale = Xf.std(axis=0)
+        scale[scale < 10 * np.finfo(np.float64).eps * np.maximum(np.abs(self.mean_), 1.0)] = 1.0
+        self.scale_ = scale
+
+        device = _resolve_device(self.device)
+        dtype = torch.float64 if device.type == "cpu" else torch.float32
+        Z = torch.as_tensor((Xf - self.mean_) / self.scale_, dtype=dtype).to(device)
+        yt = torch.as_tensor(y_enc, dtype=torch.int64).to(device)
+        swt = torch.as_tensor(sw, dtype=dtype).to(device)
+
+        self.Cs_ = self._grid()
+        folds = self._folds(X, y_enc)
+        scores = np.empty((len(folds), len(self.Cs_)))
+        losses = np.empty_like(scores)
+        fold_solutions = []
+        for f, (tr, te) in enumerate(folds):
+            tr_t = torch.as_tensor(tr, device=device)
+            W = b = None
+            sols = []
+            for j, C in enumerate(self.Cs_):
+                W, b, _, _ = fit_logistic(Z[tr_t], yt[tr_t], C, sample_weight=swt[tr_t], n_classes=k,
+                                          coef=W, intercept=b, max_iter=self.max_iter, tol=self.tol)
+                sols.append((W, b))
+                logp = _log_proba_t(Z[torch.as_tensor(te, device=device)], W, b).cpu().numpy()
+                w_te = score_sw[te]
+                scores[f, j] = np.average(logp.argmax(1) == y_enc[te], weights=w_te)
+                losses[f, j] = -np.average(logp[np.arange(len(te)), y_enc[te]], weights=w_te)
+            fold_solutions.append(sols)
+
+        if folds:
+            mean_acc, mean_loss = scores.mean(0), losses.mean(0)
+            if self.scoring == "neg_log_loss":
+                best = int(np.argmin(mean_loss))
+            else:
+                # ties in accuracy (common on small folds) go to the better-calibrated C
+                tied = np.flatnonzero(mean_acc >= mean_acc.max() - 1e-12)
+                best = int(tied[np.argmin(mean_loss[tied])])
+            self.cv_scores_ = scores if self.scoring == "accuracy" else -losses
+            W0 = torch.stack([s[best][0] for s in fold_solutions]).mean(0)
+            b0 = torch.stack([s[best][1] for s in fold_solutions]).mean(0)
+        else:
+            best = (len(self.Cs_) - 1) // 2
+            self.cv_scores_ = np.empty((0, len(self.Cs_)))
+            W0 = b0 = None
+        self.C_ = float(self.Cs_[best])
+
+        W, b, self.n_iter_, converged = fit_logistic(Z, yt, self.C_, sample_weight=swt, n_classes=k, coef=W0,
+                                                     intercept=b0, max_iter=self.max_iter, tol=self.tol)
+        if not converged:
+            warnings.warn(
+                f"LinearProbeCV's L-BFGS did not reach tol={self.tol} in max_iter={self.max_iter} "
+                f"iterations at C={self.C_:.3g}; increase max_iter.",
+                ConvergenceWarning,
+            )
+        W = W.cpu().numpy().astype(np.float64).reshape(-1 if k == 2 else k, X.shape[1])
+        W = W.reshape(1, -1) if k == 2 else W
+        b = np.atleast_1d(b.cpu().numpy().astype(np.float64))
+        self.coef_ = W / self.scale_
+        self.intercept_ = b - self.coef_ @ self.mean_
+        return self
+
+    # -------------------------------------------------------------- predict
+    def decision_function(self, X):
+        """Logits on X: shape (n_samples,) for two classes (positive class), else (n_samples, n_classes)."""
+        check_is_fitted(self)
+        X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
+        z = X.astype(np.float64, copy=False) @ self.coef_.T + self.intercept_
+        return z.ravel() if z.shape[1] == 1 else z
+
+    def predict_log_proba(self, X):
+        """Log class probabilities, shape (n_samples, n_classes), columns in ``classes_`` order."""
+        z = self.decision_function(X)
+        if z.ndim == 1:
+            z = np.c_[np.zeros_like(z), z]
+        z = z - z.max(axis=1, keepdims=True)
+        return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+
+    def predict_proba(self, X):
+        """Class probabilities, shape (n_samples, n_classes), columns in ``classes_`` order."""
+        return np.exp(self.predict_log_proba(X))
+
+    def predict(self, X):
+        """Most probable class per row."""
+        z = self.decision_function(X)
+        idx = (z > 0).astype(int) if z.ndim == 1 else z.argmax(axis=1)
+        return self.classes_[idx]
+
+    def to_linear(self, dtype=torch.float32):
+        """The fitted probe as ``torch.nn.Linear(n_features, n_classes)`` on raw features.
+
+        Its softmax equals :meth:`predict_proba`. For two classes it has two outputs
+        ``(-z / 2, z / 2)`` with ``z`` the :meth:`decision_function`, so their difference is
+        ``z``; for more classes its outputs are the decision function itself.
+        """
+        check_is_fitted(self)
+        W, b = self.coef_, self.intercept_
+        if W.shape[0] == 1:
+            W = np.vstack([-W / 2, W / 2])
+            b = np.r_[-b / 2, b / 2]
+        lin = torch.nn.Linear(W.shape[1], W.shape[0], dtype=dtype)
+        with torch.no_grad():
+            lin.weight.copy_(torch.as_tensor(W, dtype=dtype))
+            lin.bias.copy_(torch.as_tensor(b, dtype=dtype))
+        return lin
+
+
+def _log_proba_t(Z, W, b):
+    if W.ndim == 1:
+        z = Z @ W + b
+        return torch.stack([-torch.nn.functional.softplus(z), -torch.nn.functional.softplus(-z)], dim=1)
+    return torch.log_softmax(Z @ W.T + b, dim=1)
