@@ -10,7 +10,12 @@ import torch
 
 from tlestimators import create_backbone, list_backbones
 from tlestimators.backbones import check_layer_groups, registry
-from tlestimators.exceptions import BackboneNotFoundError, PluginWarning, WeightsUnavailableError
+from tlestimators.exceptions import (
+    BackboneNotFoundError,
+    PluginLoadError,
+    PluginWarning,
+    WeightsUnavailableError,
+)
 
 DIST = "tle-torchvision-backbones"
 INSTALL_HINT = "install it with `pip install -e plugins/tle-torchvision-backbones` (make does)"
@@ -118,8 +123,25 @@ def test_broken_plugin_next_to_the_real_one_only_warns(monkeypatch, plugin_entry
     )
     monkeypatch.setattr(registry, "_entry_points", lambda: [plugin_entry_point, broken])
     registry.refresh_backbones()
+    names = list_backbones()  # names only: nothing imported, nothing failed yet
+    assert "torchvision/" in names and "broken_tv" in names
     with pytest.warns(PluginWarning, match="'broken_tv'.*AttributeError"):
-        names = list_backbones()
-    assert "torchvision/" in names and "broken_tv" not in names
+        with pytest.raises(PluginLoadError, match="'broken_tv' comes from plugin"):
+            create_backbone("broken_tv")
     bb = create_backbone("torchvision/resnet18", pretrained=False, img_size=32)
     assert bb.num_features == 512
+
+
+def test_unsafe_checkpoint_is_weights_unavailable_not_a_raw_unpickling_error(
+        tmp_path, plugin_entry_point):
+    import argparse
+
+    from torchvision.models import resnet18
+
+    sd = resnet18(weights=None).state_dict()
+    sd["payload"] = argparse.Namespace(x=1)  # a global that weights_only=True refuses
+    path = tmp_path / "unsafe.pth"
+    torch.save(sd, path)
+    with pytest.raises(WeightsUnavailableError, match=r"unsafe\.pth.*weights_only") as exc:
+        create_backbone("torchvision/resnet18", weights=path, img_size=32)
+    assert "UnpicklingError" in str(exc.value)

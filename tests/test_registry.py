@@ -20,6 +20,7 @@ from tlestimators.exceptions import (
     BackboneNameClashError,
     BackboneNotFoundError,
     PluginError,
+    PluginLoadError,
     PluginWarning,
 )
 
@@ -49,9 +50,12 @@ PLUGIN_SOURCE = textwrap.dedent(
 
 @pytest.fixture
 def fake_plugins(tmp_path, monkeypatch):
-    """Install a fake plugin module and let tests choose the entry points seen."""
+    """Install fake plugin modules and let tests choose the entry points seen."""
     (tmp_path / "tle_fake_plugin.py").write_text(PLUGIN_SOURCE)
+    (tmp_path / "tle_fake_plugin_b.py").write_text(PLUGIN_SOURCE)
     monkeypatch.syspath_prepend(str(tmp_path))
+    for mod in ("tle_fake_plugin", "tle_fake_plugin_b"):  # imported afresh by each test
+        monkeypatch.delitem(sys.modules, mod, raising=False)
     eps: list = []
     calls = {"n": 0}
 
@@ -94,32 +98,74 @@ def test_fake_plugin_is_discovered_and_used(fake_plugins):
     assert registry.backbone_modality("tiny_mlp") == "features"
 
 
+def test_a_plugin_module_is_imported_on_first_use_of_that_plugin_only(fake_plugins):
+    eps, _ = fake_plugins
+    eps += [ep("tiny_mlp", "tle_fake_plugin:tiny_mlp"), ep("other", "tle_fake_plugin_b:tiny_mlp")]
+    assert {"tiny_mlp", "other"} <= set(list_backbones())  # names need no import
+    assert "tle_fake_plugin" not in sys.modules and "tle_fake_plugin_b" not in sys.modules
+    create_backbone("tiny_mlp")
+    assert "tle_fake_plugin" in sys.modules and "tle_fake_plugin_b" not in sys.modules
+
+
+def test_registry_module_never_imports_the_adapters():
+    # The adapters register themselves (imported by the backbones package after the
+    # registry); the registry importing them back was the _sentence -> features ->
+    # estimators -> registry -> _sentence cycle. import-linter checks this too.
+    import ast
+
+    tree = ast.parse(open(registry.__file__).read())
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    imported |= {f"{n.module}.{a.name}" for n in ast.walk(tree)
+                 if isinstance(n, ast.ImportFrom) for a in n.names}
+    imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    adapters = {m for m in imported if m and m.startswith("tlestimators.backbones._")}
+    assert not adapters
+
+
 def test_broken_plugin_warns_once_naming_it_and_the_others_keep_working(fake_plugins):
     eps, _ = fake_plugins
     eps += [
         ep("broken", "tle_no_such_module_xyz:factory"),
         ep("tiny_mlp", "tle_fake_plugin:tiny_mlp"),
     ]
-    with pytest.warns(PluginWarning) as record:
+    with warnings.catch_warnings():  # listing imports no plugin, so nothing can fail yet
+        warnings.simplefilter("error")
         names = list_backbones()
+    assert "broken" in names and "tiny_mlp" in names
+    with pytest.warns(PluginWarning) as record, pytest.raises(PluginLoadError) as exc:
+        create_backbone("broken")
     msgs = [str(w.message) for w in record if issubclass(w.category, PluginWarning)]
     assert len(msgs) == 1
     assert "'broken'" in msgs[0] and "ModuleNotFoundError" in msgs[0]
     assert "tle_no_such_module_xyz" in msgs[0]
-    assert "broken" not in names and "tiny_mlp" in names
+    # the error names the failed plugin and why, not only "Unknown backbone"
+    assert isinstance(exc.value, BackboneNotFoundError)
+    assert "failed to load" in str(exc.value) and "tle_no_such_module_xyz" in str(exc.value)
+    assert "Unknown backbone" not in str(exc.value)
     with warnings.catch_warnings():  # cached: no second warning on later lookups
         warnings.simplefilter("error")
+        with pytest.raises(PluginLoadError, match="'broken' comes from plugin .*failed to load"):
+            create_backbone("broken")
         assert create_backbone("tiny_mlp").num_features == 3
         assert create_backbone("mlp", in_features=2).num_features == 256
-    with pytest.raises(BackboneNotFoundError):
-        create_backbone("broken")
+        with pytest.raises(BackboneNotFoundError, match="failed to load: .*tle_no_such_module"):
+            create_backbone("brokn")  # an unknown name lists the plugins that failed
+
+
+def test_broken_plugin_family_names_the_plugin(fake_plugins):
+    eps, _ = fake_plugins
+    eps.append(ep("fam/", "tle_no_such_module_xyz:family"))
+    with pytest.warns(PluginWarning, match="'fam/'"):
+        with pytest.raises(PluginLoadError, match="'fam/' comes from plugin .*ModuleNotFound"):
+            create_backbone("fam/3")
 
 
 def test_non_callable_plugin_only_warns(fake_plugins):
     eps, _ = fake_plugins
     eps.append(ep("nc", "tle_fake_plugin:NOT_CALLABLE"))
     with pytest.warns(PluginWarning, match="'nc'.*not callable"):
-        assert "nc" not in list_backbones()
+        with pytest.raises(PluginLoadError, match="'nc'.*not callable"):
+            create_backbone("nc")
 
 
 def test_plugin_returning_a_non_backbone_is_a_plugin_error(fake_plugins):
@@ -143,6 +189,30 @@ def test_two_plugins_clashing_name_both(fake_plugins):
         create_backbone("dup")
 
 
+def test_plugin_named_like_a_member_of_a_builtin_family_clashes(fake_plugins):
+    eps, _ = fake_plugins
+    eps.append(ep("timm/resnet18", "tle_fake_plugin:tiny_mlp"))
+    with pytest.raises(BackboneNameClashError,
+                       match=r"'timm/resnet18' belongs to family 'timm/'.*_timm.*tle_fake_plugin"):
+        create_backbone("timm/resnet18")
+
+
+@pytest.mark.parametrize("order", [1, -1])
+def test_plugin_member_of_a_plugin_family_clashes_in_any_order(fake_plugins, order):
+    eps, _ = fake_plugins
+    eps += [ep("fam/", "tle_fake_plugin:family"), ep("fam/7", "tle_fake_plugin:tiny_mlp")][::order]
+    with pytest.raises(BackboneNameClashError, match=r"'fam/7' belongs to family 'fam/'"):
+        list_backbones()
+
+
+def test_plugin_name_with_an_inner_slash_and_no_family_is_skipped(fake_plugins):
+    eps, _ = fake_plugins
+    eps += [ep("foo/bar", "tle_fake_plugin:tiny_mlp"), ep("tiny_mlp", "tle_fake_plugin:tiny_mlp")]
+    with pytest.warns(PluginWarning, match="'foo/bar'.*may only end a name"):
+        names = list_backbones()
+    assert "foo/bar" not in names and "tiny_mlp" in names
+
+
 def test_builtin_registered_twice_names_both(monkeypatch):
     monkeypatch.setattr(registry, "_BUILTINS", dict(registry._BUILTINS))
 
@@ -151,6 +221,25 @@ def test_builtin_registered_twice_names_both(monkeypatch):
 
     with pytest.raises(BackboneNameClashError, match=r"_mlp\.create_mlp.*create_other"):
         register_backbone("mlp")(create_other)
+
+
+def test_register_backbone_under_a_family_or_a_plugin_name_clashes(monkeypatch, fake_plugins):
+    eps, _ = fake_plugins
+    eps.append(ep("tiny_mlp", "tle_fake_plugin:tiny_mlp"))
+    monkeypatch.setattr(registry, "_BUILTINS", dict(registry._BUILTINS))
+
+    def create_other(pretrained=True, weights=None):
+        """Another one."""
+
+    with pytest.raises(BackboneNameClashError,
+                       match=r"'timm/resnet18' belongs to family 'timm/'.*create_other"):
+        register_backbone("timm/resnet18")(create_other)
+    list_backbones()  # discovered: a plugin's name is taken too
+    with pytest.raises(BackboneNameClashError, match=r"plugin .*tiny_mlp.*create_other"):
+        register_backbone("tiny_mlp")(create_other)
+    with pytest.raises(ValueError, match="may only end a name"):
+        register_backbone("no/family")(create_other)
+    assert "timm/resnet18" not in registry._BUILTINS and "tiny_mlp" not in registry._BUILTINS
 
 
 @pytest.mark.parametrize("bad", ["Upper", "", " padded"])

@@ -11,6 +11,7 @@ __all__ = [
     "BackboneNotFoundError",
     "BackboneNameClashError",
     "PluginError",
+    "PluginLoadError",
     "WeightsUnavailableError",
     "TrainingDivergedError",
     "PluginWarning",
@@ -31,6 +32,13 @@ class PluginError(TLEError):
 
 class BackboneNameClashError(PluginError, ValueError):
     """Two registrants (built-in or plugins) claim the same backbone name."""
+
+
+class PluginLoadError(PluginError, BackboneNotFoundError):
+    """A backbone's plugin failed to import; the message names the plugin and the error.
+
+    Also a :class:`BackboneNotFoundError` (a ``ValueError``): the name cannot be built.
+    """
 
 
 class WeightsUnavailableError(TLEError, RuntimeError):

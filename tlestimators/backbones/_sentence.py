@@ -95,11 +95,26 @@ class SentenceTransformerBackbone(Backbone):
         return self.model(dict(batch))["sentence_embedding"]
 
     def encode(self, texts, batch_size=64, device="cpu"):
-        """Frozen embeddings of ``texts`` as a float32 array (no feature cache)."""
-        from tlestimators.features import compute_embeddings
+        """Frozen embeddings of ``texts`` as a float32 array (no feature cache).
 
-        return compute_embeddings(self, self.check_input(texts, "texts"),
-                                  batch_size=batch_size, device=device, cache=False)
+        A plain eval-mode loop, so this layer needs nothing from
+        :mod:`tlestimators.features` (which adds the cache, autocast and length batching).
+        """
+        texts = self.check_input(texts, "texts")
+        was_training, prev = self.training, next(self.parameters()).device
+        self.eval().to(device)
+        try:
+            out = []
+            with torch.inference_mode():
+                for start in range(0, len(texts), batch_size):
+                    batch = self.preprocess(texts[start:start + batch_size])
+                    batch = {k: v.to(device) for k, v in batch.items()}
+                    out.append(self(batch).float().cpu())
+        finally:
+            self.train(was_training).to(prev)
+        if not out:
+            return torch.empty(0, self.num_features).numpy()
+        return torch.cat(out).numpy()
 
     def layer_groups(self):
         """Input -> output: token embeddings, each transformer layer, then the rest

@@ -2,12 +2,17 @@
 
 Modelled on timm's ``_registry`` (a dict of factories keyed by name, a decorator to
 register, ``list_models`` with fnmatch patterns) and on xarray/fsspec plugin loading
-(entry points are read on first lookup, a broken plugin is a warning naming it, the
-result is cached with a function to refresh it).
+(entry points are read on first lookup, a plugin's module is imported on first use of
+that plugin, a broken plugin is a warning naming it, the result is cached with a
+function to refresh it). The registry never imports the built-in adapters: the
+``tlestimators.backbones`` package imports them after it, and each registers itself
+with :func:`register_backbone`, so no import cycle is needed.
 
 Names are lowercase. A name ending in ``/`` registers a *family*: ``timm/`` builds
 ``timm/<any timm model>``; the part after the slash is passed to the factory as its
 first argument, with its case kept (``sentence-transformers/<local dir>`` holds a path).
+``/`` may appear only at the end of a name: ``<family>/<model>`` belongs to the family,
+and registering it separately is a name clash like any other taken name.
 
 Plugins declare, in their ``pyproject.toml``::
 
@@ -34,6 +39,7 @@ from tlestimators.exceptions import (
     BackboneNameClashError,
     BackboneNotFoundError,
     PluginError,
+    PluginLoadError,
     PluginWarning,
 )
 
@@ -53,25 +59,86 @@ ENTRY_POINT_GROUP = "tlestimators.backbones"
 @dataclass
 class _Entry:
     name: str
-    source: str  # "built-in (module)" or "plugin <dist> (<ep value>)"
+    source: str  # "built-in (module.factory)" or "plugin <dist> (<ep name> = <ep value>)"
     factory: Callable[..., Any] | None = None
     entry_point: importlib.metadata.EntryPoint | None = None
     modality: str | None = None
     description: str = ""
+    error: str | None = None  # why a plugin failed to load, once it has
 
     @property
     def is_family(self) -> bool:
         return self.name.endswith("/")
 
     def load(self) -> Callable[..., Any]:
-        if self.factory is None:
-            self.factory = self.entry_point.load()
-            self.modality = self.modality or getattr(self.factory, "modality", None)
-        return self.factory
+        """The factory; a plugin's module is imported here, on first use of that plugin.
+
+        A plugin that fails to import (or is not callable) warns once, naming itself and
+        the error, and raises :class:`PluginLoadError` now and on every later use.
+        """
+        if self.factory is not None:
+            return self.factory
+        if self.error is None:
+            try:
+                factory = self.entry_point.load()
+                if not callable(factory):
+                    raise PluginError(f"entry point {self.entry_point.value!r} is not callable")
+            except Exception as exc:  # a broken plugin must not break the others
+                self.error = f"{type(exc).__name__}: {exc}"
+                warnings.warn(
+                    f"tlestimators backbone plugin {self.entry_point.name!r} from "
+                    f"{_dist_name(self.entry_point)} failed to load and is skipped: "
+                    f"{self.error}",
+                    PluginWarning,
+                    stacklevel=3,
+                )
+                raise PluginLoadError(self._failure()) from exc
+            doc = (factory.__doc__ or "").strip().splitlines()
+            self.description = self.description or (doc[0] if doc else "")
+            self.modality = self.modality or getattr(factory, "modality", None)
+            self.factory = factory
+            return factory
+        raise PluginLoadError(self._failure())
+
+    def _failure(self) -> str:
+        return (
+            f"Backbone {self.name!r} comes from {self.source}, which failed to load: "
+            f"{self.error}. Fix or reinstall that plugin, or uninstall it."
+        )
 
 
 _BUILTINS: dict[str, _Entry] = {}
 _PLUGINS: dict[str, _Entry] | None = None  # None until discovered
+
+
+def _family_of(name: str, entries) -> _Entry | None:
+    """The family that would build ``name`` (``"timm/"`` for ``"timm/resnet18"``)."""
+    if "/" in name.rstrip("/"):
+        return entries.get(name.split("/", 1)[0] + "/")
+    return None
+
+
+def _check_free(name: str, source: str, *registries: dict[str, _Entry]) -> None:
+    """Raise the clash error if ``name`` is taken, by the same name or by a family that
+    already builds it (``"timm/resnet18"`` belongs to ``"timm/"``)."""
+    for entries in registries:
+        other = entries.get(name) or _family_of(name, entries)
+        if other is not None:
+            taken = "is registered" if other.name == name else f"belongs to family {other.name!r}"
+            raise BackboneNameClashError(
+                f"Backbone name {name!r} {taken}: by {other.source}; also claimed by "
+                f"{source}. Uninstall or rename one of them."
+            )
+
+
+def _check_name(name: str, slash: bool = True) -> None:
+    if not isinstance(name, str) or not name or name != name.strip() or name != name.lower():
+        raise ValueError(f"Backbone names must be non-empty and lowercase, got {name!r}.")
+    if slash and "/" in name[:-1]:
+        raise ValueError(
+            f"Backbone name {name!r}: '/' may only end a name, which then registers a family "
+            f"('{name.split('/', 1)[0]}/' would build '{name}'); use '-' or '_' instead."
+        )
 
 
 def register_backbone(
@@ -83,22 +150,27 @@ def register_backbone(
     ----------
     name : str
         Lowercase registry name; end it with ``/`` to register a family whose
-        factory takes the rest of the name as its first argument.
+        factory takes the rest of the name as its first argument. A ``/`` anywhere
+        else is refused: ``<family>/<model>`` names belong to their family.
     modality : str, default=None
         The modality of the backbones the factory builds, when fixed.
     description : str, default=None
         One line shown by ``list-backbones``/``info``; defaults to the docstring's first line.
+
+    Raises
+    ------
+    BackboneNameClashError
+        When ``name`` is taken: registered already, declared by an installed plugin, or a
+        member of a registered family (``"timm/resnet18"``).
     """
-    if name != name.lower() or not name or name.strip() != name:
-        raise ValueError(f"Backbone names must be non-empty and lowercase, got {name!r}.")
+    _check_name(name, slash=False)
 
     def decorator(factory):
-        source = f"built-in ({factory.__module__}.{factory.__qualname__})"
-        if name in _BUILTINS:
-            raise BackboneNameClashError(
-                f"Backbone name {name!r} is registered twice: by {_BUILTINS[name].source} "
-                f"and by {source}."
-            )
+        where = f"{factory.__module__}.{factory.__qualname__}"
+        source = (f"built-in ({where})" if factory.__module__.startswith("tlestimators.")
+                  else f"register_backbone ({where})")
+        _check_free(name, source, _BUILTINS, _PLUGINS or {})
+        _check_name(name)
         doc = (factory.__doc__ or "").strip().splitlines()
         _BUILTINS[name] = _Entry(
             name=name,
@@ -113,48 +185,38 @@ def register_backbone(
     return decorator
 
 
-def _ensure_builtins_imported() -> None:
-    # Importing the adapters is cheap: each imports its heavy library (timm,
-    # open_clip, sentence-transformers) only inside its factory.
-    from tlestimators.backbones import _mlp, _openclip, _sentence, _timm  # noqa: F401
-
-
 def _entry_points():
     return importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
 
 
+def _dist_name(ep) -> str:
+    return getattr(getattr(ep, "dist", None), "name", None) or "unknown distribution"
+
+
 def _discover_plugins() -> dict[str, _Entry]:
+    """Read the entry points (names only: no plugin module is imported here)."""
     global _PLUGINS
     if _PLUGINS is not None:
         return _PLUGINS
-    _ensure_builtins_imported()
     found: dict[str, _Entry] = {}
-    for ep in _entry_points():
-        dist = getattr(getattr(ep, "dist", None), "name", None) or "unknown distribution"
-        source = f"plugin {dist} ({ep.name} = {ep.value})"
+    # Families and plain names first, so that a member name ("fam/x") meets its family
+    # as a clash whatever order the entry points come in.
+    eps = sorted(_entry_points(), key=lambda ep: "/" in ep.name.strip().rstrip("/"))
+    for ep in eps:
+        source = f"plugin {_dist_name(ep)} ({ep.name} = {ep.value})"
         name = ep.name.strip().lower()
-        entry = _Entry(name=name, source=source, entry_point=ep)
+        _check_free(name, source, _BUILTINS, found)
         try:
-            factory = entry.load()
-            if not callable(factory):
-                raise PluginError(f"entry point {ep.value!r} is not callable")
-            doc = (factory.__doc__ or "").strip().splitlines()
-            entry.description = doc[0] if doc else ""
-        except Exception as exc:  # a broken plugin must not break the others
+            _check_name(name)
+        except ValueError as exc:
             warnings.warn(
-                f"tlestimators backbone plugin {ep.name!r} from {dist} failed to load and is "
-                f"skipped: {type(exc).__name__}: {exc}",
+                f"tlestimators backbone plugin {ep.name!r} from {_dist_name(ep)} is skipped: "
+                f"{exc}",
                 PluginWarning,
                 stacklevel=3,
             )
             continue
-        other = _BUILTINS.get(name) or found.get(name)
-        if other is not None:
-            raise BackboneNameClashError(
-                f"Backbone name {name!r} is registered twice: by {other.source} and by {source}. "
-                "Uninstall one of them."
-            )
-        found[name] = entry
+        found[name] = _Entry(name=name, source=source, entry_point=ep)
     _PLUGINS = found
     return found
 
@@ -190,9 +252,11 @@ def _resolve(name: str, allow_family: bool = False) -> tuple[_Entry, str | None]
     available = sorted(entries)
     close = difflib.get_close_matches(key, available, n=3, cutoff=0.5)
     hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+    failed = [f"{e.source}: {e.error}" for e in entries.values() if e.error is not None]
+    also = f" Plugins that failed to load: {'; '.join(failed)}." if failed else ""
     raise BackboneNotFoundError(
         f"Unknown backbone {name!r}.{hint} Available: {', '.join(available)} "
-        "(names ending in '/' take a model after the slash)."
+        f"(names ending in '/' take a model after the slash).{also}"
     )
 
 

@@ -48,9 +48,20 @@ def _read_state_dict(path) -> dict:
         from safetensors.torch import load_file
 
         return load_file(path, device="cpu")
-    sd = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        sd = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle.UnpicklingError for an unsafe checkpoint, or a bad file
+        raise WeightsUnavailableError(
+            f"could not read weights file {path!r} as a torch state dict (loaded with "
+            f"weights_only=True, which refuses arbitrary pickled objects): "
+            f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} Pass a "
+            "plain state dict of tensors (torch.save(model.state_dict(), path)) or a "
+            ".safetensors file."
+        ) from exc
     if isinstance(sd, dict) and isinstance(sd.get("state_dict"), dict):
         sd = sd["state_dict"]
+    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+        raise WeightsUnavailableError(f"{path!r} does not hold a state dict of tensors.")
     return sd
 
 
