@@ -24,11 +24,15 @@ $(VENV)/.installed: pyproject.toml $(wildcard plugins/*/pyproject.toml)
 demo: $(VENV)/.installed
 	$(VENV)/bin/tlestimators demo
 
+# The layering contract (pyproject.toml, [tool.importlinter]) is checked first: a cycle
+# or an upward import fails the build before the tests start.
 test: $(VENV)/.installed
+	$(VENV)/bin/lint-imports --no-logo
 	$(PY) -m pytest -q
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check tlestimators tests plugins examples benchmarks
+	$(VENV)/bin/lint-imports --no-logo
 
 bench: $(VENV)/.installed
 	$(PY) -m pip install -q -e ".[bench,da]"
