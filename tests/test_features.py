@@ -235,9 +235,9 @@ def test_embedder_bad_input():
     img = BackboneEmbedder(TinyConvBackbone(), device="cpu")
     with pytest.raises(TypeError, match="not image files"):
         img.fit(["hello", "world"])
-    with pytest.raises(ValueError, match="batch_size must be an int >= 1"):
+    with pytest.raises(ValueError, match="The 'batch_size' parameter of BackboneEmbedder"):
         clone(emb).set_params(batch_size=0).fit(np.zeros((3, 5)))
-    with pytest.raises(TypeError, match="cache must be True"):
+    with pytest.raises(TypeError, match="The 'cache' parameter of BackboneEmbedder"):
         clone(emb).set_params(cache=3).fit(np.zeros((3, 5)))
 
 

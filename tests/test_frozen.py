@@ -134,11 +134,11 @@ def test_bad_input_errors(blobs):
     with pytest.raises(ValueError, match="validation_fraction=0.1 of 12 samples"):
         _clf(early_stopping=True).fit(X[:12], y[:12])
     for param, value, msg in [
-        ("head", "svm", "head must be 'linear', 'mlp'"),
-        ("lr", 0, "lr must be a float > 0"),
-        ("max_epochs", 0, "max_epochs must be an int >= 1"),
-        ("batch_size", 1.5, "batch_size must be an int >= 1"),
-        ("validation_fraction", 1.5, "validation_fraction must be a float in"),
+        ("head", "svm", "The 'head' parameter of FrozenFeatureClassifier must be"),
+        ("lr", 0, "The 'lr' parameter .* range \\(0.0, inf\\)"),
+        ("max_epochs", 0, "The 'max_epochs' parameter .* range \\[1, inf\\)"),
+        ("batch_size", 1.5, "The 'batch_size' parameter"),
+        ("validation_fraction", 1.5, "The 'validation_fraction' parameter"),
         ("device", "tpu", "device='tpu' is not a valid torch device"),
     ]:
         est = _clf(**{param: value})

@@ -18,7 +18,7 @@ _LAZY = {
     "backbone_info": "tlestimators.backbones.registry",
     "refresh_backbones": "tlestimators.backbones.registry",
     # estimators
-    "BackboneEmbedder": "tlestimators.features",
+    "BackboneEmbedder": "tlestimators.estimators.embedder",
     "FrozenFeatureClassifier": "tlestimators.estimators.frozen",
     "FineTuneClassifier": "tlestimators.estimators.finetune",
     "DANNAdapter": "tlestimators.estimators.dann",

@@ -1,38 +1,210 @@
-"""skorch callbacks and optimizer helpers for transfer learning.
+"""skorch callbacks, schedules and the freezing vocabulary for transfer learning.
 
+Generic part (owned by the estimator core; DA schedules are appended below it):
+
+- :func:`check_unfreeze`: the ONE validator of the ``unfreeze`` parameter shared by
+  every estimator: ``"head"``, ``"all"``, ``"gradual"`` or an int ``k >= 0`` (the last
+  ``k`` layer groups; ``0`` is ``"head"``). Old spellings (``"none"``) map to the new
+  ones with a ``FutureWarning``. :data:`UNFREEZE_OPTIONS` lists the words.
+- :func:`unfreeze_callbacks`: for a module with ``backbone.layer_groups()`` and an
+  ``unfreeze`` value, the skorch callbacks that apply it (a :class:`~skorch.callbacks.Freezer`
+  or :class:`GradualUnfreezing`) and the parameter names per layer group;
+  :func:`frozen_param_names` / :func:`apply_unfreeze` do the same without skorch.
 - :class:`GradualUnfreezing`: start with the backbone frozen and unfreeze one more layer
   group (from the output side) every ``every`` epochs (ULMFiT's gradual unfreezing).
 - :func:`freeze_groups`: a skorch :class:`~skorch.callbacks.Freezer` for whole layer
-  groups.
+  groups; :class:`NameSet` the picklable name matcher behind it.
 - :func:`layer_decay_param_groups`: ``optimizer__param_groups`` giving each layer group
   its own learning rate (layer-wise decay from the head down) and no weight decay on
   biases and normalisation weights.
-- :func:`warmup_cosine`: skorch :class:`~skorch.callbacks.LRScheduler` with linear
-  warm-up then cosine decay, stepped every batch.
+- :class:`WarmupCosine` / :func:`warmup_cosine`: linear warm-up then cosine decay, as a
+  picklable ``lr_lambda`` and as a skorch ``LRScheduler`` stepped every batch.
+- :class:`NaNLossGuard`: stop with :class:`~tlestimators.exceptions.TrainingDivergedError`
+  when the loss is not finite.
 
 They work on parameter *names* as skorch's ``net.get_all_learnable_params()`` gives
 them (``module.named_parameters()`` without a prefix); build them with
-:func:`tlestimators.estimators._base.layer_group_names`. Freezing a BatchNorm layer's
-parameters does not freeze its running statistics: use
-:class:`~tlestimators.estimators._base.TransferModule` (which keeps the norm layers of
-frozen groups in eval mode) or call
-:func:`~tlestimators.estimators._base.set_frozen_norm_eval` yourself.
+:func:`layer_group_names`. Freezing a BatchNorm layer's parameters does not freeze its
+running statistics: call :func:`set_frozen_norm_eval` from the module's ``train``
+(as :class:`~tlestimators.estimators._base.TransferModule` does).
+
+This module must not import from ``tlestimators.estimators`` (layering).
 """
 
 from __future__ import annotations
 
+import math
 import numbers
 
 from skorch.callbacks import Callback
+from torch import nn
 
-from tlestimators.estimators._base import NameSet, WarmupCosine
+from tlestimators._validation import deprecated_value
+from tlestimators.exceptions import TrainingDivergedError
 
 __all__ = [
+    "UNFREEZE_OPTIONS",
+    "UNFREEZE_ALIASES",
     "GradualUnfreezing",
+    "NaNLossGuard",
+    "NameSet",
+    "WarmupCosine",
+    "apply_unfreeze",
+    "check_unfreeze",
     "freeze_groups",
+    "frozen_param_names",
     "layer_decay_param_groups",
+    "layer_group_names",
+    "set_frozen_norm_eval",
+    "unfreeze_callbacks",
     "warmup_cosine",
 ]
+
+#: The words of ``unfreeze`` (besides an int k >= 0).
+UNFREEZE_OPTIONS = ("head", "all", "gradual")
+#: Old spellings, accepted with a FutureWarning for one release.
+UNFREEZE_ALIASES = {"none": "head"}
+
+
+# --------------------------------------------------------------------------- freezing
+def check_unfreeze(unfreeze, n_groups=None, *, name="unfreeze", options=UNFREEZE_OPTIONS):
+    """Validate ``unfreeze`` and resolve it against the backbone's ``n_groups``.
+
+    Parameters
+    ----------
+    unfreeze : {"head", "all", "gradual"} or int >= 0
+        ``"head"``: backbone frozen; ``k``: the last ``k`` layer groups train; ``"all"``:
+        every group; ``"gradual"``: head first, then one group more per step. Old
+        spellings in :data:`UNFREEZE_ALIASES` warn (``FutureWarning``) and map.
+    n_groups : int, default=None
+        Layer groups of the backbone. ``None`` only normalises the value.
+    name : str, default="unfreeze"
+        Parameter name used in messages.
+    options : tuple of str, default=UNFREEZE_OPTIONS
+        The words an estimator accepts (an estimator may add e.g. ``"lora"``, returned
+        unchanged, or drop ``"gradual"``).
+
+    Returns
+    -------
+    int or str
+        With ``n_groups``: the number of trainable groups at the end of training (an
+        int in ``[0, n_groups]``) or ``"gradual"`` (or another accepted non-standard
+        word). Without: the normalised value (``"head"``/``"all"`` -> kept).
+    """
+    unfreeze = deprecated_value(unfreeze, UNFREEZE_ALIASES, name)
+    choices = ", ".join(repr(o) for o in options)
+    if isinstance(unfreeze, str):
+        if unfreeze not in options:
+            raise ValueError(
+                f"{name} must be one of {choices} or an int k >= 0 (the last k layer "
+                f"groups), got {unfreeze!r}."
+            )
+        if n_groups is None:
+            return unfreeze
+        return {"head": 0, "all": int(n_groups)}.get(unfreeze, unfreeze)
+    if isinstance(unfreeze, bool) or not isinstance(unfreeze, numbers.Integral) or unfreeze < 0:
+        raise ValueError(f"{name} must be one of {choices} or an int k >= 0, got {unfreeze!r}.")
+    if n_groups is not None and unfreeze > n_groups:
+        raise ValueError(
+            f"{name}={unfreeze} asks for more layer groups than the backbone has "
+            f"({n_groups}); use an int in [0, {n_groups}] or 'all'."
+        )
+    return int(unfreeze)
+
+
+def layer_group_names(module: nn.Module, groups, prefix: str = "") -> list[list[str]]:
+    """Parameter names (as ``module.named_parameters`` gives them, with ``prefix``) per group."""
+    names = {id(p): n for n, p in module.named_parameters()}
+    return [[prefix + names[id(p)] for p in g] for g in groups]
+
+
+def set_frozen_norm_eval(module: nn.Module) -> None:
+    """Keep normalisation layers whose parameters are all frozen in eval mode.
+
+    ``requires_grad_(False)`` does not stop BatchNorm from updating its running
+    statistics in train mode, so a "frozen" group would still drift.
+    """
+    for m in module.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            ps = list(m.parameters(recurse=False))
+            if ps and not any(p.requires_grad for p in ps):
+                m.eval()
+
+
+class NameSet:
+    """Picklable ``patterns`` callable for skorch's ``Freezer``/``Unfreezer``: matches
+    exactly the given parameter names."""
+
+    def __init__(self, names):
+        self.names = frozenset(names)
+
+    def __call__(self, name):
+        return name in self.names
+
+    def __repr__(self):
+        return f"NameSet({len(self.names)} names)"
+
+
+def _backbone_groups(module, backbone_attr="backbone"):
+    backbone = getattr(module, backbone_attr, None)
+    if backbone is None:
+        return []
+    return layer_group_names(module, backbone.layer_groups())
+
+
+def frozen_param_names(module, unfreeze, *, backbone_attr="backbone") -> set:
+    """Names (in ``module.named_parameters()``) of the parameters ``unfreeze`` freezes
+    at the start of training (``"gradual"``: the whole backbone)."""
+    groups = _backbone_groups(module, backbone_attr)
+    k = check_unfreeze(unfreeze, len(groups))
+    k = 0 if k == "gradual" else k
+    return {n for g in groups[: len(groups) - k] for n in g}
+
+
+def apply_unfreeze(module, unfreeze, *, backbone_attr="backbone") -> set:
+    """Set ``requires_grad`` on the backbone of ``module`` as ``unfreeze`` says (for
+    training loops without skorch callbacks); returns the frozen names. Parameters
+    outside the backbone are left as they are."""
+    frozen = frozen_param_names(module, unfreeze, backbone_attr=backbone_attr)
+    backbone = getattr(module, backbone_attr, None)
+    if backbone is not None:
+        owned = {id(p) for p in backbone.parameters()}
+        for n, p in module.named_parameters():
+            if id(p) in owned:
+                p.requires_grad_(n not in frozen)
+        set_frozen_norm_eval(backbone)
+    return frozen
+
+
+def unfreeze_callbacks(module, unfreeze, *, every=1, backbone_attr="backbone"):
+    """The skorch callbacks that apply ``unfreeze`` to ``module.<backbone_attr>``.
+
+    Parameters
+    ----------
+    module : nn.Module
+        The module skorch trains (e.g. ``TransferModule``); its ``backbone`` gives
+        ``layer_groups()`` (input -> output). ``backbone=None`` means nothing to freeze.
+    unfreeze : {"head", "all", "gradual"} or int
+        See :func:`check_unfreeze`.
+    every : int, default=1
+        Epochs between two gradual-unfreezing steps.
+
+    Returns
+    -------
+    callbacks : list of (str, Callback)
+        ``[("freezer", Freezer)]``, ``[("unfreezing", GradualUnfreezing)]`` or ``[]``.
+    groups : list of list of str
+        Backbone parameter names per layer group.
+    k : int or "gradual"
+        The resolved value (trainable groups at the end of training).
+    """
+    groups = _backbone_groups(module, backbone_attr)
+    k = check_unfreeze(unfreeze, len(groups))
+    if k == "gradual":
+        return [("unfreezing", GradualUnfreezing(groups, every=every))], groups, k
+    if k < len(groups):
+        return [("freezer", freeze_groups(groups[: len(groups) - k]))], groups, k
+    return [], groups, k
 
 
 class GradualUnfreezing(Callback):
@@ -136,7 +308,7 @@ def layer_decay_param_groups(named_parameters, groups, *, lr, backbone_lr=None,
     -------
     param_groups : list of (str, dict)
         One ``(exact name, options)`` pair per parameter (skorch matches names with
-        ``fnmatch``); :class:`~tlestimators.estimators._base.TransferNet` merges equal
+        ``fnmatch``); ``TransferNet`` (estimators/_base.py) merges equal
         options back into a few optimizer groups.
     """
     backbone_lr = lr if backbone_lr is None else backbone_lr
@@ -164,3 +336,34 @@ def warmup_cosine(warmup_steps, total_steps):
         lr_lambda=WarmupCosine(warmup_steps, total_steps),
         step_every="batch",
     )
+
+
+class WarmupCosine:
+    """Linear warm-up over ``warmup_steps`` then cosine decay to 0 at ``total_steps``
+    (a picklable ``lr_lambda`` for ``torch.optim.lr_scheduler.LambdaLR``)."""
+
+    def __init__(self, warmup_steps: int, total_steps: int):
+        self.warmup_steps = int(warmup_steps)
+        self.total_steps = max(int(total_steps), 1)
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup_steps:
+            return (step + 1) / (self.warmup_steps + 1)
+        span = max(self.total_steps - self.warmup_steps, 1)
+        progress = min((step - self.warmup_steps) / span, 1.0)
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+# --------------------------------------------------------------------------- guards
+class NaNLossGuard(Callback):
+    """Stop training with an error when the loss becomes NaN or infinite."""
+
+    def on_batch_end(self, net, batch=None, training=None, **kwargs):
+        loss = net.history[-1, "batches", -1].get("train_loss" if training else "valid_loss")
+        if loss is not None and not math.isfinite(loss):
+            raise TrainingDivergedError(
+                f"Training diverged: the {'train' if training else 'valid'} loss is {loss} at "
+                f"epoch {len(net.history)}. Lower lr, check the inputs for extreme values, "
+                "or add gradient clipping."
+            )
+

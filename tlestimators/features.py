@@ -1,4 +1,6 @@
-"""Frozen-backbone embeddings, the process-wide feature cache, and :class:`BackboneEmbedder`.
+"""Frozen-backbone embeddings and the process-wide feature cache.
+
+(:class:`~tlestimators.BackboneEmbedder` lives in ``tlestimators.estimators.embedder``.)
 
 Every frozen-feature computation in tlestimators goes through
 :func:`compute_embeddings`. It looks each input item up in a cache keyed by
@@ -31,11 +33,8 @@ from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
-from sklearn.base import BaseEstimator, TransformerMixin
-from sklearn.utils.validation import check_is_fitted
 
 from tlestimators import data
-from tlestimators.estimators._base import BackboneParamsMixin
 
 __all__ = [
     "compute_embeddings",
@@ -45,7 +44,6 @@ __all__ = [
     "clear_feature_cache",
     "backbone_fingerprint",
     "frozen_backbone",
-    "BackboneEmbedder",
 ]
 
 _DEFAULT_MAX_BYTES = int(os.environ.get("TLE_FEATURE_CACHE_BYTES", 1 << 30))
@@ -323,7 +321,8 @@ def frozen_backbone(estimator, n_features=None):
         return estimator._make_backbone(n_features)
     kwargs = estimator._check_backbone_kwargs()
     try:
-        key = _build_key(estimator.backbone.lower(), kwargs, n_features)
+        seed = getattr(estimator, "_backbone_seed", lambda: None)()
+        key = _build_key(estimator.backbone.lower(), kwargs, n_features) + (seed,)
         hash(key)
     except TypeError:
         return estimator._make_backbone(n_features)
@@ -452,7 +451,7 @@ def compute_embeddings(backbone, items, *, batch_size=64, device="cpu", cache=Tr
     -------
     embeddings : ndarray of shape (n_items, num_features), dtype float32
     """
-    from tlestimators.estimators._base import check_positive_int, resolve_device
+    from tlestimators._validation import check_positive_int, resolve_device
 
     batch_size = check_positive_int(batch_size, "batch_size")
     device = resolve_device(device)
@@ -521,171 +520,3 @@ def _forward(backbone, items, batch_size, device, verbose):
         if move:
             backbone.to(prev)
         backbone.train(was_training)
-
-
-# --------------------------------------------------------------------------- embedder
-class BackboneEmbedder(BackboneParamsMixin, TransformerMixin, BaseEstimator):
-    """Embed raw inputs with a frozen pretrained backbone: ``X -> (n_samples, D)``.
-
-    A scikit-learn transformer usable in front of any estimator. Embeddings go
-    through the process-wide feature cache, so each distinct input is computed once
-    per backbone across fits, clones, folds and grid points.
-
-    Parameters
-    ----------
-    backbone : str or Backbone, default="efficientnet_lite0"
-        Registry name (see :func:`~tlestimators.list_backbones`) or a backbone instance.
-    backbone_kwargs : dict, default=None
-        Passed to :func:`~tlestimators.create_backbone` (e.g. ``{"img_size": 160}``);
-        keys can be set one by one: ``set_params(backbone_kwargs__img_size=96)``.
-    batch_size : int, default=64
-        Items per forward pass.
-    device : str, default="auto"
-        ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda[:N]"`` or ``"mps"``.
-    cache : bool or path-like, default=True
-        ``True``: shared in-memory cache; ``False``: recompute every time; a directory:
-        also persist embeddings there (survives processes; safe for several writers).
-    normalize : bool, default=False
-        L2-normalise each embedding (common before cosine-similarity models).
-    verbose : int, default=0
-        Show a progress bar while embedding.
-
-    Attributes
-    ----------
-    backbone_ : Backbone
-        The frozen backbone (shared with other estimators using the same name and
-        kwargs; treat it as read-only).
-    n_features_in_ : int
-        Number of input features (``features`` backbones such as ``mlp`` only).
-    feature_names_in_ : ndarray of str
-        Input column names, when ``X`` had them (``features`` backbones only).
-    n_features_out_ : int
-        Embedding size ``D``.
-
-    See Also
-    --------
-    FrozenFeatureClassifier : the embedder plus a trained head in one estimator.
-    compute_embeddings : the function behind :meth:`transform`.
-
-    Notes
-    -----
-    The cache key is the backbone fingerprint (weights, backbone class and every
-    preprocessing setting) plus a content hash of each item, so a different
-    ``img_size``, other weights or fine-tuned weights never reuse old embeddings.
-
-    References
-    ----------
-    .. [1] Yosinski et al., "How transferable are features in deep neural networks?",
-       NeurIPS 2014.
-    .. [2] Kornblith, Shlens and Le, "Do Better ImageNet Models Transfer Better?",
-       CVPR 2019.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from tlestimators import BackboneEmbedder
-    >>> X = np.random.default_rng(0).normal(size=(8, 5)).astype("float32")
-    >>> emb = BackboneEmbedder("mlp", backbone_kwargs={"hidden_sizes": (4,)}, device="cpu")
-    >>> emb.fit_transform(X).shape
-    (8, 4)
-    >>> emb.get_feature_names_out()[:2]
-    array(['backboneembedder0', 'backboneembedder1'], dtype=object)
-    """
-
-    def __init__(
-        self,
-        backbone="efficientnet_lite0",
-        *,
-        backbone_kwargs=None,
-        batch_size=64,
-        device="auto",
-        cache=True,
-        normalize=False,
-        verbose=0,
-    ):
-        self.backbone = backbone
-        self.backbone_kwargs = backbone_kwargs
-        self.batch_size = batch_size
-        self.device = device
-        self.cache = cache
-        self.normalize = normalize
-        self.verbose = verbose
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.requires_fit = True
-        tags.transformer_tags.preserves_dtype = ["float32"]  # embeddings are float32
-        return tags
-
-    def _check_params(self):
-        from tlestimators.estimators._base import check_positive_int, resolve_device
-
-        check_positive_int(self.batch_size, "batch_size")
-        _check_cache(self.cache)
-        if not isinstance(self.normalize, (bool, np.bool_)):
-            raise ValueError(f"normalize must be a bool, got {self.normalize!r}.")
-        return resolve_device(self.device)
-
-    def fit(self, X, y=None):
-        """Build (or reuse) the backbone and validate ``X``; no training happens.
-
-        Parameters
-        ----------
-        X : images, texts or 2-D features
-            Input of the backbone's modality.
-        y : None
-            Ignored.
-
-        Returns
-        -------
-        self : BackboneEmbedder
-        """
-        from tlestimators.estimators._base import validate_feature_input
-
-        self._check_params()
-        modality = self._backbone_modality()
-        items = validate_feature_input(self, X, modality, reset=True)
-        n_features = items.shape[1] if modality == "features" else None
-        self.backbone_ = frozen_backbone(self, n_features)
-        self.n_features_out_ = int(self.backbone_.config.num_features)
-        return self
-
-    def transform(self, X):
-        """Embeddings of ``X``.
-
-        Parameters
-        ----------
-        X : images, texts or 2-D features
-            Input of the backbone's modality.
-
-        Returns
-        -------
-        Z : ndarray of shape (n_samples, n_features_out), dtype float32
-        """
-        from tlestimators.estimators._base import validate_feature_input
-
-        check_is_fitted(self)
-        device = self._check_params()
-        items = validate_feature_input(self, X, self.backbone_.config.modality, reset=False)
-        Z = compute_embeddings(
-            self.backbone_,
-            items,
-            batch_size=self.batch_size,
-            device=device,
-            cache=self.cache,
-            verbose=self.verbose,
-        )
-        if self.normalize:
-            Z = Z / np.maximum(np.linalg.norm(Z, axis=1, keepdims=True), 1e-12)
-        return Z
-
-    def get_feature_names_out(self, input_features=None):
-        """``backboneembedder0 ... backboneembedder{D-1}`` (sklearn's naming for
-        transformers whose outputs are not input columns)."""
-        check_is_fitted(self)
-        from sklearn.utils.validation import _check_feature_names_in
-
-        if getattr(self, "n_features_in_", None) is not None:
-            _check_feature_names_in(self, input_features)  # raises on wrong names
-        prefix = type(self).__name__.lower()
-        return np.asarray([f"{prefix}{i}" for i in range(self.n_features_out_)], dtype=object)

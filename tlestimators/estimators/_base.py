@@ -1,91 +1,217 @@
-"""Machinery shared by every estimator: building the backbone from parameters,
-turning raw items into batches inside a skorch ``DataLoader``, the backbone+head
-module, freezing, label encoding, device resolution and divergence checks.
+"""The shared skorch core of every estimator.
 
 Estimators are ``ClassifierMixin, BaseEstimator`` classes that own a skorch net as
 fitted state (``net_``); they customise skorch through callbacks, ``get_loss`` and
-``train_step_single`` rather than re-writing its fit loop.
+``train_step_single`` rather than re-writing its fit loop. What they share:
+
+Parameters and validation
+    :data:`PARAM_CONSTRAINTS` holds the constraint fragments of the common vocabulary
+    (``backbone``, ``backbone_kwargs``, ``device``, ``random_state``, ``cache``,
+    ``unfreeze``, ``lr``, ``backbone_lr``, ``optimizer``, ``weight_decay``,
+    ``max_epochs``, ``batch_size``, ``class_weight``, ``early_stopping``,
+    ``validation_fraction``, ``patience``, ``verbose``). An estimator declares::
+
+        _parameter_constraints = {
+            **common_constraints("backbone", "backbone_kwargs", "lr", ...),
+            "momentum": [Interval(Real, 0, 1, closed="left")],
+        }
+
+    and calls ``self._validate_params()`` (sklearn's ``BaseEstimator``) first thing in
+    ``fit``/``partial_fit``. A renamed parameter keeps its old keyword for one release
+    with default ``"deprecated"`` (constraint: :func:`deprecated_constraint`) and is
+    read with :func:`~tlestimators._validation.renamed_param` (``FutureWarning``
+    naming the new one). Old spellings of a value go through
+    :func:`~tlestimators._validation.deprecated_value`. ``unfreeze`` is validated and
+    resolved by :func:`tlestimators.callbacks.check_unfreeze` and applied by
+    :func:`tlestimators.callbacks.unfreeze_callbacks` (skorch ``Freezer`` /
+    ``GradualUnfreezing``) or :func:`tlestimators.callbacks.apply_unfreeze`.
+    :func:`resolve_optimizer` turns ``optimizer`` ({"adamw", "adam", "sgd"} or a
+    ``torch.optim`` class) into the class.
+
+Backbone
+    :class:`BackboneParamsMixin` builds the backbone from ``backbone`` /
+    ``backbone_kwargs`` (seeded by an int ``random_state``, so random-init backbones
+    are identical across processes), gives the input tags from its modality and lets
+    ``set_params(backbone_kwargs__x=...)`` set one key.
+
+Data
+    ONE dataset, :class:`TransferDataset` (``ItemDataset`` is the same class): validated
+    raw items, cached embeddings or 2-D (dense or CSR) features, optional int targets
+    and optional per-row extra arrays (``is_target=...`` for DA, ``task=...`` /
+    ``replay=...`` for continual learning). It gathers a whole batch at once
+    (``__getitems__``: one slice per batch). ONE collate, :class:`Collate`: runs
+    ``backbone.preprocess(items, train)`` on the batch (the backbone given directly, or
+    ``net.module_.backbone`` of a skorch net so a pickled net stores it once; no
+    backbone: a float32 tensor of the rows) and returns ``(batch, y)`` where ``y`` is
+    a LongTensor, or a dict ``{"y": ..., <extra>: ...}`` when extras were given.
+
+Module and net
+    :func:`make_head`, :class:`TransferModule` (backbone + head, frozen norm layers kept
+    in eval), :class:`TransferNet` (``NeuralNetClassifier`` with CUDA autocast and
+    merged param groups).
+
+Labels and input
+    :func:`encode_labels` (sklearn target checks -> ``classes_``, codes),
+    :func:`warn_unlabeled` (``-1`` in ``y`` of a non-DA estimator), :func:`class_weight_tensor`,
+    :func:`check_labels_seen`, :func:`validate_feature_input` (modality check plus
+    ``n_features_in_`` / ``feature_names_in_``), :func:`validate_fit_data`,
+    :func:`early_stopping_split`.
+
+Prediction
+    :class:`~tlestimators.estimators._netclassifier.LogitsClassifierMixin` /
+    ``NetClassifierMixin`` (in ``_netclassifier.py``): ``predict``, ``predict_proba``,
+    ``predict_log_proba``, ``decision_function`` from ``_logits(X)``; an estimator with
+    extra predict arguments (Rehearsal's ``task_id``) overrides the public method and
+    calls ``self._labels_from_logits(z)`` / ``_proba_from_logits`` /
+    ``_log_proba_from_logits`` / ``_decision_from_logits`` on its own logits.
+
+Generic checks (devices, seeds, ints) live in :mod:`tlestimators._validation` and
+callbacks (``NaNLossGuard``, ``WarmupCosine``, freezing) in :mod:`tlestimators.callbacks`;
+they are re-exported here for compatibility.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import numbers
+import os
+import warnings
+from numbers import Integral, Real
 
 import numpy as np
 import torch
-from skorch.callbacks import Callback
+from sklearn.utils._param_validation import Hidden, Interval, StrOptions
+from skorch import NeuralNetClassifier
 from torch import nn
 
 from tlestimators import data
+from tlestimators._validation import (
+    check_positive_int,
+    check_random_state_int,
+    resolve_device,
+    torch_seed,
+)
 from tlestimators.backbones.base import Backbone
-from tlestimators.exceptions import TrainingDivergedError
+from tlestimators.callbacks import (
+    UNFREEZE_ALIASES,
+    UNFREEZE_OPTIONS,
+    NameSet,
+    NaNLossGuard,
+    WarmupCosine,
+    layer_group_names,
+    set_frozen_norm_eval,
+)
 
 __all__ = [
-    "resolve_device",
+    # parameters
+    "PARAM_CONSTRAINTS",
+    "common_constraints",
+    "deprecated_constraint",
+    "unfreeze_constraint",
+    "resolve_optimizer",
+    "OPTIMIZERS",
+    # backbone
     "BackboneParamsMixin",
+    # data
+    "TransferDataset",
     "ItemDataset",
+    "Batch",
     "Collate",
     "passthrough_collate",
-    "TransferModule",
+    # module / net
     "make_head",
-    "set_frozen_norm_eval",
-    "layer_group_names",
-    "NaNLossGuard",
-    "WarmupCosine",
-    "check_random_state_int",
-    "check_positive_int",
-    # additive helpers (see the section at the end of this module)
-    "torch_seed",
+    "TransferModule",
+    "TransferNet",
+    # labels / input
     "encode_labels",
+    "warn_unlabeled",
     "class_weight_tensor",
     "check_labels_seen",
     "make_valid_split",
     "validate_feature_input",
     "validate_fit_data",
     "early_stopping_split",
+    # re-exported from _validation / callbacks (compatibility)
+    "resolve_device",
+    "check_positive_int",
+    "check_random_state_int",
+    "torch_seed",
+    "NaNLossGuard",
+    "WarmupCosine",
     "NameSet",
-    "TransferNet",
+    "layer_group_names",
+    "set_frozen_norm_eval",
 ]
 
 
-def resolve_device(device) -> str:
-    """``"auto"`` -> ``"cuda"`` when available, else ``"cpu"``; validates the rest."""
-    if device is None or device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if isinstance(device, torch.device):
-        device = str(device)
-    if not isinstance(device, str):
-        raise TypeError(f"device must be 'auto', 'cpu', 'cuda[:N]' or 'mps', got {device!r}.")
-    try:
-        torch.device(device)
-    except RuntimeError as exc:
-        raise ValueError(
-            f"device={device!r} is not a valid torch device; use 'auto', 'cpu' or 'cuda'."
-        ) from exc
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device={device!r} was requested but CUDA is not available here.")
-    return device
+# --------------------------------------------------------------------------- parameters
+OPTIMIZERS = {"adamw": "AdamW", "adam": "Adam", "sgd": "SGD"}
 
 
-def check_positive_int(value, name, minimum=1):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}.")
-    return int(value)
+def unfreeze_constraint(options=UNFREEZE_OPTIONS, aliases=tuple(UNFREEZE_ALIASES)):
+    """Constraint of ``unfreeze``: the words in ``options``, an int k >= 0, and the old
+    spellings ``aliases`` (hidden from messages; they warn at fit)."""
+    out = [StrOptions(set(options)), Interval(Integral, 0, None, closed="left")]
+    if aliases:
+        out.append(Hidden(StrOptions(set(aliases))))
+    return out
 
 
-def check_random_state_int(random_state) -> int | None:
-    """Seeds for torch must be ints; accept None, ints and ``np.random.RandomState``."""
-    if random_state is None:
-        return None
-    if isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool):
-        return int(random_state)
-    if isinstance(random_state, np.random.RandomState):
-        return int(random_state.randint(0, 2**31 - 1))
-    raise ValueError(f"random_state must be None, an int or a RandomState, got {random_state!r}.")
+def deprecated_constraint(constraints):
+    """``constraints`` plus the hidden ``"deprecated"`` default of a renamed keyword."""
+    return [*constraints, Hidden(StrOptions({"deprecated"}))]
 
 
+#: Constraint fragments of the shared vocabulary (sklearn ``_param_validation``).
+PARAM_CONSTRAINTS = {
+    "backbone": [str, Backbone],
+    "backbone_kwargs": [dict, None],
+    "head": [StrOptions({"linear", "mlp"}), nn.Module],
+    "head_dropout": [Interval(Real, 0, 1, closed="left")],
+    "device": [str, torch.device, None],
+    "random_state": ["random_state"],
+    "cache": ["boolean", str, os.PathLike],
+    "unfreeze": unfreeze_constraint(),
+    "unfreeze_every": [Interval(Integral, 1, None, closed="left")],
+    "lr": [Interval(Real, 0, None, closed="neither")],
+    "backbone_lr": [Interval(Real, 0, None, closed="left"), None],
+    "optimizer": [StrOptions(set(OPTIMIZERS)), type],
+    "weight_decay": [Interval(Real, 0, None, closed="left")],
+    "max_epochs": [Interval(Integral, 1, None, closed="left")],
+    "batch_size": [Interval(Integral, 1, None, closed="left")],
+    "class_weight": [dict, StrOptions({"balanced"}), None],
+    "early_stopping": ["boolean"],
+    "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+    "patience": [Interval(Integral, 1, None, closed="left")],
+    "num_workers": [Interval(Integral, 0, None, closed="left")],
+    "verbose": ["verbose"],
+}
+
+
+def common_constraints(*names):
+    """The :data:`PARAM_CONSTRAINTS` entries for ``names`` (a fresh dict of lists)."""
+    unknown = [n for n in names if n not in PARAM_CONSTRAINTS]
+    if unknown:
+        raise KeyError(f"no shared constraint for {unknown}; known: {sorted(PARAM_CONSTRAINTS)}")
+    return {n: list(PARAM_CONSTRAINTS[n]) for n in names}
+
+
+def resolve_optimizer(optimizer):
+    """``"adamw"``/``"adam"``/``"sgd"`` -> the ``torch.optim`` class; a class is returned
+    as is."""
+    if isinstance(optimizer, str):
+        if optimizer not in OPTIMIZERS:
+            raise ValueError(
+                f"optimizer must be one of {sorted(OPTIMIZERS)} or a torch.optim class, "
+                f"got {optimizer!r}."
+            )
+        return getattr(torch.optim, OPTIMIZERS[optimizer])
+    return optimizer
+
+
+# --------------------------------------------------------------------------- backbone
 class BackboneParamsMixin:
     """Builds the backbone from the ``backbone`` / ``backbone_kwargs`` parameters.
 
@@ -93,8 +219,15 @@ class BackboneParamsMixin:
     ``"mlp"``) or a :class:`Backbone` instance (deep-copied, never mutated).
     ``backbone_kwargs`` goes to :func:`~tlestimators.create_backbone`; its keys can
     be set one by one with ``set_params(backbone_kwargs__img_size=96)``, so grid
-    searches can vary them.
+    searches can vary them. An int ``random_state`` seeds the build (random-init
+    weights are then the same in every process).
+
+    Subclasses may set ``_default_backbone_kwargs`` (``{name: {key: value}}``):
+    defaults for a backbone name that the user's ``backbone_kwargs`` override (the
+    frozen estimators use it to make ``"mlp"`` the identity).
     """
+
+    _default_backbone_kwargs: dict = {}
 
     def _backbone_modality(self) -> str:
         from tlestimators.backbones.registry import backbone_modality
@@ -128,23 +261,33 @@ class BackboneParamsMixin:
 
     def _check_backbone_kwargs(self) -> dict:
         kw = self.backbone_kwargs
-        if kw is None:
-            return {}
-        if not isinstance(kw, dict):
+        if kw is not None and not isinstance(kw, dict):
             raise TypeError(f"backbone_kwargs must be a dict or None, got {type(kw).__name__}.")
-        return dict(kw)
+        out = {}
+        if isinstance(self.backbone, str):
+            out.update(self._default_backbone_kwargs.get(self.backbone.lower(), {}))
+        out.update(kw or {})
+        return out
+
+    def _backbone_seed(self):
+        """Seed of the backbone build: an int ``random_state``, else None (a
+        ``RandomState`` instance is not drawn from here; the build is then unseeded)."""
+        rs = getattr(self, "random_state", None)
+        if isinstance(rs, numbers.Integral) and not isinstance(rs, bool):
+            return int(rs)
+        return None
 
     def _make_backbone(self, n_features=None) -> Backbone:
         """A fresh backbone; ``n_features`` feeds ``in_features`` of 'features' backbones."""
-        from tlestimators.backbones.registry import create_backbone
+        from tlestimators.backbones.registry import backbone_modality, create_backbone
 
         kw = self._check_backbone_kwargs()
         if isinstance(self.backbone, Backbone):
-            if kw:
+            if self.backbone_kwargs:
                 raise ValueError(
                     "backbone_kwargs applies to backbones given by name; got a Backbone "
                     "instance together with backbone_kwargs="
-                    f"{kw!r}. Configure the instance directly."
+                    f"{self.backbone_kwargs!r}. Configure the instance directly."
                 )
             bb = copy.deepcopy(self.backbone)
             if bb.config.modality == "features" and n_features is not None:
@@ -154,13 +297,12 @@ class BackboneParamsMixin:
                         f"{bb.config.in_features}."
                     )
             return bb
-        from tlestimators.backbones.registry import backbone_modality
-
         if backbone_modality(self.backbone) == "features" and "in_features" not in kw:
             if n_features is None:
                 raise ValueError(f"backbone {self.backbone!r} needs in_features.")
             kw["in_features"] = n_features
-        return create_backbone(self.backbone, **kw)
+        with torch_seed(self._backbone_seed()):
+            return create_backbone(self.backbone, **kw)
 
     def _validate_X(self, X, backbone=None, name="X"):
         modality = backbone.config.modality if backbone is not None else self._backbone_modality()
@@ -177,49 +319,133 @@ class BackboneParamsMixin:
         return super().set_params(**params)
 
 
-class ItemDataset(torch.utils.data.Dataset):
-    """Raw validated items (+ optional integer targets) for a skorch DataLoader.
+# --------------------------------------------------------------------------- data
+class Batch(tuple):
+    """``(items, y, extras)`` of one batch, as :meth:`TransferDataset.__getitems__`
+    gathers it: rows of the items (CSR rows densified), ``y`` int64 or None, extras a
+    dict of arrays (maybe empty)."""
 
-    ``__getitem__`` returns one raw item; :class:`Collate` preprocesses a whole batch
-    at once (batched tokenisation, batched image resizing of uint8 arrays).
+    __slots__ = ()
+
+    def __new__(cls, items, y, extras):
+        return super().__new__(cls, (items, y, extras))
+
+
+class TransferDataset(torch.utils.data.Dataset):
+    """Rows for a skorch ``DataLoader``: items, optional targets, optional extra arrays.
+
+    Parameters
+    ----------
+    items : validated input
+        What :func:`tlestimators.data.check_input` returned (array of images, list of
+        PIL images/paths/texts, 2-D dense or CSR features) or cached embeddings.
+    y : array-like of int, default=None
+        Encoded targets (``-1`` allowed, e.g. unlabeled rows). ``None`` at predict.
+    **extras : array-like of length n_samples
+        Per-row arrays carried to the loss as ``y[name]`` (e.g. ``is_target`` for
+        DANN, ``task``/``replay`` for rehearsal).
+
+    ``__getitems__`` gathers a whole batch at once (one CSR/array slice instead of one
+    per row), which torch's DataLoader uses; :class:`Collate` then preprocesses it.
     """
 
-    def __init__(self, items, y=None):
+    def __init__(self, items, y=None, **extras):
         self.items = items
+        n = data.num_samples(items)
         self.y = None if y is None else np.asarray(y, dtype=np.int64)
-        self._sparse = hasattr(items, "tocsr")
+        self.extras = {k: np.asarray(v) for k, v in extras.items()}
+        for name, arr in [("y", self.y), *self.extras.items()]:
+            if arr is not None and len(arr) != n:
+                raise ValueError(f"{name} has {len(arr)} rows but the items have {n}.")
 
     def __len__(self):
         return data.num_samples(self.items)
 
+    def __getitems__(self, indices):
+        idx = np.asarray(indices, dtype=np.int64)
+        items = data.take(self.items, idx)
+        if hasattr(items, "toarray"):  # CSR rows: preprocess expects dense rows
+            items = np.asarray(items.toarray())
+        y = None if self.y is None else self.y[idx]
+        return Batch(items, y, {k: v[idx] for k, v in self.extras.items()})
+
     def __getitem__(self, i):
-        item = self.items[i]
-        if self._sparse:
-            item = np.asarray(item.toarray()).ravel()
-        y = self.y[i] if self.y is not None else 0
-        return item, y
+        return self.__getitems__([i])
+
+
+#: The one dataset class (old name).
+ItemDataset = TransferDataset
+
+
+def _stack_samples(samples):
+    """A list of per-row samples (``Batch`` of one row, or ``(item, y)`` pairs, as a
+    DataLoader without ``__getitems__`` gives them) -> one :class:`Batch`."""
+    if isinstance(samples[0], Batch):
+        items = [s[0] for s in samples]
+        if isinstance(items[0], np.ndarray):
+            items = np.concatenate(items)
+        else:
+            items = [it for chunk in items for it in chunk]
+        ys = [s[1] for s in samples]
+        y = None if ys[0] is None else np.concatenate(ys)
+        extras = {k: np.concatenate([s[2][k] for s in samples]) for k in samples[0][2]}
+        return Batch(items, y, extras)
+    items = [s[0] for s in samples]
+    if isinstance(items[0], np.ndarray):
+        items = np.stack(items)
+    return Batch(items, np.asarray([s[1] for s in samples], dtype=np.int64), {})
 
 
 class Collate:
-    """``collate_fn`` calling ``backbone.preprocess(items, train)`` on a whole batch."""
+    """``collate_fn`` preprocessing a whole batch: ``(batch, y)``.
 
-    def __init__(self, backbone: Backbone, train: bool):
+    Parameters
+    ----------
+    backbone : Backbone or object with ``preprocess``, default=None
+        Preprocesses the items (``backbone.preprocess(items, train=train)``).
+    train : bool, default=False
+        Train-time preprocessing (augmentation).
+    net : skorch net, default=None
+        Take the backbone from ``net.module_.backbone`` at call time instead: a pickled
+        net then stores the backbone once (skorch saves ``module_`` separately). Set it
+        after building the net (``collate.net = net``).
+
+    With neither (or a ``None`` backbone) the rows are returned as a float32 tensor
+    (cached embeddings, 2-D features). ``y`` is a LongTensor (zeros when the dataset
+    has no targets), or ``{"y": LongTensor, <extra>: tensor}`` when it has extras.
+    """
+
+    def __init__(self, backbone=None, train=False, net=None):
         self.backbone = backbone
         self.train = train
+        self.net = net
 
-    def __call__(self, samples):
-        items = [s[0] for s in samples]
-        if isinstance(items[0], np.ndarray):
-            items = np.stack(items)
-        batch = self.backbone.preprocess(items, train=self.train)
-        y = torch.as_tensor(np.asarray([s[1] for s in samples]), dtype=torch.long)
-        return batch, y
+    def _preprocessor(self):
+        if self.net is not None:
+            return getattr(self.net.module_, "backbone", None)
+        return self.backbone
+
+    def __call__(self, batch):
+        if not isinstance(batch, Batch):
+            batch = _stack_samples(batch)
+        items, y, extras = batch
+        pre = self._preprocessor()
+        if pre is None:
+            x = torch.as_tensor(np.asarray(items), dtype=torch.float32)
+        else:
+            x = pre.preprocess(items, train=self.train)
+        n = data.num_samples(items)
+        yt = torch.zeros(n, dtype=torch.long) if y is None else torch.as_tensor(y)
+        if extras:
+            return x, {"y": yt, **{k: torch.as_tensor(v) for k, v in extras.items()}}
+        return x, yt
 
 
 def passthrough_collate(batch):
     return batch
 
 
+# --------------------------------------------------------------------------- module
 def make_head(in_features: int, n_outputs: int, head="linear", dropout=0.0) -> nn.Module:
     """``"linear"`` or ``"mlp"`` (one hidden layer of ``max(64, in_features // 2)``), or an
     ``nn.Module`` given by the user (deep-copied)."""
@@ -240,117 +466,75 @@ def make_head(in_features: int, n_outputs: int, head="linear", dropout=0.0) -> n
 
 
 class TransferModule(nn.Module):
-    """``backbone`` followed by ``head``; ``forward`` returns logits."""
+    """``backbone`` followed by ``head``; ``forward`` returns logits.
 
-    def __init__(self, backbone: Backbone, head: nn.Module):
+    ``backbone=None`` means the inputs are already embeddings.
+    """
+
+    def __init__(self, backbone: Backbone | None, head: nn.Module):
         super().__init__()
         self.backbone = backbone
         self.head = head
 
+    def embed(self, batch):
+        return batch if self.backbone is None else self.backbone(batch)
+
     def forward(self, batch):
-        return self.head(self.backbone(batch))
+        return self.head(self.embed(batch))
 
     def train(self, mode: bool = True):
         super().train(mode)
-        if mode:
+        if mode and self.backbone is not None:
             set_frozen_norm_eval(self.backbone)
         return self
 
 
-def set_frozen_norm_eval(module: nn.Module) -> None:
-    """Keep normalisation layers whose parameters are all frozen in eval mode.
+def _autocast_context(device):
+    # bfloat16 needs no loss scaling; GPUs without it train in float32
+    if str(device).startswith("cuda") and torch.cuda.is_bf16_supported():
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
-    ``requires_grad_(False)`` does not stop BatchNorm from updating its running
-    statistics in train mode, so a "frozen" group would still drift.
+
+class TransferNet(NeuralNetClassifier):
+    """``NeuralNetClassifier`` with mixed precision on CUDA and merged param groups.
+
+    - Forward passes run under ``torch.autocast`` on CUDA GPUs that support bfloat16
+      (which needs no gradient scaling; others train in float32); the loss is computed
+      in float32.
+    - ``optimizer__param_groups`` may list one pattern per parameter (exact names from
+      :func:`layer_group_names`); groups with identical options are merged afterwards
+      so the optimizer keeps its fused multi-tensor paths.
     """
-    for m in module.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            ps = list(m.parameters(recurse=False))
-            if ps and not any(p.requires_grad for p in ps):
-                m.eval()
+
+    def get_params_for_optimizer(self, prefix, named_parameters):
+        args, kwargs = super().get_params_for_optimizer(prefix, named_parameters)
+        merged: dict = {}
+        for group in args[0]:
+            opts = {k: v for k, v in group.items() if k != "params"}
+            key = tuple(sorted(opts.items()))
+            if key in merged:
+                merged[key]["params"].extend(group["params"])
+            else:
+                merged[key] = {"params": list(group["params"]), **opts}
+        return (list(merged.values()),), kwargs
+
+    def infer(self, x, **fit_params):
+        with _autocast_context(self.device):
+            return super().infer(x, **fit_params)
+
+    def get_loss(self, y_pred, y_true, *args, **kwargs):
+        if y_pred.dtype != torch.float32:
+            y_pred = y_pred.float()
+        return super().get_loss(y_pred, y_true, *args, **kwargs)
 
 
-def layer_group_names(module: nn.Module, groups, prefix: str = "") -> list[list[str]]:
-    """Parameter names (as ``module.named_parameters`` gives them, with ``prefix``) per group."""
-    names = {id(p): n for n, p in module.named_parameters()}
-    return [[prefix + names[id(p)] for p in g] for g in groups]
+# --------------------------------------------------------------------------- labels
+def encode_labels(y, estimator_name="estimator", *, min_classes=2):
+    """Validate classification targets; returns ``(classes, y_encoded int64)``.
 
-
-class NaNLossGuard(Callback):
-    """Stop training with an error when the loss becomes NaN or infinite."""
-
-    def on_batch_end(self, net, batch=None, training=None, **kwargs):
-        loss = net.history[-1, "batches", -1].get("train_loss" if training else "valid_loss")
-        if loss is not None and not math.isfinite(loss):
-            raise TrainingDivergedError(
-                f"Training diverged: the {'train' if training else 'valid'} loss is {loss} at "
-                f"epoch {len(net.history)}. Lower lr, check the inputs for extreme values, "
-                "or add gradient clipping."
-            )
-
-
-class WarmupCosine:
-    """Linear warm-up over ``warmup_steps`` then cosine decay to 0 at ``total_steps``
-    (a picklable ``lr_lambda`` for ``torch.optim.lr_scheduler.LambdaLR``)."""
-
-    def __init__(self, warmup_steps: int, total_steps: int):
-        self.warmup_steps = int(warmup_steps)
-        self.total_steps = max(int(total_steps), 1)
-
-    def __call__(self, step: int) -> float:
-        if step < self.warmup_steps:
-            return (step + 1) / (self.warmup_steps + 1)
-        span = max(self.total_steps - self.warmup_steps, 1)
-        progress = min((step - self.warmup_steps) / span, 1.0)
-        return 0.5 * (1.0 + math.cos(math.pi * progress))
-
-
-# ---------------------------------------------------------------------------
-# Added by the core-estimators work (frozen/fine-tune); additive helpers that any
-# estimator training a classifier through skorch can reuse:
-#
-# - ``torch_seed(random_state)``: context manager seeding torch (CPU + CUDA) inside a
-#   forked RNG, so ``random_state`` makes fits reproducible without touching the
-#   caller's global RNG.
-# - ``encode_labels(y, estimator_name)``: sklearn-style target checks (None, 2-D column
-#   warning, regression targets, a single class) -> ``(classes_, y_encoded)``.
-# - ``class_weight_tensor(class_weight, classes, y_enc)``: None / "balanced" / dict
-#   -> float tensor for ``criterion__weight`` (unknown dict keys raise).
-# - ``check_labels_seen(classes, y, name)``: ValueError listing labels unseen at fit.
-# - ``make_valid_split(...)``: skorch ``ValidSplit`` for early stopping, with clear
-#   errors when the validation fraction cannot hold every class.
-# - ``validate_feature_input(estimator, X, modality, reset, name)``: the modality check
-#   plus, for ``features`` backbones, sklearn's ``n_features_in_`` /
-#   ``feature_names_in_`` bookkeeping.
-# - ``TransferNet``: ``NeuralNetClassifier`` with autocast on CUDA (bf16 when
-#   supported), and optimizer param groups with identical options merged (so
-#   per-parameter ``optimizer__param_groups`` built from ``layer_group_names`` stay a
-#   handful of groups).
-# - ``NameSet``: picklable pattern callable for skorch ``Freezer``/``Unfreezer``
-#   matching an explicit set of parameter names.
-# ---------------------------------------------------------------------------
-import contextlib  # noqa: E402
-
-from skorch import NeuralNetClassifier  # noqa: E402
-
-
-@contextlib.contextmanager
-def torch_seed(random_state):
-    """Seed torch inside a forked RNG state (no-op for ``None``)."""
-    seed = check_random_state_int(random_state)
-    if seed is None:
-        yield
-        return
-    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
-        yield
-
-
-def encode_labels(y, estimator_name="estimator"):
-    """Validate classification targets; returns ``(classes, y_encoded int64)``."""
-    import warnings
-
+    ``min_classes=1`` accepts a single class (one experience of a continual stream).
+    """
     from sklearn.exceptions import DataConversionWarning
     from sklearn.utils.multiclass import check_classification_targets
 
@@ -371,12 +555,31 @@ def encode_labels(y, estimator_name="estimator"):
         raise ValueError(f"y must be 1-D (n_samples,), got an array of shape {y_arr.shape}.")
     check_classification_targets(y_arr)
     classes, y_enc = np.unique(y_arr, return_inverse=True)
-    if len(classes) < 2:
+    if len(classes) < min_classes:
         raise ValueError(
             f"y contains only one class ({classes.tolist()[0]!r}); {estimator_name} needs "
             "at least 2 classes to fit a classifier."
         )
     return classes, y_enc.astype(np.int64)
+
+
+def warn_unlabeled(y, estimator_name="estimator"):
+    """Warn when ``y`` holds ``-1`` (the domain-adaptation mark of an unlabeled target
+    row) in an estimator that would learn it as a class."""
+    try:
+        from tlestimators.data import unlabeled_mask
+
+        n = int(np.count_nonzero(unlabeled_mask(np.asarray(y).ravel())))
+    except Exception:  # odd label types: encode_labels reports them
+        return
+    if n:
+        warnings.warn(
+            f"y holds -1 in {n} rows; {estimator_name} learns -1 as a class like any "
+            "other label. If -1 marks unlabeled target-domain rows (the domain-adaptation "
+            "convention), use DANNAdapter (or another DA estimator) instead.",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 def class_weight_tensor(class_weight, classes, y_enc):
@@ -412,6 +615,7 @@ def check_labels_seen(classes, y, name="y"):
         )
 
 
+# --------------------------------------------------------------------------- input
 def make_valid_split(validation_fraction, n_samples, n_classes, random_state=None):
     """skorch ``ValidSplit`` holding out ``validation_fraction`` (stratified)."""
     from skorch.dataset import ValidSplit
@@ -458,7 +662,7 @@ def validate_feature_input(estimator, X, modality, reset, name="X"):
     return items
 
 
-def validate_fit_data(estimator, X, y):
+def validate_fit_data(estimator, X, y, *, warn_minus_one=True):
     """The common start of a supervised ``fit``: validated items (recording
     ``n_features_in_`` for 'features' backbones), encoded labels and the torch seed.
 
@@ -468,6 +672,8 @@ def validate_fit_data(estimator, X, y):
 
     modality = estimator._backbone_modality()
     items = validate_feature_input(estimator, X, modality, reset=True)
+    if warn_minus_one:
+        warn_unlabeled(y, type(estimator).__name__)
     classes, y_enc = encode_labels(y, type(estimator).__name__)
     check_consistent_length(items, y_enc)
     return modality, items, classes, y_enc, check_random_state_int(estimator.random_state)
@@ -482,57 +688,3 @@ def early_stopping_split(estimator, n_samples, n_classes, seed):
 
     split = make_valid_split(estimator.validation_fraction, n_samples, n_classes, seed)
     return split, EarlyStopping(monitor="valid_loss", patience=estimator.patience, load_best=True)
-
-
-class NameSet:
-    """Picklable ``patterns`` callable for skorch's ``Freezer``/``Unfreezer``: matches
-    exactly the given parameter names."""
-
-    def __init__(self, names):
-        self.names = frozenset(names)
-
-    def __call__(self, name):
-        return name in self.names
-
-    def __repr__(self):
-        return f"NameSet({len(self.names)} names)"
-
-
-def _autocast_context(device):
-    # bfloat16 needs no loss scaling; GPUs without it train in float32
-    if str(device).startswith("cuda") and torch.cuda.is_bf16_supported():
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
-class TransferNet(NeuralNetClassifier):
-    """``NeuralNetClassifier`` with mixed precision on CUDA and merged param groups.
-
-    - Forward passes run under ``torch.autocast`` on CUDA GPUs that support bfloat16
-      (which needs no gradient scaling; others train in float32); the loss is computed
-      in float32.
-    - ``optimizer__param_groups`` may list one pattern per parameter (exact names from
-      :func:`layer_group_names`); groups with identical options are merged afterwards
-      so the optimizer keeps its fused multi-tensor paths.
-    """
-
-    def get_params_for_optimizer(self, prefix, named_parameters):
-        args, kwargs = super().get_params_for_optimizer(prefix, named_parameters)
-        merged: dict = {}
-        for group in args[0]:
-            opts = {k: v for k, v in group.items() if k != "params"}
-            key = tuple(sorted(opts.items()))
-            if key in merged:
-                merged[key]["params"].extend(group["params"])
-            else:
-                merged[key] = {"params": list(group["params"]), **opts}
-        return (list(merged.values()),), kwargs
-
-    def infer(self, x, **fit_params):
-        with _autocast_context(self.device):
-            return super().infer(x, **fit_params)
-
-    def get_loss(self, y_pred, y_true, *args, **kwargs):
-        if y_pred.dtype != torch.float32:
-            y_pred = y_pred.float()
-        return super().get_loss(y_pred, y_true, *args, **kwargs)

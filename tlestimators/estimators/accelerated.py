@@ -27,8 +27,8 @@ __all__ = [
 class _UnwrappedNetView:
     """Stands in for the net inside the data-loader collate functions.
 
-    :class:`~tlestimators.estimators.finetune.NetCollate` preprocesses each batch with
-    ``net.module_.backbone``; under several processes ``module_`` is wrapped in
+    :class:`~tlestimators.estimators._base.Collate` (given the net) preprocesses each
+    batch with ``net.module_.backbone``; under several processes ``module_`` is wrapped in
     DistributedDataParallel, which hides ``backbone``. This view unwraps it.
     """
 
@@ -198,7 +198,7 @@ class AcceleratedFineTuneClassifier(FineTuneClassifier):
 
     See Also
     --------
-    FineTuneClassifier : the same, with Accelerate only when ``accelerator`` is given.
+    tlestimators.FineTuneClassifier : the same, with Accelerate only when ``accelerator`` is given.
     tlestimators.distributed.parallel_backend : many models at once on a cluster.
 
     Notes

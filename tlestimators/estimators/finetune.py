@@ -3,82 +3,32 @@
 from __future__ import annotations
 
 import math
-import numbers
+from numbers import Real
 
-import numpy as np
-import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils._param_validation import HasMethods, Interval
 from torch import nn
 
 from tlestimators.estimators._base import (
     BackboneParamsMixin,
-    ItemDataset,
+    Collate,
     NaNLossGuard,
+    TransferDataset,
     TransferModule,
     TransferNet,
-    check_positive_int,
-    check_random_state_int,
     class_weight_tensor,
+    common_constraints,
     early_stopping_split,
-    layer_group_names,
     make_head,
     resolve_device,
+    resolve_optimizer,
     torch_seed,
     validate_feature_input,
     validate_fit_data,
 )
 from tlestimators.estimators._netclassifier import NetClassifierMixin
-from tlestimators.estimators.frozen import (
-    check_early_stopping_params,
-    check_lr,
-    check_nonneg_float,
-)
 
-__all__ = ["FineTuneClassifier", "NetCollate", "check_unfreeze"]
-
-_UNFREEZE = ("head", "all", "gradual")
-
-
-class NetCollate:
-    """``collate_fn`` preprocessing a batch with ``net.module_.backbone.preprocess``.
-
-    It holds the net rather than the backbone, so a pickled net stores the backbone
-    once (skorch saves ``module_`` separately, device-independently) instead of a
-    second copy inside the data-loader settings.
-    """
-
-    def __init__(self, train: bool, net=None):
-        self.train = train
-        self.net = net
-
-    def __call__(self, samples):
-        items = [s[0] for s in samples]
-        if isinstance(items[0], np.ndarray):
-            items = np.stack(items)
-        batch = self.net.module_.backbone.preprocess(items, train=self.train)
-        y = torch.as_tensor(np.asarray([s[1] for s in samples]), dtype=torch.long)
-        return batch, y
-
-
-def check_unfreeze(unfreeze, n_groups):
-    """Number of trainable backbone groups at the end of training, or "gradual"."""
-    if isinstance(unfreeze, str):
-        if unfreeze not in _UNFREEZE:
-            raise ValueError(
-                f"unfreeze must be 'head', 'all', 'gradual' or an int k (the last k layer "
-                f"groups), got {unfreeze!r}."
-            )
-        return {"head": 0, "all": n_groups}.get(unfreeze, "gradual")
-    if isinstance(unfreeze, bool) or not isinstance(unfreeze, numbers.Integral) or unfreeze < 0:
-        raise ValueError(
-            f"unfreeze must be 'head', 'all', 'gradual' or an int k >= 0, got {unfreeze!r}."
-        )
-    if unfreeze > n_groups:
-        raise ValueError(
-            f"unfreeze={unfreeze} asks for more layer groups than the backbone has "
-            f"({n_groups}); use an int in [0, {n_groups}] or 'all'."
-        )
-    return int(unfreeze)
+__all__ = ["FineTuneClassifier"]
 
 
 class FineTuneClassifier(NetClassifierMixin, BackboneParamsMixin, ClassifierMixin,
@@ -109,17 +59,19 @@ class FineTuneClassifier(NetClassifierMixin, BackboneParamsMixin, ClassifierMixi
     unfreeze_every : int, default=1
         Epochs between two steps of gradual unfreezing.
     lr : float, default=1e-3
-        Learning rate of the head (AdamW).
+        Learning rate of the head.
     backbone_lr : float, default=None
-        Learning rate of the last backbone group; default ``lr / 10``.
+        Learning rate (absolute) of the last backbone group; ``None`` means ``lr / 10``.
     layer_decay : float in (0, 1], default=None
         Group ``i`` from the output gets ``backbone_lr * layer_decay ** i``; ``None``
         means no decay.
     warmup : float in [0, 1), default=0.1
         Fraction of the training steps with a linear warm-up; the learning rate then
         follows a cosine decay to 0 at ``max_epochs``.
+    optimizer : {"adamw", "adam", "sgd"} or torch.optim class, default="adamw"
+        The optimizer (decoupled weight decay by default).
     weight_decay : float, default=0.01
-        AdamW weight decay (not applied to biases and normalisation weights).
+        Weight decay (not applied to biases and normalisation weights).
     label_smoothing : float in [0, 1), default=0.0
         Label smoothing of the cross-entropy loss.
     augment : bool, default=True
@@ -142,11 +94,16 @@ class FineTuneClassifier(NetClassifierMixin, BackboneParamsMixin, ClassifierMixi
         Extra skorch callbacks (checkpointing, logging, ...).
     num_workers : int, default=0
         DataLoader worker processes that decode and preprocess batches.
+    cache : bool or path-like, default=True
+        Feature cache for the frozen pretrained embeddings (the linear-probe stage):
+        ``True`` in memory (shared in the process), ``False`` off, a directory to
+        also persist them across processes.
     device : str, default="auto"
         ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda[:N]"`` or ``"mps"``. On
         CUDA training uses bfloat16 autocast (when supported) and pinned memory.
     random_state : int, RandomState or None, default=None
-        Seeds the head initialisation, shuffling, augmentation and validation split.
+        Seeds the backbone build (random-init weights), the head initialisation,
+        shuffling, augmentation and validation split.
     verbose : int, default=0
         ``>0`` prints skorch's epoch table.
     accelerator : accelerate.Accelerator, default=None
@@ -204,6 +161,22 @@ class FineTuneClassifier(NetClassifierMixin, BackboneParamsMixin, ClassifierMixi
     True
     """
 
+    _parameter_constraints = {
+        **common_constraints(
+            "backbone", "backbone_kwargs", "head", "head_dropout", "unfreeze",
+            "unfreeze_every", "lr", "backbone_lr", "optimizer", "weight_decay",
+            "max_epochs", "batch_size", "early_stopping", "validation_fraction",
+            "patience", "class_weight", "num_workers", "cache", "device", "random_state",
+            "verbose",
+        ),
+        "layer_decay": [Interval(Real, 0, 1, closed="right"), None],
+        "warmup": [Interval(Real, 0, 1, closed="left")],
+        "label_smoothing": [Interval(Real, 0, 1, closed="left")],
+        "augment": ["boolean"],
+        "callbacks": [list, tuple, None],
+        "accelerator": [HasMethods(["prepare", "unwrap_model"]), None],
+    }
+
     def __init__(
         self,
         backbone="efficientnet_lite0",
@@ -217,6 +190,7 @@ class FineTuneClassifier(NetClassifierMixin, BackboneParamsMixin, ClassifierMixi
         backbone_lr=None,
         layer_decay=None,
         warmup=0.1,
+        optimizer="adamw",
         weight_decay=0.01,
         label_smoothing=0.0,
         augment=True,
@@ -228,6 +202,7 @@ class FineTuneClassifier(NetClassifierMixin, BackboneParamsMixin, ClassifierMixi
         class_weight=None,
         callbacks=None,
         num_workers=0,
+        cache=True,
         device="auto",
         random_state=None,
         verbose=0,
@@ -243,6 +218,7 @@ class FineTuneClassifier(NetClassifierMixin, BackboneParamsMixin, ClassifierMixi
         self.backbone_lr = backbone_lr
         self.layer_decay = layer_decay
         self.warmup = warmup
+        self.optimizer = optimizer
         self.weight_decay = weight_decay
         self.label_smoothing = label_smoothing
         self.augment = augment
@@ -254,6 +230,7 @@ class FineTuneClassifier(NetClassifierMixin, BackboneParamsMixin, ClassifierMixi
         self.class_weight = class_weight
         self.callbacks = callbacks
         self.num_workers = num_workers
+        self.cache = cache
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
@@ -264,55 +241,17 @@ class FineTuneClassifier(NetClassifierMixin, BackboneParamsMixin, ClassifierMixi
         tags.non_deterministic = False
         return tags
 
-    def _check_params(self):
-        if not (self.head in ("linear", "mlp") or isinstance(self.head, nn.Module)):
-            raise ValueError(f"head must be 'linear', 'mlp' or an nn.Module, got {self.head!r}.")
-        check_nonneg_float(self.head_dropout, "head_dropout", upper=1.0)
-        check_positive_int(self.unfreeze_every, "unfreeze_every")
-        check_lr(self.lr)
-        if self.backbone_lr is not None:
-            check_lr(self.backbone_lr, "backbone_lr")
-        if self.layer_decay is not None and (
-            isinstance(self.layer_decay, bool)
-            or not isinstance(self.layer_decay, numbers.Real)
-            or not 0.0 < self.layer_decay <= 1.0
-        ):
-            raise ValueError(
-                f"layer_decay must be None or a float in (0, 1], got {self.layer_decay!r}."
-            )
-        check_nonneg_float(self.warmup, "warmup", upper=1.0)
-        check_nonneg_float(self.weight_decay, "weight_decay")
-        check_nonneg_float(self.label_smoothing, "label_smoothing", upper=1.0)
-        if not isinstance(self.augment, (bool, np.bool_)):
-            raise ValueError(f"augment must be a bool, got {self.augment!r}.")
-        check_positive_int(self.max_epochs, "max_epochs")
-        check_positive_int(self.batch_size, "batch_size")
-        check_positive_int(self.num_workers, "num_workers", minimum=0)
-        check_early_stopping_params(self)
-        check_random_state_int(self.random_state)
-        if self.callbacks is not None and not isinstance(self.callbacks, (list, tuple)):
-            raise TypeError(
-                f"callbacks must be None or a list of skorch callbacks, got "
-                f"{type(self.callbacks).__name__}."
-            )
-        return resolve_device(self.device)
+    def _build_callbacks(self, module, n_train, early_stopping_cb):
+        from tlestimators.callbacks import unfreeze_callbacks, warmup_cosine
 
-    def _build_callbacks(self, module, n_train, unfreeze, early_stopping_cb):
-        from tlestimators.callbacks import GradualUnfreezing, freeze_groups, warmup_cosine
-
-        groups = layer_group_names(module, module.backbone.layer_groups())
-        n_groups = len(groups)
         cbs = [("nan_guard", NaNLossGuard())]
-        if unfreeze == "gradual":
-            cbs.append(("unfreezing", GradualUnfreezing(groups, every=self.unfreeze_every)))
-        elif unfreeze < n_groups:
-            cbs.append(("freezer", freeze_groups(groups[: n_groups - unfreeze])))
+        freezing, groups, _ = unfreeze_callbacks(module, self.unfreeze, every=self.unfreeze_every)
+        cbs.extend(freezing)
         steps = self._steps_per_epoch(n_train) * self.max_epochs
         cbs.append(("lr_schedule", warmup_cosine(round(self.warmup * steps), steps)))
         if early_stopping_cb is not None:
             cbs.append(("early_stopping", early_stopping_cb))
-        for cb in self.callbacks or ():
-            cbs.append(cb)
+        cbs.extend(self.callbacks or ())
         return cbs, groups
 
     def _drop_last(self, n_train):
@@ -340,7 +279,8 @@ class FineTuneClassifier(NetClassifierMixin, BackboneParamsMixin, ClassifierMixi
         """
         from tlestimators.callbacks import layer_decay_param_groups
 
-        device = self._check_params()
+        self._validate_params()
+        device = resolve_device(self.device)
         self.accelerator_ = self._check_accelerator()
         modality, items, classes, y_enc, seed = validate_fit_data(self, X, y)
         n = len(y_enc)
@@ -356,19 +296,18 @@ class FineTuneClassifier(NetClassifierMixin, BackboneParamsMixin, ClassifierMixi
             head = make_head(backbone.config.num_features, len(classes), self.head,
                              self.head_dropout)
             module = TransferModule(backbone, head)
-            groups_all = layer_group_names(module, backbone.layer_groups())
-            unfreeze = check_unfreeze(self.unfreeze, len(groups_all))
-            callbacks, groups = self._build_callbacks(module, n_train, unfreeze, es)
+            callbacks, groups = self._build_callbacks(module, n_train, es)
             backbone_lr = self.lr / 10 if self.backbone_lr is None else self.backbone_lr
             cuda = str(device).startswith("cuda")
-            collate_train = NetCollate(train=bool(self.augment))
-            collate_valid = NetCollate(train=False)
+            # the collates read the backbone from the net, so it is pickled once
+            collate_train = Collate(train=bool(self.augment))
+            collate_valid = Collate(train=False)
             net = self._make_net(
                 module=module,
                 criterion=nn.CrossEntropyLoss,
                 criterion__weight=class_weight_tensor(self.class_weight, classes, y_enc),
                 criterion__label_smoothing=float(self.label_smoothing),
-                optimizer=torch.optim.AdamW,
+                optimizer=resolve_optimizer(self.optimizer),
                 optimizer__param_groups=layer_decay_param_groups(
                     module.named_parameters(), groups, lr=self.lr, backbone_lr=backbone_lr,
                     layer_decay=self.layer_decay, weight_decay=self.weight_decay,
@@ -390,7 +329,7 @@ class FineTuneClassifier(NetClassifierMixin, BackboneParamsMixin, ClassifierMixi
                 verbose=self.verbose,
             )
             collate_train.net = collate_valid.net = net
-            net.fit(ItemDataset(items, y_enc), y_enc)
+            net.fit(TransferDataset(items, y_enc), y_enc)
         self.classes_ = classes
         self.n_layer_groups_ = len(groups)
         self.net_ = net
@@ -417,4 +356,4 @@ class FineTuneClassifier(NetClassifierMixin, BackboneParamsMixin, ClassifierMixi
         items = validate_feature_input(
             self, X, self.net_.module_.backbone.config.modality, reset=False
         )
-        return ItemDataset(items)
+        return TransferDataset(items)

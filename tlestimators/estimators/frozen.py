@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
@@ -13,12 +11,12 @@ from tlestimators.estimators._base import (
     BackboneParamsMixin,
     NaNLossGuard,
     TransferNet,
-    check_positive_int,
-    check_random_state_int,
     class_weight_tensor,
+    common_constraints,
     early_stopping_split,
     make_head,
     resolve_device,
+    resolve_optimizer,
     torch_seed,
     validate_feature_input,
     validate_fit_data,
@@ -41,26 +39,6 @@ class Standardize(nn.Module):
         return (x - self.mean) / self.std
 
 
-def check_early_stopping_params(est):
-    if not isinstance(est.early_stopping, (bool, np.bool_)):
-        raise ValueError(f"early_stopping must be a bool, got {est.early_stopping!r}.")
-    check_positive_int(est.patience, "patience")
-
-
-def check_nonneg_float(value, name, upper=None):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value) \
-            or value < 0 or (upper is not None and value >= upper):
-        bound = f"[0, {upper})" if upper is not None else ">= 0"
-        raise ValueError(f"{name} must be a float {bound}, got {value!r}.")
-    return float(value)
-
-
-def check_lr(value, name="lr"):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > 0:
-        raise ValueError(f"{name} must be a float > 0, got {value!r}.")
-    return float(value)
-
-
 class FrozenFeatureClassifier(NetClassifierMixin, BackboneParamsMixin, ClassifierMixin,
                               BaseEstimator):
     """Frozen pretrained backbone + a linear or MLP head trained with skorch.
@@ -75,7 +53,9 @@ class FrozenFeatureClassifier(NetClassifierMixin, BackboneParamsMixin, Classifie
         Registry name or backbone instance.
     backbone_kwargs : dict, default=None
         Passed to :func:`~tlestimators.create_backbone`; nested keys can be set with
-        ``set_params(backbone_kwargs__img_size=96)``.
+        ``set_params(backbone_kwargs__img_size=96)``. For ``backbone="mlp"`` the
+        default is the identity (``hidden_sizes=()``): a frozen, randomly initialised
+        layer only loses information; pass ``{"hidden_sizes": (...)}`` to get one.
     head : {"linear", "mlp"} or nn.Module, default="linear"
         ``"linear"``: logistic regression on the embeddings; ``"mlp"``: one hidden
         layer of ``max(64, D // 2)`` ReLU units. A module maps ``(N, D)`` to
@@ -85,9 +65,11 @@ class FrozenFeatureClassifier(NetClassifierMixin, BackboneParamsMixin, Classifie
     standardize : bool, default=True
         Standardise embeddings with the training mean/std (folded into the head).
     lr : float, default=1e-3
-        AdamW learning rate.
+        Learning rate of the head.
+    optimizer : {"adamw", "adam", "sgd"} or torch.optim class, default="adamw"
+        Optimizer of the head.
     weight_decay : float, default=1e-4
-        AdamW weight decay.
+        Weight decay of the head.
     max_epochs : int, default=50
         Passes over the training embeddings.
     batch_size : int, default=64
@@ -107,7 +89,8 @@ class FrozenFeatureClassifier(NetClassifierMixin, BackboneParamsMixin, Classifie
         Feature cache: ``True`` in memory (shared in the process), ``False`` off, a
         directory to also persist embeddings across processes.
     random_state : int, RandomState or None, default=None
-        Seeds the head initialisation, shuffling and validation split.
+        Seeds the backbone build (random-init weights, so embeddings are identical in
+        every process), the head initialisation, shuffling and validation split.
     verbose : int, default=0
         ``>0`` prints skorch's epoch table and shows embedding progress.
 
@@ -148,11 +131,23 @@ class FrozenFeatureClassifier(NetClassifierMixin, BackboneParamsMixin, Classifie
     >>> from sklearn.datasets import load_iris
     >>> from tlestimators import FrozenFeatureClassifier
     >>> X, y = load_iris(return_X_y=True)
-    >>> clf = FrozenFeatureClassifier("mlp", backbone_kwargs={"hidden_sizes": (64,)},
-    ...                               lr=1e-2, random_state=0, device="cpu").fit(X, y)
+    >>> clf = FrozenFeatureClassifier("mlp", lr=1e-2, random_state=0, device="cpu").fit(X, y)
     >>> clf.score(X, y) > 0.9
     True
     """
+
+    _parameter_constraints = {
+        **common_constraints(
+            "backbone", "backbone_kwargs", "head", "head_dropout", "lr", "optimizer",
+            "weight_decay", "max_epochs", "batch_size", "early_stopping",
+            "validation_fraction", "patience", "class_weight", "device", "cache",
+            "random_state", "verbose",
+        ),
+        "standardize": ["boolean"],
+    }
+
+    # a frozen random layer in front of the head is never wanted: "mlp" is the identity
+    _default_backbone_kwargs = {"mlp": {"hidden_sizes": ()}}
 
     def __init__(
         self,
@@ -163,6 +158,7 @@ class FrozenFeatureClassifier(NetClassifierMixin, BackboneParamsMixin, Classifie
         head_dropout=0.0,
         standardize=True,
         lr=1e-3,
+        optimizer="adamw",
         weight_decay=1e-4,
         max_epochs=50,
         batch_size=64,
@@ -181,6 +177,7 @@ class FrozenFeatureClassifier(NetClassifierMixin, BackboneParamsMixin, Classifie
         self.head_dropout = head_dropout
         self.standardize = standardize
         self.lr = lr
+        self.optimizer = optimizer
         self.weight_decay = weight_decay
         self.max_epochs = max_epochs
         self.batch_size = batch_size
@@ -192,23 +189,6 @@ class FrozenFeatureClassifier(NetClassifierMixin, BackboneParamsMixin, Classifie
         self.cache = cache
         self.random_state = random_state
         self.verbose = verbose
-
-    def _check_params(self):
-        from tlestimators.features import _check_cache
-
-        if not (self.head in ("linear", "mlp") or isinstance(self.head, nn.Module)):
-            raise ValueError(f"head must be 'linear', 'mlp' or an nn.Module, got {self.head!r}.")
-        check_nonneg_float(self.head_dropout, "head_dropout", upper=1.0)
-        check_lr(self.lr)
-        check_nonneg_float(self.weight_decay, "weight_decay")
-        check_positive_int(self.max_epochs, "max_epochs")
-        check_positive_int(self.batch_size, "batch_size")
-        check_early_stopping_params(self)
-        check_random_state_int(self.random_state)
-        _check_cache(self.cache)
-        if not isinstance(self.standardize, (bool, np.bool_)):
-            raise ValueError(f"standardize must be a bool, got {self.standardize!r}.")
-        return resolve_device(self.device)
 
     def _embed(self, items, device):
         from tlestimators.features import compute_embeddings
@@ -240,7 +220,8 @@ class FrozenFeatureClassifier(NetClassifierMixin, BackboneParamsMixin, Classifie
         """
         from tlestimators.features import frozen_backbone
 
-        device = self._check_params()
+        self._validate_params()
+        device = resolve_device(self.device)
         modality, items, classes, y_enc, seed = validate_fit_data(self, X, y)
         train_split, es = early_stopping_split(self, len(y_enc), len(classes), seed)
         callbacks = [("nan_guard", NaNLossGuard())]
@@ -257,7 +238,7 @@ class FrozenFeatureClassifier(NetClassifierMixin, BackboneParamsMixin, Classifie
                 module=nn.Sequential(*layers),
                 criterion=nn.CrossEntropyLoss,
                 criterion__weight=class_weight_tensor(self.class_weight, classes, y_enc),
-                optimizer=torch.optim.AdamW,
+                optimizer=resolve_optimizer(self.optimizer),
                 optimizer__weight_decay=self.weight_decay,
                 lr=self.lr,
                 max_epochs=self.max_epochs,
@@ -272,16 +253,6 @@ class FrozenFeatureClassifier(NetClassifierMixin, BackboneParamsMixin, Classifie
         self.classes_ = classes
         self.net_ = net
         return self
-
-    def _forward_logits(self, Z):
-        # The head is tiny: evaluating it in float64 on the CPU makes each row's
-        # output independent of how rows are batched (float32 BLAS results differ in
-        # the last bits with the batch size), so subsets predict exactly as the whole.
-        import copy
-
-        head = copy.deepcopy(self.net_.module_).to("cpu").double().eval()
-        with torch.inference_mode():
-            return head(torch.from_numpy(Z.astype(np.float64))).numpy()
 
     def _net_input(self, X):
         items = validate_feature_input(self, X, self.backbone_.config.modality, reset=False)
