@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import sklearn
 import torch
-from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV, cross_val_score
 
@@ -292,3 +292,88 @@ def test_parse_domains_checks_and_combines_y_and_sample_domain():
         parse_domains(y, [1.5, 1, -1, -1, 1])
     with pytest.raises(ValueError, match="every row is a target row"):
         parse_domains([-1, -1], require_source=True)
+
+
+class MeanShiftLR(SourceOnlyLR):
+    """A toy DA estimator: ``lambda_max`` times the source-to-target mean shift is added
+    to the source rows before the logistic regression (0 = source-only)."""
+
+    def __init__(self, lambda_max=0.0, C=1.0):
+        self.lambda_max = lambda_max
+        self.C = C
+        self.scramble = False
+
+    def fit(self, X, y):
+        y = np.asarray(y)
+        src = y != -1
+        self.shift_ = X[~src].mean(0) - X[src].mean(0)
+        self.lr_ = LogisticRegression(C=self.C).fit(X[src] + self.lambda_max * self.shift_,
+                                                    y[src])
+        self.classes_ = self.lr_.classes_
+        return self
+
+
+def mean_shifted(n=300, seed=0, shift=2.0):
+    rng = np.random.default_rng(seed)
+    Zs, Zt = rng.normal(size=(n, 2)), rng.normal(size=(n, 2))
+    X = np.vstack([Zs, Zt + shift])
+    y = np.r_[(Zs[:, 0] > 0).astype(int), -np.ones(n, int)]
+    return X, y, Zt + shift, (Zt[:, 0] > 0).astype(int)
+
+
+def test_search_cv_adds_source_only_and_refits_the_selected_candidate():
+    from tlestimators.model_selection import DomainAdaptationSearchCV
+
+    X, y, Xt, yt = mean_shifted()
+    search = DomainAdaptationSearchCV(MeanShiftLR(), {"lambda_max": [0.5, 1.0]}, cv=2).fit(X, y)
+    lams = [p["lambda_max"] for p in search.cv_results_["params"]]
+    assert sorted(lams) == [0.0, 0.5, 1.0]  # source-only was added to the grid
+    rep = search.selection_report_
+    assert search.best_index_ == rep["chosen"] and lams[rep["source_only"]] == 0.0
+    assert search.best_estimator_.lambda_max == lams[rep["chosen"]]
+    for k in ("dev", "iwv", "ent"):
+        assert np.all(np.isfinite(search.cv_results_[f"mean_test_{k}"]))
+    np.testing.assert_array_equal(search.predict(Xt), search.best_estimator_.predict(Xt))
+
+
+def test_safe_selection_falls_back_to_source_only_when_scorers_disagree():
+    from tlestimators.model_selection import SafeDASelection
+
+    sel = SafeDASelection(source_only={"lambda_max": 0.0})
+    params = [{"lambda_max": 0.0}, {"lambda_max": 1.0}, {"lambda_max": 3.0}]
+    # entropy alone loves lambda 3 (a collapsed, confident model); DEV and IWV do not
+    scores = {"dev": [-0.3, -0.35, -0.9], "iwv": [0.80, 0.78, 0.5], "ent": [-0.5, -0.3, -0.01]}
+    assert sel.select(params, scores) == 0
+    # all three agree lambda 1 is better: it is chosen
+    scores = {"dev": [-0.3, -0.2, -0.9], "iwv": [0.80, 0.85, 0.5], "ent": [-0.5, -0.3, -0.01]}
+    assert sel.select(params, scores) == 1
+    # exact tie on the ensemble rank goes to source-only
+    assert SafeDASelection(min_wins=0).select(
+        params[:2], {"dev": [0.0, 1.0], "iwv": [1.0, 0.0]}) == 0
+    with pytest.raises(ValueError, match="No candidate has the source-only parameters"):
+        sel.select(params[1:], {k: v[1:] for k, v in scores.items()})
+    with pytest.raises(ValueError, match="min_wins must be"):
+        SafeDASelection(min_wins=5).select(params, scores)
+
+
+def test_safe_selection_plugs_into_gridsearchcv():
+    from tlestimators.model_selection import SafeDASelection
+
+    X, y, Xt, yt = mean_shifted(seed=1)
+    sel = SafeDASelection()
+    gs = GridSearchCV(MeanShiftLR(), {"lambda_max": [0.0, 1.0]}, scoring=sel.scoring,
+                      refit=sel, cv=SourceTargetKFold(2, random_state=0)).fit(X, y)
+    assert gs.best_index_ == sel.last_report_["chosen"]
+    assert set(sel.scoring) == {"dev", "iwv", "ent"}
+
+
+def test_search_cv_raises_on_a_plain_kfold_instead_of_nan_scores():
+    from sklearn.model_selection import KFold
+
+    from tlestimators.model_selection import DomainAdaptationSearchCV
+
+    X, y, _, _ = mean_shifted(100)
+    with pytest.raises(ValueError, match="Each validation fold must hold target rows"):
+        DomainAdaptationSearchCV(MeanShiftLR(), {"lambda_max": [1.0]}, cv=KFold(3)).fit(X, y)
+    s = DomainAdaptationSearchCV(MeanShiftLR(), {"lambda_max": [1.0]})
+    assert clone(s).get_params()["param_grid"] == {"lambda_max": [1.0]}

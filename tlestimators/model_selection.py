@@ -11,14 +11,21 @@ from __future__ import annotations
 import numbers
 
 import numpy as np
-from sklearn.model_selection import StratifiedKFold, StratifiedShuffleSplit
+from sklearn.model_selection import GridSearchCV, StratifiedKFold, StratifiedShuffleSplit
 from sklearn.model_selection._split import BaseCrossValidator
 
 # unlabeled_mask lives in data (the one (y, sample_domain) parser); re-exported here,
 # where it was first public
 from tlestimators.data import parse_domains, unlabeled_mask
 
-__all__ = ["SourceTargetKFold", "SourceTargetShuffleSplit", "domain_strata", "unlabeled_mask"]
+__all__ = [
+    "SourceTargetKFold",
+    "SourceTargetShuffleSplit",
+    "SafeDASelection",
+    "DomainAdaptationSearchCV",
+    "domain_strata",
+    "unlabeled_mask",
+]
 
 
 def domain_strata(y=None, sample_domain=None, n_splits=2):
@@ -134,3 +141,228 @@ class SourceTargetShuffleSplit(BaseCrossValidator):
     def _iter_test_indices(self, X=None, y=None, groups=None):  # pragma: no cover
         for _, test in self.split(X, y, groups):
             yield test
+
+
+# --------------------------------------------------------------------------- selection
+_SCORER_NAMES = ("dev", "iwv", "ent", "circ")
+
+
+def _make_scorer(name):
+    from tlestimators.metrics import (
+        CircularValidationScorer,
+        DeepEmbeddedValidationScorer,
+        ImportanceWeightedScorer,
+        PredictionEntropyScorer,
+    )
+
+    return {"dev": lambda: DeepEmbeddedValidationScorer(space="model"),
+            "iwv": lambda: ImportanceWeightedScorer(),
+            "ent": lambda: PredictionEntropyScorer(),
+            "circ": lambda: CircularValidationScorer()}[name]()
+
+
+def _matches(params, source_only):
+    return all(k in params and params[k] == v for k, v in source_only.items())
+
+
+class SafeDASelection:
+    """Label-free selection for domain adaptation that falls back to source-only.
+
+    One object gives :class:`~sklearn.model_selection.GridSearchCV` both its
+    ``scoring`` (several unsupervised DA scorers) and its ``refit`` rule::
+
+        sel = SafeDASelection(source_only={"lambda_max": 0.0})
+        GridSearchCV(DANNAdapter(), {"lambda_max": [0.0, 0.1, 0.3, 1.0]},
+                     scoring=sel.scoring, refit=sel, cv=SourceTargetKFold(3))
+
+    or, with the splitter and the source-only candidate added for you,
+    :class:`DomainAdaptationSearchCV`.
+
+    The rule (chosen on the benchmarks, see the domain-adaptation guide):
+
+    1. every scorer ranks the candidates by its mean validation score; a candidate's
+       ensemble rank is the mean of its ranks (DEV, IWV and entropy by default);
+    2. the best ensemble rank wins, ties going to source-only;
+    3. the winner replaces source-only only if it beats source-only on at least
+       ``min_wins`` of the scorers; otherwise source-only is kept. No single scorer
+       can push an adaptation that the others see as harmful.
+
+    Parameters
+    ----------
+    scorers : sequence of {"dev", "iwv", "ent", "circ"} or dict, default=("dev", "iwv", "ent")
+        Names of the built-in scorers (deep embedded validation, importance-weighted
+        validation, negative target prediction entropy, circular validation), or a
+        dict ``name -> scorer``. ``"circ"`` costs one extra fit per candidate and fold.
+    source_only : dict, default={"lambda_max": 0.0}
+        The parameters that make a candidate the source-only model (for a skada
+        pipeline: ``{"skadaadapter": "passthrough"}``). Selection raises if no
+        candidate matches: source-only must always be a candidate.
+    min_wins : int or "majority" or "all", default="majority"
+        Scorers on which the ensemble winner must beat source-only to be chosen.
+
+    Attributes
+    ----------
+    last_report_ : dict
+        After a call: the ensemble ranks, the source-only index, the winner and
+        whether the safety rule fell back to source-only.
+    """
+
+    def __init__(self, scorers=("dev", "iwv", "ent"), source_only=None, min_wins="majority"):
+        self.scorers = scorers
+        self.source_only = source_only
+        self.min_wins = min_wins
+
+    @property
+    def scoring(self) -> dict:
+        """``name -> scorer`` for ``GridSearchCV(scoring=...)``."""
+        if isinstance(self.scorers, dict):
+            return dict(self.scorers)
+        bad = [s for s in self.scorers if s not in _SCORER_NAMES]
+        if bad or not self.scorers:
+            raise ValueError(
+                f"scorers must name some of {list(_SCORER_NAMES)} or be a dict of "
+                f"scorers, got {self.scorers!r}."
+            )
+        return {name: _make_scorer(name) for name in self.scorers}
+
+    def _source_only(self):
+        return {"lambda_max": 0.0} if self.source_only is None else dict(self.source_only)
+
+    def _needed_wins(self, m):
+        w = self.min_wins
+        if w == "majority":
+            return m // 2 + 1
+        if w == "all":
+            return m
+        if isinstance(w, numbers.Integral) and not isinstance(w, bool) and 0 <= w <= m:
+            return int(w)
+        raise ValueError(f"min_wins must be 'majority', 'all' or an int in [0, {m}], got {w!r}.")
+
+    def select(self, params, scores):
+        """Index of the chosen candidate.
+
+        Parameters
+        ----------
+        params : list of dict
+            The candidates' parameters (``cv_results_["params"]``).
+        scores : dict of name -> array of shape (n_candidates,)
+            Mean validation score per scorer (greater is better; NaN = failed).
+        """
+        so = self._source_only()
+        hits = [i for i, p in enumerate(params) if _matches(p, so)]
+        if not hits:
+            raise ValueError(
+                f"No candidate has the source-only parameters {so}: the safe selection "
+                "needs source-only among the candidates (add it to the grid, pass "
+                "source_only=..., or use DomainAdaptationSearchCV, which adds it)."
+            )
+        i0 = hits[0]
+        names = list(scores)
+        S = np.array([np.asarray(scores[k], dtype=float) for k in names])  # (m, n)
+        S = np.where(np.isfinite(S), S, -np.inf)  # a failed candidate ranks last
+        from scipy.stats import rankdata
+
+        ranks = np.array([rankdata(-s, method="average") for s in S]).mean(axis=0)
+        best = ranks.min()
+        tied = np.flatnonzero(np.isclose(ranks, best))
+        win = i0 if i0 in tied else int(tied[0])
+        wins = int(np.sum(S[:, win] > S[:, i0])) if win != i0 else 0
+        need = self._needed_wins(len(names))
+        chosen = win if win == i0 or wins >= need else i0
+        self.last_report_ = {"ensemble_rank": ranks.tolist(), "source_only": i0,
+                             "winner": win, "wins_over_source_only": wins,
+                             "needed": need, "chosen": chosen,
+                             "fell_back": chosen != win}
+        return chosen
+
+    def __call__(self, cv_results):
+        """``refit=`` callable: ``cv_results_ -> best_index_``."""
+        names = list(self.scoring)
+        scores = {k: cv_results[f"mean_test_{k}"] for k in names}
+        return self.select(list(cv_results["params"]), scores)
+
+    def __repr__(self):
+        return (f"SafeDASelection(scorers={self.scorers!r}, source_only={self.source_only!r}, "
+                f"min_wins={self.min_wins!r})")
+
+
+def _with_source_only(param_grid, source_only):
+    grids = [param_grid] if isinstance(param_grid, dict) else list(param_grid)
+    grids = [dict(g) for g in grids]
+    has = any(all(k in g and v in list(g[k]) for k, v in source_only.items()) for g in grids)
+    if not has:
+        grids.append({k: [v] for k, v in source_only.items()})
+    return grids
+
+
+class DomainAdaptationSearchCV(GridSearchCV):
+    """Grid search for domain adaptation without target labels, safe by construction.
+
+    A :class:`~sklearn.model_selection.GridSearchCV` whose splitter keeps source and
+    target rows in every fold (:class:`SourceTargetKFold` unless ``cv`` is given),
+    whose candidates always include the source-only model (``selection.source_only``
+    is added to the grid if missing), and whose winner is chosen by
+    :class:`SafeDASelection` (a rank ensemble of label-free scorers that falls back to
+    source-only unless most scorers agree the adaptation helps). Fit it like the
+    estimator: ``fit(X, y)`` with ``y == -1`` for unlabeled target rows.
+
+    Parameters
+    ----------
+    estimator : DA estimator or pipeline
+    param_grid : dict or list of dicts
+    selection : SafeDASelection, default=None
+        ``None``: ``SafeDASelection()`` (DEV + IWV + entropy, source-only =
+        ``{"lambda_max": 0.0}``).
+    cv : int or splitter, default=3
+        An int gives ``SourceTargetKFold(cv, shuffle=True, random_state=0)``.
+    n_jobs, verbose, pre_dispatch, return_train_score :
+        As in GridSearchCV.
+    error_score : "raise" or float, default="raise"
+        Unlike GridSearchCV, a failing fit or score raises by default, so a fold
+        without target rows is an error, never a silent NaN.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from tlestimators import DANNAdapter
+    >>> from tlestimators.model_selection import DomainAdaptationSearchCV
+    >>> search = DomainAdaptationSearchCV(
+    ...     DANNAdapter(max_epochs=2), {"lambda_max": [0.3, 1.0]})   # 0.0 is added
+    """
+
+    _parameter_constraints: dict = {
+        **GridSearchCV._parameter_constraints,
+        "selection": [None, SafeDASelection],
+    }
+    _parameter_constraints.pop("scoring", None)
+    _parameter_constraints.pop("refit", None)
+
+    def __init__(self, estimator, param_grid, *, selection=None, cv=3, n_jobs=None,
+                 verbose=0, pre_dispatch="2*n_jobs", error_score="raise",
+                 return_train_score=False):
+        self.selection = selection
+        super().__init__(estimator, param_grid, scoring=None, n_jobs=n_jobs, refit=True,
+                         cv=cv, verbose=verbose, pre_dispatch=pre_dispatch,
+                         error_score=error_score, return_train_score=return_train_score)
+
+    def _selection(self):
+        return SafeDASelection() if self.selection is None else self.selection
+
+    def fit(self, X, y=None, **params):
+        """Search with ``y == -1`` marking unlabeled target rows."""
+        sel = self._selection()
+        cv = self.cv
+        if isinstance(cv, numbers.Integral) and not isinstance(cv, bool):
+            cv = SourceTargetKFold(cv, shuffle=True, random_state=0)
+        search = GridSearchCV(
+            self.estimator, _with_source_only(self.param_grid, sel._source_only()),
+            scoring=sel.scoring, refit=sel, cv=cv, n_jobs=self.n_jobs,
+            verbose=self.verbose, pre_dispatch=self.pre_dispatch,
+            error_score=self.error_score, return_train_score=self.return_train_score,
+        ).fit(X, y, **params)
+        for attr in ("cv_results_", "best_index_", "best_params_", "best_estimator_",
+                     "refit_time_", "scorer_", "n_splits_", "multimetric_"):
+            if hasattr(search, attr):
+                setattr(self, attr, getattr(search, attr))
+        self.selection_report_ = dict(sel.last_report_)
+        return self

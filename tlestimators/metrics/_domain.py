@@ -118,6 +118,9 @@ def _features(estimator, X, space):
         return estimator.transform(X)
     if space == "input":
         return X
+    if space == "model":
+        # the model's own feature space where it has one (DEV's intent), else the input
+        return _features(estimator, X, "transform" if hasattr(estimator, "transform") else "input")
     if space == "auto":
         is_matrix = hasattr(X, "tocsr") or (
             isinstance(X, np.ndarray) and X.ndim == 2 and X.dtype.kind in "iuf"
@@ -125,7 +128,9 @@ def _features(estimator, X, space):
         if is_matrix:
             return X
         return _features(estimator, X, "transform")
-    raise ValueError(f"space must be 'auto', 'input' or 'transform', got {space!r}.")
+    raise ValueError(
+        f"space must be 'auto', 'input', 'model' or 'transform', got {space!r}."
+    )
 
 
 def domain_density_ratio(F_source, F_target, domain_classifier=None, clip=None):
@@ -243,8 +248,9 @@ class DeepEmbeddedValidationScorer(_DAScorer):
     domain_classifier : sklearn classifier, default=None
         Source-vs-target classifier for the density ratio (default: standardised
         logistic regression on the features).
-    space : {"transform", "input", "auto"}, default="transform"
+    space : {"transform", "input", "model", "auto"}, default="transform"
         Features for the density ratio; DEV uses the model's own features.
+        ``"model"``: ``transform`` where the estimator has one, else the input.
     clip : float, default=None
 
     References
