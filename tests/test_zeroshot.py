@@ -219,13 +219,13 @@ def test_bad_input_errors(data):
         tiny_clip().fit(None, [])
     with pytest.raises(ValueError, match="single class"):
         tiny_clip().fit(None, ["a", "a"])
-    with pytest.raises(ValueError, match="few_shot must be None, 'prototype' or 'linear'"):
+    with pytest.raises(ValueError, match="'few_shot' parameter of ZeroShotCLIPClassifier must be"):
         tiny_clip(few_shot="knn").fit(Xtr, ytr)
     with pytest.raises(ValueError, match="needs labeled examples"):
         tiny_clip(few_shot="prototype").fit(None, ytr)
     with pytest.raises(ValueError, match="X has 32 samples but y has 3"):
         tiny_clip().fit(Xtr, ["a", "b", "c"])
-    with pytest.raises(ValueError, match="few_shot_alpha must be"):
+    with pytest.raises(ValueError, match="'few_shot_alpha' parameter .* must be"):
         tiny_clip(few_shot="prototype", few_shot_alpha=1.5).fit(Xtr, ytr)
     with pytest.raises(TypeError, match="expects images"):
         tiny_clip().fit(None, ["a", "b"]).predict(["a photo of a cat", "dog"])
@@ -255,14 +255,14 @@ SENTENCES = [
 def test_text_zero_shot_with_label_descriptions():
     X = [s for s, _ in SENTENCES]
     y = np.array([t for _, t in SENTENCES])
-    clf = ZeroShotTextClassifier(label_descriptions=TOPICS,
+    clf = ZeroShotTextClassifier(class_names=TOPICS,
                                  templates=["This text is about {}."], device="cpu")
     clf.fit(None, list(TOPICS))
     assert clf.prompts_["food"] == ["This text is about food, cooking and eating."]
     assert clf.score(X, y) == 1.0
     assert clf.backbone_.config.name == "minilm" and clf.logit_scale_ == 20.0
-    with pytest.raises(ValueError, match="label_descriptions has no entry for label 'x'"):
-        ZeroShotTextClassifier(label_descriptions=TOPICS, device="cpu").fit(
+    with pytest.raises(ValueError, match="class_names has no entry for label 'x'"):
+        ZeroShotTextClassifier(class_names=TOPICS, device="cpu").fit(
             None, ["sport", "x"])
     with pytest.raises(ValueError, match="CLIP's image prompt sets"):
         ZeroShotTextClassifier(templates="openai", device="cpu").fit(None, ["a", "b"])

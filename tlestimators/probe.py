@@ -51,30 +51,31 @@ def _resolve_device(device):
         ) from exc
 
 
-def _loss_and_grad(W, b, X, y, Y, sw, inv_reg, binary):
+def _loss_and_grad(W, b, X, y, Y, sw, inv_reg, binary, offset=None, W0=None):
     """Mean weighted log-loss + penalty of the sklearn objective (scaled by 1 / sum(sw)).
 
     Gradients are written out rather than taken by autograd: it is the hot loop of the
     CV path and the closed forms halve its cost.
     """
     if binary:
-        z = X @ W + b
-        # log(1 + e^z) - y z, stable for large |z|
+        z = X @ W + b if offset is None else X @ W + b + offset
+        # softplus(z) - y z = log(1 + e^z) - y z, stable for large |z|
         loss = (sw * (torch.nn.functional.softplus(z) - y * z)).sum()
         g = sw * (torch.sigmoid(z) - y)
     else:
-        z = X @ W.T + b
+        z = X @ W.T + b if offset is None else X @ W.T + b + offset
         logp = torch.log_softmax(z, dim=1)
         loss = -(sw * logp.gather(1, y[:, None]).squeeze(1)).sum()
         g = (logp.exp() - Y) * sw[:, None]
-    loss = loss + 0.5 * inv_reg * (W * W).sum()
-    gW = (g @ X if binary else g.T @ X) + inv_reg * W
+    D = W if W0 is None else W - W0
+    loss = loss + 0.5 * inv_reg * (D * D).sum()
+    gW = (g @ X if binary else g.T @ X) + inv_reg * D
     gb = g.sum(0)
     return loss, gW, gb
 
 
 def fit_logistic(X, y, C, *, sample_weight=None, n_classes=None, coef=None, intercept=None,
-                 max_iter=100, tol=1e-4):
+                 max_iter=100, tol=1e-4, offset=None, prior=None, multinomial=None):
     """Minimise scikit-learn's L2 logistic-regression objective by full-batch L-BFGS.
 
     Parameters
@@ -109,7 +110,7 @@ def fit_logistic(X, y, C, *, sample_weight=None, n_classes=None, coef=None, inte
     """
     n, d = X.shape
     k = int(y.max()) + 1 if n_classes is None else int(n_classes)
-    binary = k == 2
+    binary = k == 2 and not multinomial
     sw = torch.ones(n, dtype=X.dtype, device=X.device) if sample_weight is None else sample_weight
     sw_sum = float(sw.sum())
     sw = sw / sw_sum
@@ -126,10 +127,11 @@ def fit_logistic(X, y, C, *, sample_weight=None, n_classes=None, coef=None, inte
         b = torch.zeros(k, dtype=X.dtype, device=X.device) if intercept is None else intercept.clone()
     W.requires_grad_(True)
     b.requires_grad_(True)
+    args = (X, yt, Y, sw, inv_reg, binary, offset, prior)
 
     def closure():
         with torch.no_grad():
-            loss, gW, gb = _loss_and_grad(W, b, X, yt, Y, sw, inv_reg, binary)
+            loss, gW, gb = _loss_and_grad(W, b, *args)
         W.grad, b.grad = gW, gb
         return loss
 
@@ -141,7 +143,7 @@ def fit_logistic(X, y, C, *, sample_weight=None, n_classes=None, coef=None, inte
     opt.step(closure)
     n_iter = int(opt.state[opt._params[0]].get("n_iter", 0))
     with torch.no_grad():
-        _, gW, gb = _loss_and_grad(W, b, X, yt, Y, sw, inv_reg, binary)
+        _, gW, gb = _loss_and_grad(W, b, *args)
     # L-BFGS also stops when the objective no longer changes (scipy's ftol, as sklearn):
     # that is convergence too; only running out of iterations is not
     converged = n_iter < max_iter or max(float(gW.abs().max()), float(gb.abs().max())) <= tol

@@ -4,32 +4,36 @@ Both estimators turn every class into a set of prompts, embed the prompts with t
 encoder, and classify an input by the cosine similarity of its embedding with each
 class embedding (the mean of the L2-normalised prompt embeddings, renormalised:
 *template ensembling*, Radford et al. 2021). ``fit`` only needs the labels; with
-``few_shot`` set, labeled inputs refine the text-derived class weights.
+``few_shot`` set, labeled inputs refine the text-derived class weights (the recipes live
+in :mod:`tlestimators.estimators._fewshot`).
 """
 
 from __future__ import annotations
 
 import numbers
+import os
+import warnings
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
+from sklearn.utils._param_validation import Hidden, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
+from tlestimators._validation import check_random_state_int, resolve_device
 from tlestimators.backbones.base import Backbone
-from tlestimators.estimators._base import (
-    BackboneParamsMixin,
-    check_positive_int,
-    check_random_state_int,
-    resolve_device,
-)
+from tlestimators.estimators._base import BackboneParamsMixin, common_constraints
+from tlestimators.estimators._fewshot import fit_few_shot, normalize
 from tlestimators.estimators._netclassifier import LogitsClassifierMixin
 
-__all__ = ["ZeroShotCLIPClassifier", "ZeroShotTextClassifier", "template_set"]
+__all__ = ["ZeroShotCLIPClassifier", "ZeroShotTextClassifier", "template_set",
+           "TEXT_TEMPLATES"]
 
-_ALPHA_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
-_FEW_SHOT = (None, "prototype", "linear")
+#: The default prompts of :class:`ZeroShotTextClassifier`: generic, domain-free
+#: templates whose embeddings are averaged per class (chosen on TREC and SMS spam with
+#: bare class names; see ``benchmarks/results/zeroshot.md``).
+TEXT_TEMPLATES = ("{}.", "This text is about {}.", "This is an example of {}.")
 
 
 def template_set(name: str) -> list[str]:
@@ -77,68 +81,38 @@ def _words(value, name) -> list[str]:
     return list(words)
 
 
-def _normalize(a: np.ndarray) -> np.ndarray:
-    n = np.linalg.norm(a, axis=-1, keepdims=True)
-    return a / np.maximum(n, 1e-12)
+def _lookup(mapping, label, param):
+    """``mapping[label]``, also finding ``np.int64(3)`` under ``3`` and ``"3"``."""
+    for key in (label, label.item() if hasattr(label, "item") else label, str(label)):
+        try:
+            if key in mapping:
+                return mapping[key]
+        except TypeError:
+            continue
+    raise ValueError(
+        f"{param} has no entry for label {_r(label)}, which is in y; {param} must cover "
+        f"every class (its keys: {list(mapping)[:10]})."
+    )
 
 
-def _check_real(value, name, low=None, high=None, low_open=False):
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and np.isfinite(value)
-    if ok and low is not None:
-        ok = value > low if low_open else value >= low
-    if ok and high is not None:
-        ok = value <= high
-    if not ok:
-        lo = "" if low is None else (f"> {low}" if low_open else f">= {low}")
-        hi = "" if high is None else f"<= {high}"
-        raise ValueError(f"{name} must be a finite number {' and '.join(filter(None, (lo, hi)))}"
-                         f", got {value!r}.")
-    return float(value)
+_PROMPT_CONSTRAINTS = {
+    **common_constraints("backbone", "backbone_kwargs", "batch_size", "device", "cache",
+                         "random_state", "verbose"),
+    "class_names": [Mapping, "array-like", None],
+    "templates": [str, "array-like", Mapping, None],
+    "few_shot": [StrOptions({"prototype", "linear"}), None],
+    "few_shot_alpha": [Interval(numbers.Real, 0, 1, closed="both"), StrOptions({"auto"})],
+    "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
+    "reg": [Interval(numbers.Real, 0, None, closed="left")],
+    "logit_scale": [Interval(numbers.Real, 0, None, closed="neither"), None],
+}
 
 
 class _PromptClassifier(LogitsClassifierMixin, BackboneParamsMixin, ClassifierMixin,
                         BaseEstimator):
-    """Shared machinery: classes, prompts, class embeddings, few-shot refinement and the
-    prediction methods. Subclasses set ``_modality_name`` and implement
-    ``_check_backbone``, ``_default_templates``, ``_class_words``, ``_encode_prompts``
-    and ``_default_logit_scale``."""
-
-    # ------------------------------------------------------------------ parameters
-    def _check_backbone_kwargs(self) -> dict:
-        kw = super()._check_backbone_kwargs()
-        pretrained, weights = getattr(self, "pretrained", None), getattr(self, "weights", None)
-        if isinstance(self.backbone, Backbone):
-            if pretrained is not None or weights is not None:
-                raise ValueError(
-                    "pretrained/weights apply to backbones given by name; got a Backbone "
-                    f"instance with pretrained={pretrained!r}, weights={weights!r}."
-                )
-            return kw
-        for key, value in (("pretrained", pretrained), ("weights", weights)):
-            if value is not None:
-                if key in kw and kw[key] != value:
-                    raise ValueError(f"{key} is given both as a parameter ({value!r}) and in "
-                                     f"backbone_kwargs ({kw[key]!r}); pass it once.")
-                kw[key] = value
-        return kw
-
-    def _check_common(self):
-        from tlestimators.features import _check_cache
-
-        check_positive_int(self.batch_size, "batch_size")
-        _check_cache(self.cache)
-        check_random_state_int(self.random_state)
-        if self.few_shot not in _FEW_SHOT:
-            raise ValueError(
-                f"few_shot must be None, 'prototype' or 'linear', got {self.few_shot!r}."
-            )
-        if not (isinstance(self.few_shot_alpha, str) and self.few_shot_alpha == "auto"):
-            _check_real(self.few_shot_alpha, "few_shot_alpha", 0.0, 1.0)
-        check_positive_int(self.max_iter, "max_iter")
-        _check_real(self.reg, "reg", 0.0)
-        if self.logit_scale is not None:
-            _check_real(self.logit_scale, "logit_scale", 0.0, low_open=True)
-        return resolve_device(self.device)
+    """Shared machinery: classes, prompts, class embeddings, few-shot refinement, logits.
+    Subclasses set ``_modality_name`` and implement ``_check_backbone``,
+    ``_default_templates``, ``_encode_prompts`` and ``_default_logit_scale``."""
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -147,14 +121,69 @@ class _PromptClassifier(LogitsClassifierMixin, BackboneParamsMixin, ClassifierMi
         tags.target_tags.required = True
         return tags
 
-    # ------------------------------------------------------------------ classes/prompts
+    # ------------------------------------------------------------------ fit
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y):
+        """Learn the classes from ``y``, embed their prompts, and (with ``few_shot``)
+        refine the class weights with the labeled inputs ``X``.
+
+        Parameters
+        ----------
+        X : input of the backbone's modality, or None
+            Labeled examples, used only when ``few_shot`` is set (else only counted
+            against ``y``). ``None`` for pure zero-shot.
+        y : array-like of shape (n_samples,)
+            Labels of ``X``, or with ``X=None`` simply the class labels.
+
+        Returns
+        -------
+        self
+        """
+        device = resolve_device(self.device)
+        classes, y_enc = self._check_y(y)
+        if self.few_shot is not None and X is None:
+            raise ValueError(
+                f"few_shot={self.few_shot!r} needs labeled examples: pass X with y (or "
+                "few_shot=None for pure zero-shot)."
+            )
+        backbone = self._get_backbone()
+        items = None
+        if X is not None:
+            from tlestimators.data import num_samples
+
+            items = backbone.check_input(X, "X")
+            if num_samples(items) != len(y_enc):
+                raise ValueError(
+                    f"X has {num_samples(items)} samples but y has {len(y_enc)}; with X given, "
+                    "y must label each sample of X."
+                )
+        self.backbone_ = backbone
+        self.classes_ = classes
+        self.prompts_ = self._build_prompts(classes)
+        T = self._class_embeddings(self.prompts_, classes, device)
+        self.class_embeddings_ = T.astype(np.float32)
+        self.logit_scale_ = float(self.logit_scale if self.logit_scale is not None
+                                  else self._default_logit_scale(backbone))
+        coef, intercept, alpha = T, np.zeros(len(classes)), 0.0
+        if self.few_shot is not None:
+            Z = normalize(self._embed(items, device).astype(np.float64))
+            coef, intercept, alpha = fit_few_shot(
+                self.few_shot, Z, y_enc, T, alpha=self.few_shot_alpha,
+                logit_scale=self.logit_scale_, reg=float(self.reg), max_iter=self.max_iter,
+                seed=check_random_state_int(self.random_state))
+        self.coef_ = coef.astype(np.float32)
+        self.intercept_ = intercept.astype(np.float32)
+        self.few_shot_alpha_ = alpha
+        return self
+
     def _check_y(self, y):
         from sklearn.utils.multiclass import check_classification_targets
 
         if y is None:
             raise ValueError(
-                f"{type(self).__name__}.fit needs y: the labels (or just the list of class "
-                "labels, with X=None for pure zero-shot)."
+                f"{type(self).__name__} requires y to be passed, but the target y is None: "
+                "pass the labels (or just the list of class labels, with X=None for pure "
+                "zero-shot)."
             )
         y_arr = np.asarray(y)
         if y_arr.ndim != 1:
@@ -173,18 +202,32 @@ class _PromptClassifier(LogitsClassifierMixin, BackboneParamsMixin, ClassifierMi
             )
         return classes, y_enc.astype(np.int64)
 
-    def _lookup(self, mapping, label, param):
-        """``mapping[label]``, also finding ``np.int64(3)`` under ``3`` and ``"3"``."""
-        for key in (label, label.item() if hasattr(label, "item") else label, str(label)):
-            try:
-                if key in mapping:
-                    return mapping[key]
-            except TypeError:
-                continue
-        raise ValueError(
-            f"{param} has no entry for label {_r(label)}, which is in y; {param} must cover "
-            f"every class (its keys: {list(mapping)[:10]})."
-        )
+    def _get_backbone(self):
+        from tlestimators.features import frozen_backbone
+
+        bb = frozen_backbone(self)
+        self._check_backbone(bb)
+        return bb
+
+    # ------------------------------------------------------------------ prompts
+    def _class_names(self):
+        return self.class_names
+
+    def _class_words(self, classes):
+        """``{label: [name or description, ...]}`` from ``class_names``."""
+        names = self._class_names()
+        if names is None:
+            return {c: [str(c).replace("_", " ")] for c in classes}
+        if isinstance(names, Mapping):
+            return {c: _words(_lookup(names, c, "class_names"), f"class_names[{_r(c)}]")
+                    for c in classes}
+        if len(names) != len(classes):
+            raise ValueError(
+                f"class_names has {len(names)} entries but y has {len(classes)} classes "
+                f"({classes.tolist()[:10]}); a list must give one name per sorted label, "
+                "or pass a dict {label: name}."
+            )
+        return {c: _words(n, f"class_names[{i}]") for i, (c, n) in enumerate(zip(classes, names))}
 
     def _templates_list(self):
         """``templates`` as a list of templates (str with a placeholder, or callables),
@@ -192,18 +235,14 @@ class _PromptClassifier(LogitsClassifierMixin, BackboneParamsMixin, ClassifierMi
         t = self.templates
         if t is None:
             return self._default_templates()
+        if isinstance(t, Mapping):
+            return None
         if isinstance(t, str):
             if t in ("openai", "simple"):
                 return self._named_templates(t)
             t = [t]
-        if isinstance(t, Mapping):
-            return None
-        if not isinstance(t, Sequence) or isinstance(t, (bytes, str)) or len(t) == 0:
-            raise ValueError(
-                "templates must be 'openai', 'simple', a non-empty list of format strings "
-                "with a '{}' or '{c}' placeholder, or a dict {label: list of prompts}; got "
-                f"{t!r}."
-            )
+        if len(t) == 0:
+            raise ValueError("templates is empty: give at least one format string with a '{}'.")
         for i, tmpl in enumerate(t):
             if callable(tmpl):
                 continue
@@ -222,99 +261,34 @@ class _PromptClassifier(LogitsClassifierMixin, BackboneParamsMixin, ClassifierMi
     def _build_prompts(self, classes):
         """``{label: [prompt, ...]}`` for every class, in ``classes`` order."""
         templates = self._templates_list()
-        words = self._class_words(classes)  # label -> list of words/descriptions
+        words = self._class_words(classes)
         prompts = {}
         for label in classes:
             if templates is None:  # per-class prompt lists (CuPL-style)
-                given = self._lookup(self.templates, label, "templates")
-                if isinstance(given, str):
-                    given = [given]
+                given = _lookup(self.templates, label, "templates")
+                given = [given] if isinstance(given, str) else given
                 if not isinstance(given, Sequence) or len(given) == 0 or not all(
                         isinstance(p, str) and p.strip() for p in given):
                     raise ValueError(
                         f"templates[{_r(label)}] must be a non-empty list of non-empty prompt "
                         f"strings, got {given!r}."
                     )
-                ps = [p for w in words[label] for p in (
-                    [_fill(g, w) for g in given] if any(_has_placeholder(g) for g in given)
-                    else given)]
-                ps = list(dict.fromkeys(ps))  # same prompt twice would weigh double
+                if any(_has_placeholder(g) for g in given):
+                    given = [_fill(g, w) for w in words[label] for g in given]
+                ps = list(dict.fromkeys(given))  # the same prompt twice would weigh double
             else:
-                ps = [_fill(tmpl, w) for w in words[label] for tmpl in templates]
+                ps = list(dict.fromkeys(_fill(t, w) for w in words[label] for t in templates))
             prompts[label] = ps
         return prompts
 
     def _class_embeddings(self, prompts, classes, device):
-        """Mean of the L2-normalised prompt embeddings per class, renormalised."""
+        """Mean of the L2-normalised prompt embeddings per class, renormalised (float64)."""
         flat = [p for label in classes for p in prompts[label]]
-        emb = _normalize(np.asarray(self._encode_prompts(flat, device), dtype=np.float64))
-        out, start = [], 0
-        for label in classes:
-            n = len(prompts[label])
-            out.append(emb[start:start + n].mean(axis=0))
-            start += n
-        return _normalize(np.stack(out))
+        emb = normalize(np.asarray(self._encode_prompts(flat, device), dtype=np.float64))
+        bounds = np.cumsum([0] + [len(prompts[label]) for label in classes])
+        return normalize(np.stack([emb[a:b].mean(axis=0) for a, b in zip(bounds, bounds[1:])]))
 
-    # ------------------------------------------------------------------ fit
-    def fit(self, X, y):
-        """Learn the classes from ``y``, embed their prompts, and (with ``few_shot``)
-        refine the class weights with the labeled inputs ``X``.
-
-        Parameters
-        ----------
-        X : input of the backbone's modality, or None
-            Labeled examples, used only when ``few_shot`` is set (else only counted
-            against ``y``). ``None`` for pure zero-shot.
-        y : array-like of shape (n_samples,)
-            Labels of ``X``, or with ``X=None`` simply the class labels.
-
-        Returns
-        -------
-        self
-        """
-        device = self._check_common()
-        classes, y_enc = self._check_y(y)
-        if self.few_shot is not None and X is None:
-            raise ValueError(
-                f"few_shot={self.few_shot!r} needs labeled examples: pass X with y (or "
-                "few_shot=None for pure zero-shot)."
-            )
-        backbone = self._get_backbone()
-        items = None
-        if X is not None:
-            items = backbone.check_input(X, "X")
-            from tlestimators.data import num_samples
-
-            if num_samples(items) != len(y_enc):
-                raise ValueError(
-                    f"X has {num_samples(items)} samples but y has {len(y_enc)}; with X given, "
-                    "y must label each sample of X."
-                )
-        prompts = self._build_prompts(classes)
-        self.backbone_ = backbone
-        self.classes_ = classes
-        self.prompts_ = prompts
-        self.class_embeddings_ = self._class_embeddings(prompts, classes, device).astype(
-            np.float32)
-        self.logit_scale_ = float(self.logit_scale if self.logit_scale is not None
-                                  else self._default_logit_scale(backbone))
-        coef, intercept, alpha = self.class_embeddings_.astype(np.float64), np.zeros(
-            len(classes)), 0.0
-        if self.few_shot is not None:
-            Z = _normalize(self._embed(items, device).astype(np.float64))
-            coef, intercept, alpha = self._few_shot(Z, y_enc, len(classes))
-        self.coef_ = coef.astype(np.float32)
-        self.intercept_ = intercept.astype(np.float32)
-        self.few_shot_alpha_ = alpha
-        return self
-
-    def _get_backbone(self):
-        from tlestimators.features import frozen_backbone
-
-        bb = frozen_backbone(self)
-        self._check_backbone(bb)
-        return bb
-
+    # ------------------------------------------------------------------ predict
     def _embed(self, items, device):
         from tlestimators.features import compute_embeddings
 
@@ -326,111 +300,34 @@ class _PromptClassifier(LogitsClassifierMixin, BackboneParamsMixin, ClassifierMi
             )
         return Z
 
-    # ------------------------------------------------------------------ few-shot
-    def _fit_weights(self, Z, y, n_classes):
-        """Few-shot class weights (alpha = 1) from normalised embeddings ``Z``."""
-        T = self.class_embeddings_.astype(np.float64)
-        if self.few_shot == "prototype":
-            P = T.copy()
-            for c in range(n_classes):
-                if np.any(y == c):
-                    P[c] = _normalize(Z[y == c].mean(axis=0))
-            return P, np.zeros(n_classes)
-        return self._linear_probe(Z, y, T)
-
-    def _linear_probe(self, Z, y, T):
-        """Multinomial logistic regression on ``logit_scale * Z @ W.T + b``, started at
-        ``W = T`` with an L2 pull ``reg * ||W - T||^2`` back towards the text weights.
-
-        The problem is convex and small (n_classes x embed_dim), so it is solved full
-        batch with L-BFGS, as CLIP's own linear probes are: deterministic, no learning
-        rate to tune.
-        """
-        from scipy.optimize import minimize
-        from scipy.special import log_softmax
-
-        C, D = T.shape
-        s, reg = self.logit_scale_, float(self.reg)
-        onehot = np.eye(C)[y]
-        n = len(y)
-
-        def objective(theta):
-            W, b = theta[:C * D].reshape(C, D), theta[C * D:]
-            logp = log_softmax(s * Z @ W.T + b, axis=1)
-            diff = W - T
-            loss = -np.sum(logp * onehot) / n + reg * np.sum(diff * diff)
-            G = (np.exp(logp) - onehot) / n
-            grad_w = s * G.T @ Z + 2.0 * reg * diff
-            return loss, np.concatenate([grad_w.ravel(), G.sum(axis=0)])
-
-        theta0 = np.concatenate([T.ravel(), np.zeros(C)])
-        res = minimize(objective, theta0, jac=True, method="L-BFGS-B",
-                       options={"maxiter": self.max_iter})
-        if not np.all(np.isfinite(res.x)):
-            from tlestimators.exceptions import TrainingDivergedError
-
-            raise TrainingDivergedError("the few-shot linear probe diverged (non-finite "
-                                        "weights); increase reg.")
-        return res.x[:C * D].reshape(C, D), res.x[C * D:]
-
-    def _mix(self, W, b, alpha):
-        T = self.class_embeddings_.astype(np.float64)
-        if self.few_shot == "prototype":
-            return _normalize((1 - alpha) * T + alpha * W), np.zeros(len(T))
-        return (1 - alpha) * T + alpha * W, alpha * b
-
-    def _few_shot(self, Z, y, n_classes):
-        from threadpoolctl import threadpool_limits
-
-        # The few-shot problems are tiny (n_classes x embed_dim): BLAS threads only add
-        # synchronisation, which on a busy machine costs ms per L-BFGS step (200x slower).
-        with threadpool_limits(1):
-            return self._few_shot_single_thread(Z, y, n_classes)
-
-    def _few_shot_single_thread(self, Z, y, n_classes):
-        W, b = self._fit_weights(Z, y, n_classes)
-        if self.few_shot_alpha != "auto":
-            alpha = float(self.few_shot_alpha)
-            return (*self._mix(W, b, alpha), alpha)
-        alpha = self._select_alpha(Z, y, n_classes)
-        return (*self._mix(W, b, alpha), alpha)
-
-    def _select_alpha(self, Z, y, n_classes):
-        """The mixing coefficient with the best stratified-CV accuracy (ties: lower CV
-        log-loss) over ``(0, .25, .5, .75, 1)``; 0.5 when a class has a single shot."""
-        from scipy.special import log_softmax
-        from sklearn.model_selection import StratifiedKFold
-
-        counts = np.bincount(y, minlength=n_classes)
-        k = int(min(5, counts[counts > 0].min()))
-        if k < 2:
-            return 0.5
-        seed = check_random_state_int(self.random_state)
-        folds = StratifiedKFold(k, shuffle=True, random_state=0 if seed is None else seed)
-        acc = np.zeros(len(_ALPHA_GRID))
-        nll = np.zeros(len(_ALPHA_GRID))
-        for tr, va in folds.split(Z, y):
-            W, b = self._fit_weights(Z[tr], y[tr], n_classes)
-            for i, a in enumerate(_ALPHA_GRID):
-                Wa, ba = self._mix(W, b, a)
-                logits = self.logit_scale_ * Z[va] @ Wa.T + ba
-                acc[i] += np.mean(logits.argmax(1) == y[va])
-                nll[i] -= log_softmax(logits, axis=1)[np.arange(len(va)), y[va]].mean()
-        best = max(range(len(_ALPHA_GRID)), key=lambda i: (round(acc[i], 9), -nll[i]))
-        return float(_ALPHA_GRID[best])
-
-    # ------------------------------------------------------------------ predict
     def _logits(self, X):
         """``logit_scale_ * cosine(embedding, class weights) + intercept_``: what
         ``decision_function`` returns, and ``predict_proba`` softmaxes."""
         check_is_fitted(self)
         items = self.backbone_.check_input(X, "X")
-        Z = _normalize(self._embed(items, resolve_device(self.device)).astype(np.float64))
+        Z = normalize(self._embed(items, resolve_device(self.device)).astype(np.float64))
         return self.logit_scale_ * Z @ self.coef_.astype(np.float64).T + self.intercept_
 
 
+_FEW_SHOT_DOC = """\
+    few_shot : {None, "prototype", "linear"}, default=None
+        ``None``: pure zero-shot (``X`` is not used). ``"prototype"``: class weights
+        mix the text embedding with the mean normalised embedding of the class's
+        labeled inputs. ``"linear"``: a linear probe on normalised embeddings,
+        initialised from the text weights and pulled back to them with ``reg``, mixed
+        with them (WiSE-FT-style weight interpolation).
+    few_shot_alpha : float in [0, 1] or "auto", default="auto"
+        Weight of the labeled-data weights in the mix (0: zero-shot, 1: only the labeled
+        inputs). ``"auto"`` picks it from (0, .25, .5, .75, 1) by stratified
+        cross-validation on the labeled inputs.
+    max_iter : int, default=200
+        L-BFGS iterations of the ``"linear"`` probe (full batch, as CLIP's probes).
+    reg : float, default=1e-3
+        Strength of the squared-distance pull of the probe's weights to the text weights."""
+
+
 class ZeroShotCLIPClassifier(_PromptClassifier):
-    """Zero-shot image classification with a CLIP image-text backbone.
+    __doc__ = """Zero-shot image classification with a CLIP image-text backbone.
 
     Every class becomes prompts (``class_names`` slotted into ``templates``); the text
     tower embeds them once at ``fit``; an image is assigned the class whose averaged
@@ -457,20 +354,7 @@ class ZeroShotCLIPClassifier(_PromptClassifier):
         open_clip's short set (both read from open_clip at run time); a list of format
         strings with ``{}`` or ``{c}``; or a dict ``{label: [full prompts]}`` (CuPL-style
         class descriptions; a ``{}`` in them is replaced by the class name).
-    few_shot : {None, "prototype", "linear"}, default=None
-        ``None``: pure zero-shot (``X`` is not used). ``"prototype"``: class weights
-        mix the text embedding with the mean normalised image embedding of the class's
-        labeled images. ``"linear"``: a linear probe on normalised image embeddings,
-        initialised from the text weights and pulled back to them with ``reg``, mixed
-        with them (WiSE-FT-style weight interpolation).
-    few_shot_alpha : float in [0, 1] or "auto", default="auto"
-        Weight of the image-derived weights in the mix (0: zero-shot, 1: only the labeled
-        images). ``"auto"`` picks it from (0, .25, .5, .75, 1) by stratified
-        cross-validation on the labeled images.
-    max_iter : int, default=200
-        L-BFGS iterations of the ``"linear"`` probe (full batch, as CLIP's probes).
-    reg : float, default=1e-3
-        Strength of the squared-distance pull of the probe's weights to the text weights.
+""" + _FEW_SHOT_DOC + """
     logit_scale : float, default=None
         Multiplier of the cosine similarities; None uses the backbone's learned one
         (``exp(logit_scale)``, 100 for OpenAI CLIP). Changes probabilities, not
@@ -545,27 +429,16 @@ class ZeroShotCLIPClassifier(_PromptClassifier):
     """
 
     _modality_name = "image"
+    _parameter_constraints = {
+        **_PROMPT_CONSTRAINTS,
+        "pretrained": ["boolean", str, os.PathLike, None],
+        "weights": [str, os.PathLike, None],
+    }
 
-    def __init__(
-        self,
-        backbone="open_clip/ViT-B-32",
-        *,
-        pretrained=None,
-        weights=None,
-        class_names=None,
-        templates="openai",
-        few_shot=None,
-        few_shot_alpha="auto",
-        max_iter=200,
-        reg=1e-3,
-        logit_scale=None,
-        backbone_kwargs=None,
-        batch_size=64,
-        device="auto",
-        cache=True,
-        random_state=None,
-        verbose=0,
-    ):
+    def __init__(self, backbone="open_clip/ViT-B-32", *, pretrained=None, weights=None,
+                 class_names=None, templates="openai", few_shot=None, few_shot_alpha="auto",
+                 max_iter=200, reg=1e-3, logit_scale=None, backbone_kwargs=None, batch_size=64,
+                 device="auto", cache=True, random_state=None, verbose=0):
         self.backbone = backbone
         self.pretrained = pretrained
         self.weights = weights
@@ -582,6 +455,24 @@ class ZeroShotCLIPClassifier(_PromptClassifier):
         self.cache = cache
         self.random_state = random_state
         self.verbose = verbose
+
+    def _check_backbone_kwargs(self) -> dict:
+        # pretrained/weights are shorthands for the backbone_kwargs of the same names
+        kw = super()._check_backbone_kwargs()
+        if isinstance(self.backbone, Backbone):
+            if self.pretrained is not None or self.weights is not None:
+                raise ValueError(
+                    "pretrained/weights apply to backbones given by name; got a Backbone "
+                    f"instance with pretrained={self.pretrained!r}, weights={self.weights!r}."
+                )
+            return kw
+        for key, value in (("pretrained", self.pretrained), ("weights", self.weights)):
+            if value is not None:
+                if key in kw and kw[key] != value:
+                    raise ValueError(f"{key} is given both as a parameter ({value!r}) and in "
+                                     f"backbone_kwargs ({kw[key]!r}); pass it once.")
+                kw[key] = value
+        return kw
 
     def _check_backbone(self, bb):
         missing = [a for a in ("encode_text", "tokenize", "logit_scale") if not hasattr(bb, a)]
@@ -600,80 +491,54 @@ class ZeroShotCLIPClassifier(_PromptClassifier):
         with torch.no_grad():
             return float(torch.as_tensor(bb.logit_scale).detach().float().exp().cpu())
 
-    def _class_words(self, classes):
-        names = self.class_names
-        if names is None:
-            return {c: [str(c).replace("_", " ")] for c in classes}
-        if isinstance(names, Mapping):
-            out = {}
-            for c in classes:
-                v = self._lookup(names, c, "class_names")
-                out[c] = _words(v, f"class_names[{_r(c)}]")
-            return out
-        if isinstance(names, Sequence) and not isinstance(names, str):
-            if len(names) != len(classes):
-                raise ValueError(
-                    f"class_names has {len(names)} entries but y has {len(classes)} classes "
-                    f"({classes.tolist()[:10]}); a list must give one name per sorted label, "
-                    "or pass a dict {label: name}."
-                )
-            return {c: [str(n)] for c, n in zip(classes, names)}
-        raise TypeError(f"class_names must be None, a dict or a list, got {names!r}.")
-
     def _encode_prompts(self, prompts, device):
         from tlestimators.features import _RUN_LOCK
 
         bb = self.backbone_
         out = []
         with _RUN_LOCK:  # the frozen backbone may be shared with other estimators
-            try:
-                prev = next(bb.parameters()).device
-            except StopIteration:
-                prev = None
+            prev = next(bb.parameters(), torch.empty(0)).device
             was_training = bb.training
             bb.eval()
+            moved = prev != torch.device(device)
             try:
-                if prev is not None and prev != torch.device(device):
+                if moved:
                     bb.to(device)
                 with torch.inference_mode():
                     for s in range(0, len(prompts), self.batch_size):
                         tokens = bb.tokenize(prompts[s:s + self.batch_size]).to(device)
                         out.append(bb.encode_text(tokens).float().cpu())
             finally:
-                if prev is not None and prev != torch.device(device):
+                if moved:
                     bb.to(prev)
                 bb.train(was_training)
         return torch.cat(out).numpy()
 
 
 class ZeroShotTextClassifier(_PromptClassifier):
-    """Zero-shot text classification with a sentence-embedding backbone.
+    __doc__ = """Zero-shot text classification with a sentence-embedding backbone.
 
-    Each label is described in words (``label_descriptions``, optionally slotted into
-    ``templates``); a text gets the label whose averaged description embedding is most
-    similar (cosine) to its own embedding. ``fit`` only needs the labels; with
-    ``few_shot`` set, a few labeled texts refine the class weights.
+    Each label is put in words (``class_names``, slotted into ``templates``); a text gets
+    the label whose averaged prompt embedding is most similar (cosine) to its own
+    embedding. ``fit`` only needs the labels; with ``few_shot`` set, a few labeled texts
+    refine the class weights.
 
     Parameters
     ----------
     backbone : str or Backbone, default="minilm"
         A text backbone (``minilm``, ``sentence-transformers/<dir>``, plugins).
-    label_descriptions : dict or None, default=None
-        ``{label: description}`` or ``{label: [descriptions]}`` (ensembled), e.g.
-        ``{"LOC": "a question about a place or location"}``. Default: the label itself
-        with underscores turned into spaces.
+    class_names : dict, list or None, default=None
+        The words for each label: ``{label: name or description}`` or
+        ``{label: [several]}`` (ensembled), e.g. ``{"LOC": "a place or location"}``; or
+        a list aligned with the sorted labels. Default: the label itself with
+        underscores turned into spaces.
     templates : list of str, dict or None, default=None
-        Format strings with ``{}`` applied to every description (e.g.
-        ``["This question asks for {}."]``), or a dict ``{label: [full prompts]}``.
-        None: the descriptions as they are.
-    few_shot : {None, "prototype", "linear"}, default=None
-        As in :class:`ZeroShotCLIPClassifier`, on sentence embeddings.
-    few_shot_alpha : float in [0, 1] or "auto", default="auto"
-        Weight of the labeled-example weights in the mix; ``"auto"``: by stratified CV.
-    max_iter : int, default=200
-        L-BFGS iterations of the ``"linear"`` probe.
-    reg : float, default=1e-3
-        Pull of the probe's weights towards the description weights.
+        Format strings with ``{}`` applied to every class name (e.g.
+        ``["This question asks for {}."]``; ``["{}"]`` uses the names as they are), or a
+        dict ``{label: [full prompts]}``. None: :data:`TEXT_TEMPLATES`, a small generic
+        ensemble (``"{}."``, ``"This text is about {}."``, ``"This is an example of
+        {}."``) that needs no domain words.
+""" + _FEW_SHOT_DOC + """
     logit_scale : float, default=None
         Cosine multiplier; None: 20, the scale sentence-transformers trains its
         embeddings with (``MultipleNegativesRankingLoss``).
@@ -682,15 +547,20 @@ class ZeroShotTextClassifier(_PromptClassifier):
     batch_size : int, default=64
         Texts per forward pass.
     device : str, default="auto"
+        ``"auto"``, ``"cpu"``, ``"cuda[:N]"`` or ``"mps"``.
     cache : bool or path-like, default=True
-        Feature cache for the sentence embeddings (texts and descriptions).
+        Feature cache for the sentence embeddings (texts and prompts).
     random_state : int, RandomState or None, default=None
+        Seeds the CV folds of ``few_shot_alpha="auto"``.
     verbose : int, default=0
+        Progress bars while embedding.
+    label_descriptions : dict or None, default="deprecated"
+        Deprecated since 0.2, removed in 0.4: use ``class_names`` (same meaning).
 
     Attributes
     ----------
-    classes_, prompts_, class_embeddings_, coef_, intercept_, logit_scale_,
-    few_shot_alpha_, backbone_
+    classes_, prompts_, class_embeddings_, coef_, intercept_, logit_scale_, \
+few_shot_alpha_, backbone_
         As in :class:`ZeroShotCLIPClassifier`.
 
     See Also
@@ -715,34 +585,24 @@ class ZeroShotTextClassifier(_PromptClassifier):
     Examples
     --------
     >>> from tlestimators import ZeroShotTextClassifier
-    >>> clf = ZeroShotTextClassifier(label_descriptions={
+    >>> clf = ZeroShotTextClassifier(class_names={
     ...     "sport": "sports and games", "food": "cooking and eating"}, device="cpu")
     >>> clf.fit(None, ["sport", "food"]).predict(["He scored a goal", "Bake the bread"])
     array(['sport', 'food'], dtype='<U5')
     """
 
     _modality_name = "text"
+    _parameter_constraints = {
+        **_PROMPT_CONSTRAINTS,
+        "label_descriptions": [Mapping, None, Hidden(StrOptions({"deprecated"}))],
+    }
 
-    def __init__(
-        self,
-        backbone="minilm",
-        *,
-        label_descriptions=None,
-        templates=None,
-        few_shot=None,
-        few_shot_alpha="auto",
-        max_iter=200,
-        reg=1e-3,
-        logit_scale=None,
-        backbone_kwargs=None,
-        batch_size=64,
-        device="auto",
-        cache=True,
-        random_state=None,
-        verbose=0,
-    ):
+    def __init__(self, backbone="minilm", *, class_names=None, templates=None, few_shot=None,
+                 few_shot_alpha="auto", max_iter=200, reg=1e-3, logit_scale=None,
+                 backbone_kwargs=None, batch_size=64, device="auto", cache=True,
+                 random_state=None, verbose=0, label_descriptions="deprecated"):
         self.backbone = backbone
-        self.label_descriptions = label_descriptions
+        self.class_names = class_names
         self.templates = templates
         self.few_shot = few_shot
         self.few_shot_alpha = few_shot_alpha
@@ -755,6 +615,17 @@ class ZeroShotTextClassifier(_PromptClassifier):
         self.cache = cache
         self.random_state = random_state
         self.verbose = verbose
+        self.label_descriptions = label_descriptions
+
+    def _class_names(self):
+        if isinstance(self.label_descriptions, str) and self.label_descriptions == "deprecated":
+            return self.class_names
+        if self.class_names is not None:
+            raise ValueError("class_names and its deprecated alias label_descriptions are both "
+                             "set; pass class_names only.")
+        warnings.warn("label_descriptions is deprecated since 0.2 and will be removed in 0.4; "
+                      "use class_names (same meaning).", FutureWarning, stacklevel=4)
+        return self.label_descriptions
 
     def _check_backbone(self, bb):
         if bb.config.modality != "text":
@@ -765,30 +636,16 @@ class ZeroShotTextClassifier(_PromptClassifier):
             )
 
     def _default_templates(self):
-        return ["{}"]
+        return list(TEXT_TEMPLATES)
 
     def _named_templates(self, name):
         raise ValueError(
             f"templates={name!r} are CLIP's image prompt sets; for text pass a list such as "
-            "['This text is about {}.'] or None to use the label descriptions as they are."
+            "['This text is about {}.'], or None for the generic default ensemble."
         )
 
     def _default_logit_scale(self, bb):
         return 20.0
-
-    def _class_words(self, classes):
-        d = self.label_descriptions
-        if d is None:
-            return {c: [str(c).replace("_", " ")] for c in classes}
-        if not isinstance(d, Mapping):
-            raise TypeError(
-                f"label_descriptions must be a dict {{label: description(s)}}, got {d!r}."
-            )
-        out = {}
-        for c in classes:
-            v = self._lookup(d, c, "label_descriptions")
-            out[c] = _words(v, f"label_descriptions[{_r(c)}]")
-        return out
 
     def _encode_prompts(self, prompts, device):
         from tlestimators.features import compute_embeddings
