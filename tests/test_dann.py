@@ -14,13 +14,9 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from tlestimators import DANNAdapter
-from tlestimators.estimators.dann import (
-    DANNLRDecay,
-    _DomainPairDataset,
-    dann_lambda,
-    dann_lr_factor,
-)
-from tlestimators.losses import dann_loss
+from tlestimators.callbacks import DANNLRDecay, dann_lambda, dann_lr_factor
+from tlestimators.estimators._da import DomainBalancedSampler
+from tlestimators.losses import dann_loss, gradient_reversal
 
 MLP = {"hidden_sizes": (32,)}
 
@@ -96,10 +92,12 @@ def test_reversal_reaches_the_feature_extractor_with_opposite_sign(fitted, probl
     is_t = torch.as_tensor((y[::10] == -1).astype(np.int64))
     params = list(module.backbone.parameters())
 
+    domain_head = module.criterion.domain_head
+
     def backbone_grads(coeff, reverse):
         module.zero_grad()
         f = module.features(x)
-        z = module.domain_logits(f, coeff) if reverse else module.domain_head(f)
+        z = domain_head(gradient_reversal(f, coeff)) if reverse else domain_head(f)
         dann_loss(z, is_t).backward()
         return [p.grad.clone() for p in params]
 
@@ -113,15 +111,20 @@ def test_reversal_reaches_the_feature_extractor_with_opposite_sign(fitted, probl
         torch.testing.assert_close(gh, -0.5 * gp)
 
 
-def test_history_records_task_and_domain_losses(fitted):
+def test_history_records_task_and_domain_losses(fitted, src_only, problem):
+    X, y, _, _ = problem
     h = fitted.history_
     assert len(h) == 30
     task = h[:, "task_loss"]
     assert task[-1] < 0.6 * task[0]
-    for key in ("domain_loss", "domain_acc", "lambda", "lr", "train_loss"):
+    for key in ("domain_loss", "domain_acc", "adapt_loss", "lambda", "lr", "train_loss"):
         assert len(h[:, key]) == 30
-    assert 0.0 <= fitted.domain_accuracy_ <= 1.0
-    assert fitted.domain_accuracy_ == pytest.approx(h[-1, "domain_acc"])
+    # domain_accuracy_ says how well the fitted domain classifier separates the
+    # domains: it agrees with that classifier's accuracy on the training rows
+    for est in (fitted, src_only):
+        acc = np.mean((est.predict_domain_proba(X) > 0.5) == (y == -1))
+        assert est.domain_accuracy_ == pytest.approx(acc, abs=0.12)
+    assert src_only.domain_accuracy_ > fitted.domain_accuracy_ + 0.2
 
 
 def test_default_schedules_follow_the_paper(fitted):
@@ -149,17 +152,19 @@ def test_constant_and_custom_schedules(problem):
     clf.fit(X, y)
     assert np.allclose(clf.history_[:, "lambda"], 0.4)
     assert np.allclose(clf.history_[:, "lr"], 0.01)
-    with pytest.raises(ValueError, match="lambda_schedule must be"):
+    with pytest.raises(ValueError, match="'lambda_schedule' parameter of DANNAdapter"):
         clone(clf).set_params(lambda_schedule="linear").fit(X, y)
 
 
 def test_balanced_batches_pair_a_tiny_target_with_every_source_batch():
     y = np.r_[np.zeros(50, int), np.ones(50, int), -np.ones(4, int)]
-    ds = _DomainPairDataset(np.arange(104, dtype=np.float32)[:, None], y, y == -1)
-    assert len(ds) == 100
-    items, target = ds.__getitems__(list(range(8)))
-    assert target[:, 1].tolist() == [0] * 8 + [1] * 8
-    assert set(items[8:, 0].astype(int)) == {100, 101, 102, 103}
+    sampler = DomainBalancedSampler(y == -1)
+    assert len(sampler) == 200
+    torch.manual_seed(0)
+    idx = np.asarray(list(sampler))
+    assert sorted(idx[0::2]) == list(range(100))  # every source row once per epoch
+    assert set(idx[1::2]) == {100, 101, 102, 103}  # the tiny target, cycled
+    assert np.bincount(idx[1::2] - 100).tolist() == [25] * 4
 
 
 def test_tiny_target_still_adapts(problem):
@@ -178,6 +183,7 @@ def test_frozen_backbone_mode_trains_only_bottleneck_and_heads(problem):
     for a, b in zip(fresh.parameters(), clf.backbone_.parameters()):
         assert torch.equal(a, b)
     assert clf.transform(Xt).shape == (300, 16)
+    assert not any(p.requires_grad for p in clf.backbone_.parameters())
     assert clf.net_.module_.backbone is None
     assert np.mean(clf.predict(X[:300]) == y[:300]) > 0.8
 
@@ -219,6 +225,14 @@ def test_image_backbone_finetunes():
     clf.fit(X, y)
     assert clf.predict_proba(Xt).shape == (40, 2)
     assert clf.transform(Xt).shape == (40, 16)
+    # every layer group of the backbone moved away from its initial weights
+    fresh = TinyConvBackbone()
+    for g_fresh, g_fit in zip(fresh.layer_groups(), clf.backbone_.layer_groups()):
+        assert max((a - b).abs().max().item() for a, b in zip(g_fresh, g_fit)) > 1e-4
+    # ... and unfreeze="head" keeps them all (BatchNorm statistics included)
+    frozen = clone(clf).set_params(unfreeze="head").fit(X, y)
+    for a, b in zip(fresh.state_dict().values(), frozen.backbone_.state_dict().values()):
+        assert torch.equal(a, b)
 
 
 def test_string_labels_and_labeled_targets_with_sample_domain(problem):
@@ -251,10 +265,20 @@ def test_pipeline_and_gridsearch_pass_unlabeled_rows_without_routing(problem):
     X, y, Xt, yt = problem
     pipe = make_pipeline(StandardScaler(), DANNAdapter(backbone_kwargs=MLP, max_epochs=3,
                                                        random_state=0))
+    def n_target_seen(est, X_, y_):  # what each fold's fit received
+        return est[-1].n_target_
+
     gs = GridSearchCV(pipe, {"dannadapter__lambda_max": [0.0, 1.0]},
-                      cv=SourceTargetKFold(2, random_state=0), scoring=PredictionEntropyScorer())
+                      cv=SourceTargetKFold(2, random_state=0),
+                      scoring={"entropy": PredictionEntropyScorer(), "seen": n_target_seen},
+                      refit="entropy")
     gs.fit(X, y)
-    assert np.all(np.isfinite(gs.cv_results_["mean_test_score"]))
+    # the target rows reached every fit: half of them per training fold, all in the refit
+    for k in range(2):
+        assert gs.cv_results_[f"split{k}_test_seen"].tolist() == [150, 150]
+    assert gs.best_estimator_[-1].n_target_ == 300
+    assert gs.best_estimator_[-1].n_source_ == 300
+    assert np.all(np.isfinite(gs.cv_results_["mean_test_entropy"]))
     assert gs.predict(Xt).shape == (300,)
 
 
@@ -279,10 +303,14 @@ def test_sample_domain_is_routed_through_pipeline_and_gridsearch(problem):
 @pytest.mark.parametrize(
     "make, match",
     [
-        (lambda X, y: (X[:300], y[:300], None), "needs unlabeled target-domain data.*FineTune"),
-        (lambda X, y: (X[300:], y[300:], None), "only target samples"),
+        (lambda X, y: (X[:300], y[:300], None), "needs target-domain rows.*FineTune"),
+        (lambda X, y: (X[300:], y[300:], None), "every row is a target row"),
         (lambda X, y: (X[:301], y[:301], None), "at least 2 target samples.*got 1"),
-        (lambda X, y: (X, np.where(y == 1, 0, y), None), "single class"),
+        (lambda X, y: (X, np.where(y == 1, 0, y), None), "only one class"),
+        (lambda X, y: (X, np.r_[np.random.default_rng(0).normal(size=300), y[300:]], None),
+         "Unknown label type: continuous"),
+        (lambda X, y: (X, np.r_[y[:300].astype(str), y[300:]], None),
+         "string '-1' in 300 rows"),
         (lambda X, y: (X, y, np.ones(5, int)), "one entry per sample \\(600\\)"),
         (lambda X, y: (X, y, np.zeros(600, int)), "sample_domain\\[0\\] is 0"),
         (lambda X, y: (X, y, np.ones(600, int)), "unlabeled \\(y == -1\\) but sample_domain"),
@@ -297,21 +325,89 @@ def test_bad_input_raises_clear_errors(problem, make, match):
 
 
 @pytest.mark.parametrize(
-    "param, value, match",
-    [
-        ("lambda_max", -1.0, "lambda_max must be >= 0"),
-        ("unfreeze", "some", "unfreeze must be"),
-        ("bottleneck", 0, "bottleneck must be"),
-        ("optimizer", "rmsprop", "optimizer must be one of"),
-        ("domain_head", "deep", "domain_head must be"),
-        ("batch_size", 1, "batch_size must be an int >= 2"),
-    ],
+    "param, value",
+    [("lambda_max", -1.0), ("unfreeze", "some"), ("bottleneck", 0), ("optimizer", "rmsprop"),
+     ("domain_head", "deep"), ("batch_size", 1), ("momentum", -1), ("lr", 0.0),
+     ("lambda_schedule", "linear"), ("backbone_lr", -0.1)],
 )
-def test_bad_params_raise_at_fit(problem, param, value, match):
+def test_bad_params_raise_at_fit_through_sklearn_validation(problem, param, value):
+    from sklearn.utils._param_validation import InvalidParameterError
+
     X, y, _, _ = problem
     clf = DANNAdapter(backbone_kwargs=MLP, max_epochs=1).set_params(**{param: value})
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(InvalidParameterError, match=f"'{param}' parameter of DANNAdapter"):
         clf.fit(X, y)
+
+
+def test_parameters_are_keyword_only():
+    with pytest.raises(TypeError):
+        DANNAdapter("mlp", {"hidden_sizes": (8,)})
+
+
+def test_old_vocabulary_warns_and_maps(problem):
+    X, y, _, _ = problem
+    with pytest.warns(FutureWarning, match="unfreeze='none' is deprecated"):
+        old = DANNAdapter(backbone_kwargs=MLP, unfreeze="none", max_epochs=1, cache=False,
+                          random_state=0).fit(X, y)
+    new = DANNAdapter(backbone_kwargs=MLP, unfreeze="head", max_epochs=1, cache=False,
+                      random_state=0).fit(X, y)
+    np.testing.assert_allclose(old.predict_proba(X[:20]), new.predict_proba(X[:20]))
+    with pytest.warns(FutureWarning, match="backbone_lr_mult is deprecated.*backbone_lr"):
+        m = DANNAdapter(backbone_kwargs=MLP, backbone_lr_mult=0.5, lr=0.02, max_epochs=1,
+                        lr_schedule="constant").fit(X, y)
+    groups = m.net_.optimizer_.param_groups
+    assert sorted(g["lr"] for g in groups) == pytest.approx([0.01, 0.02])
+
+
+def test_backbone_lr_is_absolute(problem):
+    X, y, _, _ = problem
+    m = DANNAdapter(backbone_kwargs=MLP, lr=0.02, backbone_lr=0.003, max_epochs=1,
+                    lr_schedule="constant").fit(X, y)
+    backbone_ids = {id(p) for p in m.backbone_.parameters()}
+    for g in m.net_.optimizer_.param_groups:
+        in_backbone = {id(p) in backbone_ids for p in g["params"]}
+        assert len(in_backbone) == 1
+        assert g["lr"] == pytest.approx(0.003 if in_backbone.pop() else 0.02)
+
+
+def test_prediction_api_from_the_shared_mixin(fitted, problem):
+    pd = pytest.importorskip("pandas")
+    X, y, Xt, _ = problem
+    z = fitted.decision_function(Xt)
+    proba = fitted.predict_proba(Xt)
+    assert z.shape == (300,)
+    np.testing.assert_allclose(np.log(proba), fitted.predict_log_proba(Xt), atol=1e-6)
+    np.testing.assert_array_equal(fitted.predict(Xt), fitted.classes_[(z > 0).astype(int)])
+    cols = [f"f{i}" for i in range(10)]
+    est = DANNAdapter(backbone_kwargs=MLP, max_epochs=1, random_state=0)
+    est.fit(pd.DataFrame(X, columns=cols), y)
+    assert list(est.feature_names_in_) == cols
+
+
+def test_pickle_stores_the_backbone_once():
+    """The fitted backbone lives in the net's module only (not again in collates,
+    a preprocessor attribute or the LR scheduler's optimizer reference)."""
+    import io
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(120, 400)).astype(np.float32)
+    y = np.r_[rng.integers(0, 2, 60), -np.ones(60, int)]
+    clf = DANNAdapter(backbone_kwargs={"hidden_sizes": (256, 256)}, domain_head="linear",
+                      max_epochs=1, random_state=0).fit(X, y)
+
+    def nbytes(obj):
+        buf = io.BytesIO()
+        torch.save(obj, buf)
+        return buf.getbuffer().nbytes
+
+    held = nbytes(clf.net_.module_.state_dict()) + nbytes(clf.net_.optimizer_.state_dict())
+    assert nbytes(clf.backbone_.state_dict()) > 0.6e6
+    assert len(pickle.dumps(clf)) <= 1.2 * held
+
+
+def test_docstring_says_how_to_grid_search():
+    doc = DANNAdapter.__doc__
+    assert "scoring=" in doc and "SourceTargetKFold" in doc
 
 
 def test_predict_before_fit_and_wrong_width(fitted, problem):
@@ -320,5 +416,5 @@ def test_predict_before_fit_and_wrong_width(fitted, problem):
     X, _, _, _ = problem
     with pytest.raises(NotFittedError):
         DANNAdapter().predict(X)
-    with pytest.raises(ValueError, match="X has 4 features, but DANNAdapter was fitted with 10"):
+    with pytest.raises(ValueError, match="X has 4 features, but DANNAdapter is expecting 10"):
         fitted.predict(X[:, :4])

@@ -367,3 +367,114 @@ class NaNLossGuard(Callback):
                 "or add gradient clipping."
             )
 
+
+# =========================================================================== DA schedules
+# Domain-adaptation schedules (owned by the DA estimators): the adaptation weight of
+# DANN and the other DA methods ramps up with training progress p in [0, 1], and the
+# paper's learning-rate annealing. Picklable callables only (no lambdas), so fitted
+# estimators pickle and clone.
+__all__ += [
+    "dann_lambda",
+    "dann_lr_factor",
+    "ConstantSchedule",
+    "DANNLRDecay",
+    "DANNLambdaSchedule",
+    "EpochBatchAverages",
+    "progress_lr_schedule",
+]
+
+
+def dann_lambda(p: float, gamma: float = 10.0) -> float:
+    """The DANN paper's adaptation factor ``2 / (1 + exp(-gamma p)) - 1`` for progress
+    ``p`` in [0, 1].
+
+    It rises from 0 to ~1 so the noisy early domain signal does not swamp the label
+    loss (Ganin et al., 2016, Sec. 5.2.2).
+    """
+    return 2.0 / (1.0 + math.exp(-gamma * p)) - 1.0
+
+
+def dann_lr_factor(p: float, alpha: float = 10.0, beta: float = 0.75) -> float:
+    """The DANN paper's learning-rate annealing ``1 / (1 + alpha p) ** beta``."""
+    return 1.0 / (1.0 + alpha * p) ** beta
+
+
+class ConstantSchedule:
+    """``p -> 1.0`` (picklable)."""
+
+    def __call__(self, p):
+        return 1.0
+
+    def __repr__(self):
+        return "ConstantSchedule()"
+
+
+class DANNLRDecay:
+    """``lr_lambda`` for ``LambdaLR`` stepping once per batch: ``schedule(step / total_steps)``
+    (the same picklable pattern as :class:`WarmupCosine`)."""
+
+    def __init__(self, total_steps: int, schedule=dann_lr_factor):
+        self.total_steps = max(int(total_steps), 1)
+        self.schedule = schedule
+
+    def __call__(self, step: int) -> float:
+        return float(self.schedule(min(step / self.total_steps, 1.0)))
+
+
+def progress_lr_schedule(total_steps, schedule=dann_lr_factor):
+    """skorch ``LRScheduler`` multiplying every group's rate by ``schedule(p)`` each batch."""
+    import torch
+    from skorch.callbacks import LRScheduler
+
+    return LRScheduler(
+        policy=torch.optim.lr_scheduler.LambdaLR,
+        lr_lambda=DANNLRDecay(total_steps, schedule),
+        step_every="batch",
+    )
+
+
+class DANNLambdaSchedule(Callback):
+    """Sets the adaptation weight ``net.lambda_ = lambda_max * schedule(p)`` before each
+    training batch, ``p`` being the training progress in [0, 1].
+
+    Parameters
+    ----------
+    total_steps : int
+        Training batches over the whole fit (``max_epochs * batches per epoch``).
+    lambda_max : float, default=1.0
+        Value the schedule reaches at the end of training.
+    schedule : callable, default=dann_lambda
+        ``p -> factor`` in [0, 1].
+    """
+
+    def __init__(self, total_steps, lambda_max=1.0, schedule=dann_lambda):
+        self.total_steps = total_steps
+        self.lambda_max = lambda_max
+        self.schedule = schedule
+
+    def initialize(self):
+        self.step_ = 0
+        return self
+
+    def on_batch_begin(self, net, batch=None, training=None, **kwargs):
+        if not training:
+            return
+        p = min(self.step_ / max(int(self.total_steps), 1), 1.0)
+        net.lambda_ = float(self.lambda_max) * float(self.schedule(p))
+        self.step_ += 1
+
+
+class EpochBatchAverages(Callback):
+    """Averages per-batch records (``net.history.record_batch(key, ...)``) of ``keys`` into
+    the epoch row, so ``history[:, 'domain_loss']`` reads like skorch's ``train_loss``."""
+
+    def __init__(self, keys=("task_loss", "adapt_loss", "domain_loss", "domain_acc",
+                             "lambda", "lr")):
+        self.keys = keys
+
+    def on_epoch_end(self, net, **kwargs):
+        batches = net.history[-1, "batches"]
+        for key in self.keys:
+            vals = [b[key] for b in batches if key in b]
+            if vals:
+                net.history.record(key, float(sum(vals) / len(vals)))

@@ -203,6 +203,145 @@ class MMDLoss(_nn.Module):
         return mmd_loss(source, target, self.sigmas)
 
 
+# ---- domain adaptation: CDAN, entropy, information maximisation, pseudo-labels ----
+__all__ += [
+    "entropy",
+    "conditional_features",
+    "cdan_entropy_weights",
+    "cdan_loss",
+    "CDANLoss",
+    "information_maximization_loss",
+    "InformationMaximizationLoss",
+    "pseudo_label_loss",
+]
+
+
+def entropy(logits: torch.Tensor) -> torch.Tensor:
+    """Per-row Shannon entropy (nats) of ``softmax(logits)``, shape ``(N,)``."""
+    logp = _F.log_softmax(logits, dim=1)
+    return -(logp.exp() * logp).sum(1)
+
+
+def conditional_features(features: torch.Tensor, probs: torch.Tensor,
+                         random_matrices=None) -> torch.Tensor:
+    """CDAN's multilinear map: the flattened outer product ``f (x) g`` of features
+    ``f`` (N, d) and class probabilities ``g`` (N, C), shape ``(N, d * C)``.
+
+    With ``random_matrices=(R_f, R_g)`` of shapes (d, m) and (C, m) it is the randomised
+    map ``(f R_f) * (g R_g) / sqrt(m)`` of shape (N, m) (Long et al., 2018, Sec. 3.1),
+    used when ``d * C`` is large.
+    """
+    if features.ndim != 2 or probs.ndim != 2 or features.shape[0] != probs.shape[0]:
+        raise ValueError(
+            "conditional_features needs (N, d) features and (N, C) probabilities, got "
+            f"{tuple(features.shape)} and {tuple(probs.shape)}."
+        )
+    if random_matrices is not None:
+        rf, rg = random_matrices
+        return (features @ rf) * (probs @ rg) / float(rf.shape[1]) ** 0.5
+    return torch.bmm(probs.unsqueeze(2), features.unsqueeze(1)).flatten(1)
+
+
+def cdan_entropy_weights(logits: torch.Tensor, is_target: torch.Tensor) -> torch.Tensor:
+    """CDAN+E sample weights ``w = 1 + exp(-H(p))``, normalised so that each domain's
+    weights sum to the same total (confident samples count more; no gradient).
+
+    Returns weights of shape ``(N,)`` summing to ``N``.
+    """
+    with torch.no_grad():
+        w = 1.0 + torch.exp(-entropy(logits.float()))
+        t = is_target.reshape(-1).bool()
+        out = torch.zeros_like(w)
+        parts = [m for m in (t, ~t) if m.any()]
+        for m in parts:
+            out[m] = w[m] / w[m].sum()
+        return out * (w.shape[0] / len(parts))
+
+
+def cdan_loss(domain_logits: torch.Tensor, is_target: torch.Tensor,
+              weight=None) -> torch.Tensor:
+    """Conditional adversarial loss (CDAN, Long et al., 2018): the domain loss of
+    :func:`dann_loss` on a discriminator fed :func:`conditional_features`, optionally
+    weighted by :func:`cdan_entropy_weights` (CDAN+E).
+
+    Parameters
+    ----------
+    domain_logits : torch.Tensor of shape (N,), (N, 1) or (N, 2)
+        Discriminator scores of the (reversed) conditional features.
+    is_target : torch.Tensor of shape (N,)
+    weight : torch.Tensor of shape (N,), default=None
+        Per-sample weights (``None``: plain CDAN).
+    """
+    return dann_loss(domain_logits, is_target, weight=weight)
+
+
+class CDANLoss(_nn.Module):
+    """Module wrapper: ``forward(features, logits, is_target, discriminator)`` reverses
+    the conditional features with ``coeff`` and returns :func:`cdan_loss` (entropy
+    weighted when ``entropy_conditioning``). The class probabilities enter the map
+    without gradient, as in the authors' code."""
+
+    def __init__(self, coeff: float = 1.0, entropy_conditioning: bool = True):
+        super().__init__()
+        self.coeff = coeff
+        self.entropy_conditioning = entropy_conditioning
+
+    def forward(self, features, logits, is_target, discriminator, random_matrices=None):
+        h = conditional_features(features, _F.softmax(logits, 1).detach(), random_matrices)
+        w = cdan_entropy_weights(logits, is_target) if self.entropy_conditioning else None
+        return cdan_loss(discriminator(gradient_reversal(h, self.coeff)), is_target, w)
+
+
+def information_maximization_loss(logits: torch.Tensor, diversity_weight: float = 1.0,
+                                  eps: float = 1e-6) -> torch.Tensor:
+    """Information maximisation (Hu et al., 2017; SHOT, Liang et al., 2020):
+    ``mean_i H(p_i) - diversity_weight * H(mean_i p_i)``.
+
+    Minimising it makes each prediction confident (low conditional entropy) while
+    keeping the predicted classes diverse over the batch (high marginal entropy), which
+    rules out the trivial "one class for everything" solution.
+
+    Parameters
+    ----------
+    logits : torch.Tensor of shape (N, C)
+        Class scores of (unlabeled target) samples.
+    diversity_weight : float, default=1.0
+    eps : float, default=1e-6
+        Floor inside the log of the marginal.
+    """
+    if logits.ndim != 2:
+        raise ValueError(f"logits must have shape (N, C), got {tuple(logits.shape)}.")
+    cond = entropy(logits).mean()
+    p_mean = _F.softmax(logits, 1).mean(0)
+    marginal = -(p_mean * torch.log(p_mean + eps)).sum()
+    return cond - diversity_weight * marginal
+
+
+class InformationMaximizationLoss(_nn.Module):
+    """Module wrapper of :func:`information_maximization_loss`."""
+
+    def __init__(self, diversity_weight: float = 1.0):
+        super().__init__()
+        self.diversity_weight = diversity_weight
+
+    def forward(self, logits):
+        return information_maximization_loss(logits, self.diversity_weight)
+
+
+def pseudo_label_loss(logits: torch.Tensor, threshold: float = 0.9) -> torch.Tensor:
+    """Self-training on confident predictions: cross-entropy of ``logits`` against
+    their own argmax on rows whose top probability is ``>= threshold``, averaged over
+    all rows (rows below the threshold contribute 0), as in FixMatch's unlabeled loss
+    without augmentation. The pseudo-labels carry no gradient.
+    """
+    if not 0.0 <= threshold <= 1.0:
+        raise ValueError(f"threshold must be in [0, 1], got {threshold!r}.")
+    with torch.no_grad():
+        conf, pseudo = _F.softmax(logits, 1).max(1)
+        mask = (conf >= threshold).to(logits.dtype)
+    return (_F.cross_entropy(logits, pseudo, reduction="none") * mask).mean()
+
+
 # ---- continual learning (EWC, distillation) ----
 __all__ += ["ewc_penalty", "EWCPenalty", "distillation_loss", "DistillationLoss"]
 

@@ -1,0 +1,507 @@
+"""The shared core of the deep domain-adaptation estimators (DANN, CDAN, Deep CORAL,
+MMD, information maximisation).
+
+A method is three small layers, as in skada: a pure loss in :mod:`tlestimators.losses`,
+a thin *adaptation criterion* module here (``forward(features, logits, is_target,
+weight) -> (loss, stats)``), and :class:`BaseDomainAdapter`, which adds it to the task
+loss: ``loss = CE(labeled rows) + adaptation``. Everything else (parameters, data,
+freezing, prediction) is the estimator core of :mod:`tlestimators.estimators._base`.
+
+Data convention (sklearn's semi-supervised one): rows with ``y == -1`` are unlabeled
+target-domain samples; skada's ``sample_domain`` (source > 0, target < 0) may be given
+as fit metadata for labeled target rows or several sources.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted
+from skorch.dataset import unpack_data
+from skorch.utils import to_device
+from torch import nn
+
+from tlestimators import data
+from tlestimators._validation import check_random_state_int, resolve_device, torch_seed
+from tlestimators.callbacks import (
+    ConstantSchedule,
+    DANNLambdaSchedule,
+    EpochBatchAverages,
+    NaNLossGuard,
+    WarmupCosine,
+    check_unfreeze,
+    dann_lambda,
+    dann_lr_factor,
+    progress_lr_schedule,
+    set_frozen_norm_eval,
+    unfreeze_callbacks,
+)
+from tlestimators.estimators._base import (
+    BackboneParamsMixin,
+    Collate,
+    TransferDataset,
+    TransferNet,
+    _autocast_context,
+    common_constraints,
+    encode_labels,
+    make_head,
+    resolve_optimizer,
+    validate_feature_input,
+)
+from tlestimators.estimators._netclassifier import NetClassifierMixin
+from tlestimators.estimators.frozen import Standardize
+from tlestimators.losses import (
+    cdan_entropy_weights,
+    conditional_features,
+    dann_loss,
+    gradient_reversal,
+)
+
+__all__ = [
+    "AdversarialCriterion",
+    "BaseDomainAdapter",
+    "DAModule",
+    "DANet",
+    "DomainBalancedSampler",
+    "make_domain_head",
+]
+
+_SAME_AS_MODULE_ = "<the trained module_>"
+_SCHEDULES = {"dann": dann_lambda, "constant": ConstantSchedule()}
+
+
+# --------------------------------------------------------------------------- data
+class DomainBalancedSampler(torch.utils.data.Sampler):
+    """Row indices alternating source, target, source, ... so every batch of even size is
+    half source, half target whatever the domain sizes: the smaller domain is cycled
+    (a fresh permutation each pass) instead of being drowned by the larger one.
+
+    One epoch yields ``2 * max(n_source, n_target)`` indices. Randomness comes from
+    torch's global RNG (seeded by the estimator's ``random_state``).
+    """
+
+    def __init__(self, is_target):
+        self.is_target = np.asarray(is_target, dtype=bool)
+
+    def __len__(self):
+        n_t = int(self.is_target.sum())
+        return 2 * max(n_t, len(self.is_target) - n_t)
+
+    @staticmethod
+    def _cycle(idx, n):
+        reps = -(-n // len(idx))
+        perm = [idx[torch.randperm(len(idx)).numpy()] for _ in range(reps)]
+        return np.concatenate(perm)[:n]
+
+    def __iter__(self):
+        src, tgt = np.flatnonzero(~self.is_target), np.flatnonzero(self.is_target)
+        n = max(len(src), len(tgt))
+        out = np.empty(2 * n, dtype=np.int64)
+        out[0::2], out[1::2] = self._cycle(src, n), self._cycle(tgt, n)
+        return iter(out.tolist())
+
+
+def _feature_moments(Z):
+    """Mean and std per column of a dense or sparse matrix."""
+    if hasattr(Z, "tocsr"):
+        from sklearn.utils.sparsefuncs import mean_variance_axis
+
+        mean, var = mean_variance_axis(Z.tocsr().astype(np.float64), axis=0)
+        return mean, np.sqrt(var)
+    Z = np.asarray(Z, dtype=np.float64)
+    return Z.mean(0), Z.std(0)
+
+
+# --------------------------------------------------------------------------- module
+class DAModule(nn.Module):
+    """``features = bottleneck(backbone(scaler(x)))``, ``logits = head(features)``, and the
+    method's ``criterion`` (an ``nn.Module`` holding e.g. a domain classifier).
+
+    ``backbone`` is ``None`` when it is frozen (the inputs are then its cached
+    embeddings). ``output`` selects what ``forward`` returns: ``"logits"``,
+    ``"features"`` or ``"domain"`` (the criterion's ``domain_proba``).
+    """
+
+    output = "logits"
+
+    def __init__(self, backbone, scaler, bottleneck, head, criterion):
+        super().__init__()
+        self.backbone = backbone
+        self.scaler = scaler
+        self.bottleneck = bottleneck
+        self.head = head
+        self.criterion = criterion
+
+    def features(self, x):
+        x = self.scaler(x)
+        if self.backbone is not None:
+            x = self.backbone(x)
+        return self.bottleneck(x)
+
+    def forward(self, x):
+        f = self.features(x)
+        if self.output == "features":
+            return f
+        if self.output == "domain":
+            return self.criterion.domain_proba(f, self.head(f))
+        return self.head(f)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if mode and self.backbone is not None:
+            set_frozen_norm_eval(self.backbone)
+        return self
+
+
+class DANet(TransferNet):
+    """skorch net whose step adds ``module.criterion(features, logits, is_target,
+    lambda_)`` to the cross-entropy of the labeled rows.
+
+    The target of each batch is ``(N, 2)``: the class index (-1 when unlabeled) and the
+    domain (1 = target). ``lambda_`` is set per batch by :class:`DANNLambdaSchedule`.
+    """
+
+    lambda_ = 0.0
+
+    # skorch pickles module_/optimizer_ in a separate blob, so the init parameter
+    # ``module`` (the very same instance) would be pickled a second time: store the
+    # trained module once.
+    def __getstate__(self):
+        state = super().__getstate__()
+        if state.get("module") is self.__dict__.get("module_"):
+            state["module"] = _SAME_AS_MODULE_
+        return state
+
+    def __setstate__(self, state):
+        same = isinstance(state.get("module"), str) and state["module"] == _SAME_AS_MODULE_
+        super().__setstate__(state)
+        if same:
+            self.module = self.module_
+
+    def train_step_single(self, batch, **fit_params):
+        self._set_training(True)
+        Xi, yi = unpack_data(batch)
+        yi = to_device(yi, self.device)
+        labels, is_target = yi["y"], yi["is_target"]
+        with _autocast_context(self.device):
+            feats = self.module_.features(to_device(Xi, self.device))
+            logits = self.module_.head(feats)
+        feats, logits = feats.float(), logits.float()
+        labeled = labels >= 0
+        if labeled.any():
+            task = self.get_loss(logits[labeled], labels[labeled], X=Xi, training=True)
+        else:  # unbalanced sampling can give a batch of unlabeled targets only
+            task = logits.sum() * 0.0
+        adapt, stats = self.module_.criterion(feats, logits, is_target, float(self.lambda_))
+        loss = task + adapt
+        loss.backward()
+        self.history.record_batch("task_loss", task.item())
+        self.history.record_batch("adapt_loss", adapt.item())
+        for key, value in stats.items():
+            self.history.record_batch(key, value)
+        self.history.record_batch("lambda", float(self.lambda_))
+        self.history.record_batch("lr", float(self.optimizer_.param_groups[-1]["lr"]))
+        return {"loss": loss, "y_pred": logits}
+
+
+# --------------------------------------------------------------------------- criteria
+def make_domain_head(in_features, domain_head):
+    """``"linear"``, ``"mlp"`` (two hidden ReLU layers, as in the DANN paper's image
+    experiments) or an ``nn.Module`` (deep-copied) returning 1 logit (or 2)."""
+    if isinstance(domain_head, nn.Module):
+        import copy
+
+        return copy.deepcopy(domain_head)
+    if domain_head == "linear":
+        return nn.Linear(in_features, 1)
+    hidden = min(1024, max(64, in_features))
+    return nn.Sequential(nn.Linear(in_features, hidden), nn.ReLU(), nn.Linear(hidden, hidden),
+                         nn.ReLU(), nn.Linear(hidden, 1))
+
+
+def _target_proba(z):
+    if z.ndim == 2 and z.shape[1] == 2:
+        return torch.softmax(z.float(), 1)[:, 1]
+    return torch.sigmoid(z.float().reshape(-1))
+
+
+class AdversarialCriterion(nn.Module):
+    """A domain classifier fed through a gradient-reversal layer of strength ``lambda``:
+    DANN on the features, or CDAN on their multilinear map with the class
+    probabilities (``conditional=True``; ``entropy_conditioning`` weights confident
+    samples up, CDAN+E). Maps wider than ``max_map_dim`` use CDAN's randomised map."""
+
+    def __init__(self, domain_head, conditional=False, entropy_conditioning=False,
+                 n_features=None, n_classes=None, max_map_dim=4096):
+        super().__init__()
+        self.conditional = conditional
+        self.entropy_conditioning = entropy_conditioning
+        self.random_map = None
+        if conditional and n_features * n_classes > max_map_dim:
+            self.random_map = 1024
+            self.register_buffer("rf", torch.randn(n_features, 1024))
+            self.register_buffer("rg", torch.randn(n_classes, 1024))
+        self.domain_head = domain_head
+
+    def domain_input(self, feats, logits):
+        if not self.conditional:
+            return feats
+        rm = (self.rf, self.rg) if self.random_map else None
+        return conditional_features(feats, torch.softmax(logits, 1).detach(), rm)
+
+    def forward(self, feats, logits, is_target, lam):
+        z = self.domain_head(gradient_reversal(self.domain_input(feats, logits), lam)).float()
+        w = cdan_entropy_weights(logits, is_target) if self.entropy_conditioning else None
+        loss = dann_loss(z, is_target, w)
+        with torch.no_grad():
+            acc = ((_target_proba(z) > 0.5).long() == is_target).float().mean().item()
+        return loss, {"domain_loss": loss.item(), "domain_acc": acc}
+
+    def domain_proba(self, feats, logits):
+        return _target_proba(self.domain_head(self.domain_input(feats, logits)))
+
+
+# --------------------------------------------------------------------------- estimator
+class BaseDomainAdapter(NetClassifierMixin, ClassifierMixin, BackboneParamsMixin,
+                        BaseEstimator):
+    """Shared parameters, ``fit``, prediction and scoring of the deep DA estimators.
+
+    A subclass documents its parameters, lists them in ``__init__`` and implements
+    ``_make_criterion(n_features, n_classes) -> nn.Module``.
+    """
+
+    _parameter_constraints: dict = {
+        **common_constraints("backbone", "backbone_kwargs", "unfreeze", "head", "lr",
+                             "backbone_lr", "optimizer", "weight_decay", "max_epochs",
+                             "device", "random_state", "verbose", "cache"),
+        "bottleneck": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left"), None],
+        "lambda_max": [Interval(Real, 0, None, closed="left")],
+        "lambda_schedule": [StrOptions({"dann", "constant"}), callable],
+        "lr_schedule": [StrOptions({"dann", "constant", "warmup_cosine"}), callable],
+        "warmup": [Interval(Real, 0, 1, closed="left")],
+        "momentum": [Interval(Real, 0, 1, closed="both")],
+        "batch_size": [Interval(Integral, 2, None, closed="left")],
+        "balanced": ["boolean"],
+        "standardize": ["boolean"],
+    }
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.non_deterministic = False
+        return tags
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, X, y, sample_domain=None):
+        """Train on labeled source rows and unlabeled target rows (``y == -1``).
+
+        Parameters
+        ----------
+        X : array-like or list
+            Source and target samples together, in the backbone's modality.
+        y : array-like of shape (n_samples,)
+            Class labels; ``-1`` (the number) marks unlabeled target-domain samples.
+        sample_domain : array-like of int of shape (n_samples,), default=None
+            skada's convention: a positive id per source domain, a negative id per
+            target domain. Needed only for labeled target samples or several sources;
+            route it through a Pipeline or GridSearchCV with
+            ``set_fit_request(sample_domain=True)`` under metadata routing.
+
+        Returns
+        -------
+        self
+        """
+        self._validate_params()
+        name = type(self).__name__
+        if y is None:
+            raise ValueError(
+                f"{name}.fit needs y: class labels for source rows and -1 for the "
+                "unlabeled target rows."
+            )
+        device = resolve_device(self.device)
+        seed = check_random_state_int(self.random_state)
+        unfreeze = check_unfreeze(self.unfreeze)
+        modality = self._backbone_modality()
+        items = validate_feature_input(self, X, modality, reset=True)
+        n = data.num_samples(items)
+        dom = data.parse_domains(
+            y, sample_domain, n_samples=n, who=name, require_target=True,
+            require_source=True,
+            context="Without target data, use FineTuneClassifier or FrozenFeatureClassifier.",
+        )
+        n_target = int(dom.is_target.sum())
+        if n_target < 2:
+            raise ValueError(
+                f"{name} needs at least 2 target samples to adapt to, got {n_target}."
+            )
+        self.classes_, y_lab = encode_labels(np.asarray(y)[dom.labeled], name)
+        y_enc = np.full(n, -1, dtype=np.int64)
+        y_enc[dom.labeled] = y_lab
+        self.n_source_, self.n_target_ = n - n_target, n_target
+        with torch_seed(seed):
+            self._fit_net(items, modality, y_enc, dom.is_target, unfreeze, device)
+        return self
+
+    def _schedules(self):
+        lam = self.lambda_schedule
+        lam = _SCHEDULES[lam] if isinstance(lam, str) else lam
+        lrs = self.lr_schedule
+        if isinstance(lrs, str):
+            lrs = {"dann": dann_lr_factor, "constant": ConstantSchedule()}.get(lrs, lrs)
+        return lam, lrs
+
+    def _backbone_lr(self, backbone):
+        """Absolute rate of the trained backbone (``backbone_lr``, or its default)."""
+        mult = getattr(self, "backbone_lr_mult", "deprecated")
+        if not (isinstance(mult, str) and mult == "deprecated"):
+            warnings.warn(
+                f"{type(self).__name__}: backbone_lr_mult is deprecated and will be removed "
+                "in 0.4; pass the absolute rate backbone_lr=lr * mult instead.",
+                FutureWarning, stacklevel=3,
+            )
+            if mult != "auto":
+                return self.lr * float(mult)
+        if self.backbone_lr is not None:
+            return float(self.backbone_lr)
+        return self.lr if backbone.config.weights == "random" else self.lr / 10
+
+    def _fit_net(self, items, modality, y_enc, is_target, unfreeze, device):
+        backbone = self._make_backbone(items.shape[1] if modality == "features" else None)
+        frozen = unfreeze in ("head", 0)
+        if frozen:
+            from tlestimators.features import compute_embeddings
+
+            backbone.requires_grad_(False)
+            inputs = compute_embeddings(backbone, items, batch_size=max(self.batch_size, 64),
+                                        device=device, cache=self.cache, verbose=self.verbose)
+            self._frozen_backbone = backbone
+        else:
+            inputs = items
+        scaler = nn.Identity()
+        if self.standardize and (frozen or modality == "features"):
+            scaler = Standardize(*_feature_moments(inputs))
+        width = self.bottleneck
+        if width == "auto":
+            width = 256 if frozen else None
+        d = backbone.config.num_features
+        bottleneck = nn.Identity()
+        if width is not None:
+            bottleneck, d = nn.Sequential(nn.Linear(d, int(width)), nn.ReLU()), int(width)
+        n_classes = len(self.classes_)
+        module = DAModule(None if frozen else backbone, scaler, bottleneck,
+                          make_head(d, n_classes, self.head),
+                          self._make_criterion(d, n_classes))
+        callbacks = [("nan_guard", NaNLossGuard())]
+        if not frozen:
+            callbacks += unfreeze_callbacks(module, unfreeze)[0]
+        sampler = DomainBalancedSampler(is_target) if self.balanced else None
+        n_rows = len(sampler) if self.balanced else len(y_enc)
+        drop_last = not self.balanced and n_rows % self.batch_size == 1
+        total = self.max_epochs * (n_rows // self.batch_size if drop_last
+                                   else math.ceil(n_rows / self.batch_size))
+        lam_fn, lr_fn = self._schedules()
+        if lr_fn == "warmup_cosine":
+            lr_fn = WarmupCosineProgress(self.warmup)
+        callbacks += [
+            ("lambda_schedule", DANNLambdaSchedule(total, self.lambda_max, lam_fn)),
+            ("lr_schedule", progress_lr_schedule(total, lr_fn)),
+            ("batch_averages", EpochBatchAverages()),
+        ]
+        opt = resolve_optimizer(self.optimizer)
+        opt_kw = {"optimizer__weight_decay": self.weight_decay}
+        if opt is torch.optim.SGD:
+            opt_kw["optimizer__momentum"] = self.momentum
+        if not frozen:
+            opt_kw["optimizer__param_groups"] = [
+                ("backbone.*", {"lr": self._backbone_lr(backbone)})]
+        collate = {"iterator_train__collate_fn": Collate(train=True),
+                   "iterator_valid__collate_fn": Collate(train=False)}
+        net = DANet(
+            module, criterion=nn.CrossEntropyLoss, optimizer=opt, lr=self.lr,
+            max_epochs=self.max_epochs, batch_size=self.batch_size, train_split=None,
+            device=device, verbose=self.verbose, callbacks=callbacks,
+            iterator_train__shuffle=not self.balanced, iterator_train__sampler=sampler,
+            iterator_train__drop_last=drop_last,
+            iterator_valid__batch_size=max(self.batch_size, 64), **collate, **opt_kw,
+        )
+        for c in collate.values():
+            c.net = net
+        net.fit(TransferDataset(inputs, y_enc, is_target=is_target.astype(np.int64)), None)
+        for _, cb in net.callbacks_:  # the LR scheduler holds the optimizer: pickled twice
+            if hasattr(cb, "lr_scheduler_"):
+                cb.lr_scheduler_ = None
+        self.net_ = net
+        self.domain_accuracy_ = float(net.history[-1].get("domain_acc", np.nan))
+
+    def _make_criterion(self, n_features, n_classes):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ inference
+    @property
+    def history_(self):
+        """The skorch history of the fit (per epoch: ``train_loss``, ``task_loss``,
+        ``adapt_loss``, ``lambda``, ``lr`` and the method's statistics)."""
+        check_is_fitted(self, "net_")
+        return self.net_.history
+
+    @property
+    def backbone_(self):
+        """The fitted backbone (adapted, or frozen); stored once."""
+        check_is_fitted(self, "net_")
+        trained = self.net_.module_.backbone
+        return trained if trained is not None else self._frozen_backbone
+
+    def _net_input(self, X):
+        bb = self.backbone_
+        items = validate_feature_input(self, X, bb.config.modality, reset=False)
+        if self.net_.module_.backbone is None:
+            from tlestimators.features import compute_embeddings
+
+            return compute_embeddings(bb, items, batch_size=max(self.batch_size, 64),
+                                      device=self.net_.device, cache=self.cache)
+        return TransferDataset(items)
+
+    def _module_output(self, X, output):
+        check_is_fitted(self, "net_")
+        module = self.net_.module_
+        module.output = output
+        try:
+            out = self.net_.forward(self._net_input(X), training=False, device="cpu")
+        finally:
+            del module.output
+        return out.float().numpy()
+
+    def transform(self, X):
+        """The adapted features (input of the label head), shape (n_samples, d)."""
+        return self._module_output(X, "features")
+
+    def score(self, X, y, sample_weight=None):
+        """Accuracy on the labeled rows; rows with ``y == -1`` are left out."""
+        check_is_fitted(self, "net_")
+        keep = ~data.unlabeled_mask(np.asarray(y))
+        if not keep.any():
+            raise ValueError(
+                "score needs labeled samples; every y is -1. Use an unsupervised scorer "
+                "from tlestimators.metrics to score unlabeled target data."
+            )
+        idx = np.flatnonzero(keep)
+        Xk = data.take(list(X) if isinstance(X, tuple) else X, idx)
+        sw = None if sample_weight is None else np.asarray(sample_weight)[idx]
+        return super().score(Xk, np.asarray(y)[idx], sample_weight=sw)
+
+
+class WarmupCosineProgress:
+    """``p -> factor``: linear warm-up over the first ``warmup`` fraction of training,
+    then cosine decay to 0 (:class:`~tlestimators.callbacks.WarmupCosine` in progress
+    units; picklable)."""
+
+    def __init__(self, warmup=0.1):
+        self.warmup = warmup
+
+    def __call__(self, p):
+        return WarmupCosine(round(1000 * self.warmup), 1000)(int(round(1000 * p)))
