@@ -13,7 +13,7 @@ from __future__ import annotations
 import numbers
 import os
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 import numpy as np
 import torch
@@ -26,74 +26,17 @@ from tlestimators.backbones.base import Backbone
 from tlestimators.estimators._base import BackboneParamsMixin, common_constraints
 from tlestimators.estimators._fewshot import fit_few_shot, normalize
 from tlestimators.estimators._netclassifier import LogitsClassifierMixin
+from tlestimators.estimators._prompts import (
+    TEXT_TEMPLATES,
+    build_prompts,
+    check_templates,
+    _r,
+    class_words,
+    template_set,
+)
 
 __all__ = ["ZeroShotCLIPClassifier", "ZeroShotTextClassifier", "template_set",
            "TEXT_TEMPLATES"]
-
-#: The default prompts of :class:`ZeroShotTextClassifier`: generic, domain-free
-#: templates whose embeddings are averaged per class (chosen on TREC and SMS spam with
-#: bare class names; see ``benchmarks/results/zeroshot.md``).
-TEXT_TEMPLATES = ("{}.", "This text is about {}.", "This is an example of {}.")
-
-
-def template_set(name: str) -> list[str]:
-    """One of open_clip's published ImageNet prompt sets, as format strings with ``{}``.
-
-    ``"openai"``: the 80 templates of Radford et al. (2021); ``"simple"``: open_clip's
-    short set of 2. Read from the installed open_clip at run time.
-    """
-    try:
-        from open_clip import zero_shot_metadata as meta
-    except ImportError as exc:  # pragma: no cover - a core dependency
-        raise ImportError("template sets 'openai'/'simple' are read from open_clip: "
-                          "`pip install open_clip_torch`.") from exc
-    sets = {"openai": meta.OPENAI_IMAGENET_TEMPLATES, "simple": meta.SIMPLE_IMAGENET_TEMPLATES}
-    if name not in sets:
-        raise ValueError(f"template set must be one of {sorted(sets)}, got {name!r}.")
-    # open_clip stores them as callables (lambda c: f"a photo of a {c}."); calling them
-    # with "{}" gives format strings, which pickle and print.
-    return [t("{}") if callable(t) else str(t) for t in sets[name]]
-
-
-def _has_placeholder(t: str) -> bool:
-    return "{}" in t or "{c}" in t
-
-
-def _fill(template, name: str) -> str:
-    if callable(template):
-        return str(template(name))
-    # replace, not str.format: class names and prompts may hold other braces
-    return template.replace("{c}", name).replace("{}", name)
-
-
-def _r(label) -> str:
-    """repr of a label as the user wrote it (``'c'``, not ``np.str_('c')``)."""
-    return repr(label.item() if isinstance(label, np.generic) else label)
-
-
-def _words(value, name) -> list[str]:
-    """A name/description (str) or a non-empty list of them -> list of str."""
-    words = [value] if isinstance(value, str) else value
-    if (not isinstance(words, Sequence) or isinstance(words, bytes) or not words
-            or not all(isinstance(w, str) and w.strip() for w in words)):
-        raise ValueError(f"{name} must be a non-empty str or a non-empty list of str, got "
-                         f"{value!r}.")
-    return list(words)
-
-
-def _lookup(mapping, label, param):
-    """``mapping[label]``, also finding ``np.int64(3)`` under ``3`` and ``"3"``."""
-    for key in (label, label.item() if hasattr(label, "item") else label, str(label)):
-        try:
-            if key in mapping:
-                return mapping[key]
-        except TypeError:
-            continue
-    raise ValueError(
-        f"{param} has no entry for label {_r(label)}, which is in y; {param} must cover "
-        f"every class (its keys: {list(mapping)[:10]})."
-    )
-
 
 _PROMPT_CONSTRAINTS = {
     **common_constraints("backbone", "backbone_kwargs", "batch_size", "device", "cache",
@@ -213,73 +156,14 @@ class _PromptClassifier(LogitsClassifierMixin, BackboneParamsMixin, ClassifierMi
     def _class_names(self):
         return self.class_names
 
-    def _class_words(self, classes):
-        """``{label: [name or description, ...]}`` from ``class_names``."""
-        names = self._class_names()
-        if names is None:
-            return {c: [str(c).replace("_", " ")] for c in classes}
-        if isinstance(names, Mapping):
-            return {c: _words(_lookup(names, c, "class_names"), f"class_names[{_r(c)}]")
-                    for c in classes}
-        if len(names) != len(classes):
-            raise ValueError(
-                f"class_names has {len(names)} entries but y has {len(classes)} classes "
-                f"({classes.tolist()[:10]}); a list must give one name per sorted label, "
-                "or pass a dict {label: name}."
-            )
-        return {c: _words(n, f"class_names[{i}]") for i, (c, n) in enumerate(zip(classes, names))}
-
-    def _templates_list(self):
-        """``templates`` as a list of templates (str with a placeholder, or callables),
-        or None when it is a per-class mapping."""
-        t = self.templates
-        if t is None:
-            return self._default_templates()
-        if isinstance(t, Mapping):
-            return None
-        if isinstance(t, str):
-            if t in ("openai", "simple"):
-                return self._named_templates(t)
-            t = [t]
-        if len(t) == 0:
-            raise ValueError("templates is empty: give at least one format string with a '{}'.")
-        for i, tmpl in enumerate(t):
-            if callable(tmpl):
-                continue
-            if not isinstance(tmpl, str):
-                raise TypeError(f"templates[{i}] is {type(tmpl).__name__}; expected a str.")
-            if not _has_placeholder(tmpl):
-                raise ValueError(
-                    f"templates[{i}] = {tmpl!r} has no placeholder: write '{{}}' or '{{c}}' "
-                    "where the class name goes, e.g. 'a photo of a {}.'."
-                )
-        return list(t)
-
     def _named_templates(self, name):
         return template_set(name)
 
     def _build_prompts(self, classes):
-        """``{label: [prompt, ...]}`` for every class, in ``classes`` order."""
-        templates = self._templates_list()
-        words = self._class_words(classes)
-        prompts = {}
-        for label in classes:
-            if templates is None:  # per-class prompt lists (CuPL-style)
-                given = _lookup(self.templates, label, "templates")
-                given = [given] if isinstance(given, str) else given
-                if not isinstance(given, Sequence) or len(given) == 0 or not all(
-                        isinstance(p, str) and p.strip() for p in given):
-                    raise ValueError(
-                        f"templates[{_r(label)}] must be a non-empty list of non-empty prompt "
-                        f"strings, got {given!r}."
-                    )
-                if any(_has_placeholder(g) for g in given):
-                    given = [_fill(g, w) for w in words[label] for g in given]
-                ps = list(dict.fromkeys(given))  # the same prompt twice would weigh double
-            else:
-                ps = list(dict.fromkeys(_fill(t, w) for w in words[label] for t in templates))
-            prompts[label] = ps
-        return prompts
+        template_list = check_templates(self.templates, self._default_templates,
+                                        self._named_templates)
+        words = class_words(self._class_names(), classes)
+        return build_prompts(self.templates, template_list, words, classes)
 
     def _class_embeddings(self, prompts, classes, device):
         """Mean of the L2-normalised prompt embeddings per class, renormalised (float64)."""
