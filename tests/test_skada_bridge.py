@@ -99,3 +99,18 @@ def test_gridsearch_chooses_between_passthrough_and_coral_without_target_labels(
     scores = gs.cv_results_["mean_test_score"]
     assert np.all(np.isfinite(scores)) and len(scores) == 2
     assert gs.best_estimator_.classes_.tolist() == [0, 1]
+
+
+def test_skada_default_dann_domain_classifier_is_dead():
+    """What the guide reports: skada 0.6's DomainClassifier ends in a softmax over ONE
+    output, so it returns the constant 1.0 and no gradient reaches the features."""
+    import torch
+    from skada.deep.modules import DomainClassifier
+
+    torch.manual_seed(0)
+    disc = DomainClassifier(num_features=4)
+    x = torch.randn(8, 4, requires_grad=True)
+    out = disc(x)
+    assert torch.equal(out, torch.ones(8))
+    torch.nn.BCELoss()(out, torch.cat([torch.zeros(4), torch.ones(4)])).backward()
+    assert x.grad is not None and float(x.grad.abs().max()) == 0.0
