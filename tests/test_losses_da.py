@@ -1,5 +1,7 @@
 """Domain-adaptation losses: gradient reversal, DANN, CORAL, MMD."""
 
+import math
+
 import pytest
 import torch
 from torch import nn
@@ -128,3 +130,96 @@ def test_mmd_loss_small_for_same_distribution_large_for_shift():
     x = a.clone().requires_grad_(True)
     mmd_loss(x, b + 1.0).backward()
     assert x.grad.abs().sum() > 0
+
+
+# ---- hand-computed values (CORAL, MMD, CDAN, entropy, information maximisation) ----
+def test_coral_loss_hand_computed():
+    # C_s = [[2, 2], [2, 2]], C_t = [[0, 0], [0, 2]]: ||C_s - C_t||^2 = 12, / (4 * 2^2)
+    s = torch.tensor([[0.0, 0.0], [2.0, 2.0]])
+    t = torch.tensor([[0.0, 0.0], [0.0, 2.0]])
+    assert coral_loss(s, t).item() == pytest.approx(0.75)
+
+
+def test_mmd_loss_hand_computed():
+    # one row each, one Gaussian kernel exp(-d^2 / 2): k_ss + k_tt - 2 k_st
+    s, t = torch.tensor([[0.0]]), torch.tensor([[1.0]])
+    assert mmd_loss(s, t, sigmas=[1.0]).item() == pytest.approx(2 - 2 * math.exp(-0.5))
+
+
+def test_entropy_hand_computed():
+    from tlestimators.losses import entropy
+
+    z = torch.tensor([[0.0, 0.0], [math.log(3.0), 0.0]])
+    expected = [math.log(2), -(0.75 * math.log(0.75) + 0.25 * math.log(0.25))]
+    torch.testing.assert_close(entropy(z), torch.tensor(expected))
+
+
+def test_conditional_features_outer_product_and_random_map():
+    from tlestimators.losses import conditional_features
+
+    f = torch.tensor([[1.0, 2.0]])
+    p = torch.tensor([[0.25, 0.75]])
+    torch.testing.assert_close(conditional_features(f, p), torch.tensor([[0.25, 0.5, 0.75, 1.5]]))
+    eye = torch.eye(2)
+    torch.testing.assert_close(conditional_features(f, p, (eye, eye)),
+                               torch.tensor([[0.25, 1.5]]) / math.sqrt(2))
+    with pytest.raises(ValueError, match="conditional_features needs"):
+        conditional_features(f, torch.ones(2, 2))
+
+
+def test_cdan_entropy_weights_and_weighted_loss_hand_computed():
+    from tlestimators.losses import cdan_entropy_weights, cdan_loss
+
+    # source rows: H = ln 2 -> w = 1.5; H = 0 -> w = 2; target row alone: w = 1.
+    # Each domain normalised to sum 1, then scaled so all weights sum to N = 3.
+    logits = torch.tensor([[0.0, 0.0], [100.0, 0.0], [0.0, 0.0]])
+    is_t = torch.tensor([0, 0, 1])
+    w = cdan_entropy_weights(logits, is_t)
+    torch.testing.assert_close(w, torch.tensor([1.5 / 3.5 * 1.5, 2 / 3.5 * 1.5, 1.5]))
+    assert not w.requires_grad
+    z = torch.tensor([0.3, -1.0, 2.0])
+    per = nn.functional.binary_cross_entropy_with_logits(z, is_t.float(), reduction="none")
+    torch.testing.assert_close(cdan_loss(z, is_t, w), (per * w).sum() / w.sum())
+
+
+def test_cdan_loss_module_reverses_the_gradient_to_the_features():
+    from tlestimators.losses import CDANLoss
+
+    torch.manual_seed(0)
+    f = torch.randn(6, 3, requires_grad=True)
+    logits = torch.randn(6, 2)
+    is_t = torch.tensor([0, 0, 0, 1, 1, 1])
+    disc = nn.Linear(6, 1)
+    CDANLoss(1.0, entropy_conditioning=False)(f, logits, is_t, disc).backward()
+    g_rev = f.grad.clone()
+    f.grad = None
+    from tlestimators.losses import cdan_loss, conditional_features
+
+    cdan_loss(disc(conditional_features(f, logits.softmax(1))), is_t).backward()
+    assert g_rev.abs().sum() > 0
+    torch.testing.assert_close(g_rev, -f.grad)
+
+
+def test_information_maximization_prefers_confident_and_diverse():
+    from tlestimators.losses import InformationMaximizationLoss, information_maximization_loss
+
+    uniform = torch.zeros(2, 2)
+    diverse = torch.tensor([[100.0, 0.0], [0.0, 100.0]])
+    collapsed = torch.tensor([[100.0, 0.0], [100.0, 0.0]])
+    assert information_maximization_loss(uniform).item() == pytest.approx(0.0, abs=1e-5)
+    assert information_maximization_loss(diverse).item() == pytest.approx(-math.log(2), abs=1e-4)
+    assert information_maximization_loss(collapsed).item() == pytest.approx(0.0, abs=1e-4)
+    assert InformationMaximizationLoss(0.5)(diverse).item() == pytest.approx(-0.5 * math.log(2),
+                                                                             abs=1e-4)
+
+
+def test_pseudo_label_loss_hand_computed():
+    from tlestimators.losses import pseudo_label_loss
+
+    z = torch.tensor([[math.log(9.0), 0.0], [0.0, 0.0]], requires_grad=True)  # p = .9 / .5
+    loss = pseudo_label_loss(z, threshold=0.85)
+    assert loss.item() == pytest.approx(-math.log(0.9) / 2, rel=1e-5)
+    loss.backward()
+    assert z.grad[1].abs().sum() == 0  # below the threshold: no signal
+    with pytest.raises(ValueError, match="threshold must be in"):
+        pseudo_label_loss(z, 1.5)

@@ -229,6 +229,9 @@ class GradualUnfreezing(Callback):
     ----------
     n_unfrozen_ : int
         Groups currently trainable.
+    first_epoch_ : int
+        History rows before this training began: epochs count from there, so each
+        ``partial_fit`` of a continual learner restarts head-first.
 
     References
     ----------
@@ -264,10 +267,14 @@ class GradualUnfreezing(Callback):
         self.n_unfrozen_ = k
 
     def on_train_begin(self, net, **kwargs):
+        # epochs count from this training's start: a continual learner calling
+        # partial_fit once per experience restarts head-first in each of them
+        self.first_epoch_ = len(net.history)
         self._apply(net, self.initial)
 
     def on_epoch_begin(self, net, **kwargs):
-        epoch = len(net.history)  # the row of this epoch already exists
+        # the row of this epoch already exists
+        epoch = len(net.history) - getattr(self, "first_epoch_", 0)
         k = self.initial + (epoch - 1) // self.every
         if k != self.n_unfrozen_:
             self._apply(net, k)
@@ -465,16 +472,23 @@ class DANNLambdaSchedule(Callback):
 
 
 class EpochBatchAverages(Callback):
-    """Averages per-batch records (``net.history.record_batch(key, ...)``) of ``keys`` into
-    the epoch row, so ``history[:, 'domain_loss']`` reads like skorch's ``train_loss``."""
+    """Averages per-batch records (``net.history.record_batch(key, ...)``) into the epoch
+    row, so ``history[:, 'domain_loss']`` reads like skorch's ``train_loss``.
 
-    def __init__(self, keys=("task_loss", "adapt_loss", "domain_loss", "domain_acc",
-                             "lambda", "lr")):
+    ``keys=None`` averages every batch key except skorch's own (losses and batch sizes,
+    which skorch already summarises)."""
+
+    _SKORCH_KEYS = ("train_loss", "valid_loss", "train_batch_size", "valid_batch_size")
+
+    def __init__(self, keys=None):
         self.keys = keys
 
     def on_epoch_end(self, net, **kwargs):
         batches = net.history[-1, "batches"]
-        for key in self.keys:
+        keys = self.keys
+        if keys is None:
+            keys = dict.fromkeys(k for b in batches for k in b if k not in self._SKORCH_KEYS)
+        for key in keys:
             vals = [b[key] for b in batches if key in b]
             if vals:
                 net.history.record(key, float(sum(vals) / len(vals)))
