@@ -39,7 +39,7 @@ HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 
 MLP = {"hidden_sizes": (512,), "dropout": 0.5}
-BASE = dict(lr=1e-3, batch_size=32, epochs_per_experience=10, device="cpu")
+BASE = dict(lr=1e-3, batch_size=32, max_epochs=10, device="cpu")
 
 
 # --------------------------------------------------------------------------- data
@@ -108,7 +108,7 @@ def run_joint(train, test, seeds, epochs=None, **kw):
     for s in seeds:
         params = dict(memory_size=0, **kw)
         if epochs is not None:
-            params["epochs_per_experience"] = epochs
+            params["max_epochs"] = epochs
         est = _learner(s, **params)
         t0 = time.perf_counter()
         est.fit(Xall, yall)
@@ -285,7 +285,7 @@ def new_category(X, y, seeds, memory=50):
             est.partial_fit(Xtr[old_tr], ytr[old_tr])
             before.append(est.score(Xte[old_te], yte[old_te]))
             if new_epochs is not None:
-                est.set_params(epochs_per_experience=new_epochs)
+                est.set_params(max_epochs=new_epochs)
             t0 = time.perf_counter()
             est.partial_fit(Xtr[new_tr], ytr[new_tr])
             times.append(time.perf_counter() - t0)
@@ -312,7 +312,7 @@ def amazon_suite(data_dir, seeds, quick, log):
             Xb, yb = Xb[:500], yb[:500]
         train.append((Xa, ya))
         test.append((Xb, yb))
-    kw = dict(epochs_per_experience=3, backbone_kwargs={"hidden_sizes": (128,), "dropout": 0.5})
+    kw = dict(max_epochs=3, backbone_kwargs={"hidden_sizes": (128,), "dropout": 0.5})
     seeds = seeds[:2]
     rows = [("naive (memory 0)", run_ours(train, test, seeds, memory_size=0, **kw)),
             ("joint (upper bound)", run_joint(train, test, seeds, **kw))]

@@ -46,7 +46,7 @@ def digits_stream():
 
 
 def _learner(**kw):
-    params = dict(backbone_kwargs=MLP, epochs_per_experience=4, batch_size=32, lr=3e-3,
+    params = dict(backbone_kwargs=MLP, max_epochs=4, batch_size=32, lr=3e-3,
                   device="cpu", random_state=0)
     params.update(kw)
     return RehearsalLearner("mlp", **params)
@@ -164,12 +164,33 @@ def test_ewc_anchors_important_weights(digits_stream):
         )
 
     assert drift(held_after) < 0.2 * drift(free_after)
-    assert all(f.min() >= 0 for f in held.fisher_.values())
     assert sum(float(f.sum()) for f in fisher.values()) > 0
     pen = [b["ewc_penalty"] for ep in held.net_.history for b in ep["batches"] if "ewc_penalty" in b]
     assert pen and max(pen) > 0
     # the classifier grew from 2 to 4 outputs; the accumulated Fisher follows it
     assert fisher["head.0.weight"].shape[0] == 2 and held.fisher_["head.0.weight"].shape[0] == 4
+
+
+def test_fisher_is_the_mean_squared_per_example_gradient(digits_stream):
+    """The stored Fisher of the linear head against its closed form: for cross-entropy,
+    d loss / d bias = p - onehot(y) and d loss / d W = (p - onehot(y)) h^T, with h the
+    backbone's embedding of the example."""
+    from scipy.special import softmax
+
+    (X, y), _ = digits_stream[0]
+    clf = _learner(memory_size=0, ewc_lambda=1.0).partial_fit(X, y)
+    g = softmax(clf._logits(X), axis=1) - np.eye(2)[y]  # classes_ == class_order_ == [0, 1]
+    with torch.no_grad():
+        h = clf.net_.module_.backbone(torch.as_tensor(X)).double().numpy()
+    np.testing.assert_allclose(clf.fisher_["head.0.bias"].numpy(), (g**2).mean(0),
+                               rtol=1e-4, atol=1e-8)
+    np.testing.assert_allclose(clf.fisher_["head.0.weight"].numpy(),
+                               np.einsum("nc,nd->cd", g**2, h**2) / len(X), rtol=1e-3, atol=1e-8)
+    # the next experience adds its own Fisher on the old rows (online EWC)
+    old_bias = clf.fisher_["head.0.bias"].clone()
+    clf.partial_fit(*digits_stream[1][0])
+    assert clf.fisher_["head.0.bias"].shape == (4,)
+    assert bool((clf.fisher_["head.0.bias"][:2] > old_bias).all())
 
 
 def test_distillation_keeps_old_outputs_closer(digits_stream):
@@ -178,18 +199,86 @@ def test_distillation_keeps_old_outputs_closer(digits_stream):
     def change(weight):
         clf = _learner(memory_size=0, distill_weight=weight)
         clf.partial_fit(X0, y0)
-        old = clf._scores(Xt0)[:, :2]
+        old = clf._logits(Xt0)[:, :2]
         (X1, y1), _ = digits_stream[1]
         clf.partial_fit(X1, y1)
-        new = clf._scores(Xt0)[:, :2]
+        new = clf._logits(Xt0)[:, :2]
         return clf, np.abs(new - old).mean()
 
     plain, c_plain = change(0.0)
     lwf, c_lwf = change(10.0)
     assert c_lwf < 0.5 * c_plain
     d = [b["distill_loss"] for ep in lwf.net_.history for b in ep["batches"] if "distill_loss" in b]
-    assert d and all(v >= 0 for v in d)
+    # the teacher is the model as it was before the experience: on the first batch the
+    # student's old outputs are the teacher's, so the KL is 0; then the student moves
+    n_batches = -(-len(digits_stream[1][0][1]) // 32)
+    assert len(d) == 4 * n_batches  # every batch of experience 2 (4 epochs), none before
+    assert abs(d[0]) < 1e-6 and max(d) > 1e-3
     assert lwf.teacher_ is not None and plain.teacher_ is None
+
+
+def test_epochs_per_experience_is_a_deprecated_alias_and_params_are_keyword_only(
+        digits_stream):
+    (X, y), (Xt, _) = digits_stream[0]
+    with pytest.warns(FutureWarning, match="renamed to `max_epochs`"):
+        old = _learner(memory_size=0, epochs_per_experience=2).partial_fit(X, y)
+    new = _learner(memory_size=0, max_epochs=2).partial_fit(X, y)
+    assert len(old.net_.history) == len(new.net_.history) == 2
+    assert np.array_equal(old.predict_proba(Xt), new.predict_proba(Xt))
+    with pytest.raises(TypeError):
+        RehearsalLearner("mlp", {"hidden_sizes": (8,)})  # backbone is the only positional
+
+
+def test_default_adamw_is_the_old_adam_default_and_optimizer_classes_work(digits_stream):
+    """With weight_decay=0 (the default) AdamW and Adam make the same updates: the
+    vocabulary's default optimizer does not change results."""
+    (_, _), (Xt, _) = digits_stream[1]
+    a = _run(_learner(memory_size=20), digits_stream, 2)
+    b = _run(_learner(memory_size=20, optimizer="adam"), digits_stream, 2)
+    assert type(a.net_.optimizer_).__name__ == "AdamW"
+    assert type(b.net_.optimizer_).__name__ == "Adam"
+    assert np.array_equal(a.predict_proba(Xt), b.predict_proba(Xt))
+    c = _run(_learner(memory_size=20, optimizer=torch.optim.SGD, lr=0.1), digits_stream, 1)
+    assert type(c.net_.optimizer_) is torch.optim.SGD and c.score(*digits_stream[0][1]) > 0.9
+
+
+def test_gradual_unfreezing_restarts_head_first_in_every_experience(digits_stream):
+    clf = _learner(memory_size=20, backbone_kwargs={"hidden_sizes": (32, 32)},
+                   unfreeze="gradual", max_epochs=3)
+    _run(clf, digits_stream, 2)
+    assert list(clf.net_.history[:, "unfrozen_groups"]) == [0, 1, 2, 0, 1, 2]
+    assert clf.score(*digits_stream[0][1]) > 0.8
+
+
+def test_class_weight_per_experience(digits_stream):
+    (X, y), _ = digits_stream[0]
+    bal = _learner(memory_size=0, class_weight="balanced").partial_fit(X, y)
+    # n / (n_classes * count) over what the experience trains on (here 3 zeros, 1 one)
+    assert bal._class_weight(np.array([0, 0, 0, 1])).tolist() == pytest.approx([2 / 3, 2.0])
+    # a dict may name labels still to come; outputs it does not name weigh 1
+    d = _learner(memory_size=0, class_weight={1: 5.0, 9: 2.0}).partial_fit(X, y)
+    assert d._class_weight(np.array([0, 1])).tolist() == [1.0, 5.0]
+    # balanced weights lift the few replayed examples of old classes
+    (X1, y1), _ = digits_stream[1]
+
+    def old_accuracy(cw):
+        clf = _learner(memory_size=6, policy="class_balanced", replay_ratio=None, class_weight=cw)
+        clf.partial_fit(X, y).partial_fit(X1, y1)
+        return clf.score(*digits_stream[0][1])
+
+    assert old_accuracy("balanced") > old_accuracy(None) + 0.1
+
+
+def test_task_id_reaches_every_prediction_method(digits_stream):
+    clf = _learner(memory_size=0)
+    for t, ((X, y), _) in enumerate(digits_stream[:2]):
+        clf.partial_fit(X, y, task_id=t)
+    Xt = digits_stream[0][1][0]
+    logp = clf.predict_log_proba(Xt, task_id=0)
+    assert np.isneginf(logp[:, 2:]).all() and np.allclose(np.exp(logp).sum(1), 1)
+    z = clf.decision_function(Xt, task_id=1)
+    assert np.isneginf(z[:, :2]).all()
+    assert np.array_equal(clf.classes_[z.argmax(1)], clf.predict(Xt, task_id=1))
 
 
 def test_domain_incremental_stream_keeps_classes_and_learns_both_domains():
@@ -198,7 +287,7 @@ def test_domain_incremental_stream_keeps_classes_and_learns_both_domains():
     y = (X[:, 0] + X[:, 1] > 0).astype(int)
     Xb = X[:, ::-1].copy() * 2.0 + 1.0  # the same task under another input distribution
     clf = _learner(memory_size=100, backbone_kwargs={"hidden_sizes": (32,)},
-                   epochs_per_experience=15, lr=1e-2)
+                   max_epochs=15, lr=1e-2)
     clf.partial_fit(X[:300], y[:300]).partial_fit(Xb[:300], y[:300])
     assert clf.classes_.tolist() == [0, 1] and clf.net_.module_.head[-1].out_features == 2
     assert clf.score(X[300:], y[300:]) > 0.8
@@ -221,13 +310,13 @@ def test_task_id_restricts_predictions_to_the_task(digits_stream):
 
 
 def test_frozen_backbone_trains_only_the_head_and_replays_through_the_cache(digits_stream):
-    clf = _learner(memory_size=30, unfreeze="head", lr=3e-2, epochs_per_experience=10)
+    clf = _learner(memory_size=30, unfreeze="head", lr=3e-2, max_epochs=10)
     (X, y), _ = digits_stream[0]
     clf.partial_fit(X, y)
     w0 = clf.backbone_.blocks[0][0].weight.detach().clone()
     _run(clf, digits_stream[1:])
     assert torch.equal(clf.backbone_.blocks[0][0].weight, w0)
-    assert isinstance(clf.net_.module_, torch.nn.Sequential)  # the head only
+    assert clf.net_.module_.backbone is None  # the head only, on cached embeddings
     (_, _), (Xt, yt) = digits_stream[0]
     assert clf.score(Xt, yt) > 0.5
     # the memory holds raw examples (64 pixels), not 64-d hidden embeddings by accident
@@ -245,12 +334,40 @@ def test_image_stream_stores_raw_images():
 
     X, y = make_image_blobs(n_per_class=20, size=16, n_classes=3, seed=0)
     clf = RehearsalLearner(TinyConvBackbone(), memory_size=12, policy="class_balanced",
-                           epochs_per_experience=4, lr=1e-2, device="cpu", random_state=0)
+                           max_epochs=4, lr=1e-2, device="cpu", random_state=0)
     clf.partial_fit(X[y < 2], y[y < 2]).partial_fit(X[y == 2], y[y == 2])
     assert clf.memory_.items_.dtype == np.uint8 and clf.memory_.items_.shape == (12, 16, 16, 3)
     assert clf.score(X, y) > 0.6
-    with pytest.raises(ValueError, match="items of shape"):
-        clf.partial_fit(np.zeros((4, 32, 32, 3), np.uint8), np.zeros(4, int))
+
+
+def test_experiences_may_bring_images_of_different_kinds(tmp_path):
+    """Arrays, then file paths and PIL images, then grey arrays of another size: before,
+    item_hashes raised AttributeError ('numpy.ndarray' object has no attribute 'mode')
+    and grey after RGB asked for 'images of one size'."""
+    from PIL import Image
+
+    from _tiny_backbones import TinyConvBackbone, make_image_blobs
+
+    X, y = make_image_blobs(n_per_class=12, size=16, n_classes=3, seed=0)
+    paths = []
+    for i in np.flatnonzero(y == 1):
+        paths.append(str(tmp_path / f"{i}.png"))
+        Image.fromarray(X[i]).save(paths[-1])
+    pil = [Image.fromarray(X[i]) for i in np.flatnonzero(y == 2)]
+    clf = RehearsalLearner(TinyConvBackbone(), memory_size=12, policy="class_balanced",
+                           max_epochs=4, lr=1e-2, device="cpu", random_state=0)
+    clf.partial_fit(X[y == 0], y[y == 0])
+    clf.partial_fit(paths[:6] + pil[:6], np.r_[np.ones(6, int), np.full(6, 2)])
+    assert len(clf.memory_.items_) == 12 and clf.memory_.class_counts() == {0: 4, 1: 4, 2: 4}
+    grey = X[y == 1].mean(axis=-1).astype(np.uint8)  # (N, 16, 16): no channel axis
+    big = np.repeat(np.repeat(grey, 2, axis=1), 2, axis=2)  # 32 x 32
+    clf.partial_fit(big, np.ones(len(big), int))
+    assert clf.n_experiences_ == 3 and clf.classes_.tolist() == [0, 1, 2]
+    frozen = RehearsalLearner(TinyConvBackbone(), unfreeze="head", memory_size=6,
+                              policy="class_balanced", max_epochs=2, device="cpu", random_state=0)
+    frozen.partial_fit(X[y == 0], y[y == 0]).partial_fit(grey, np.ones(len(grey), int))
+    frozen.partial_fit(pil, np.full(len(pil), 2))  # the feature cache hashes every kind
+    assert frozen.memory_.class_counts() == {0: 2, 1: 2, 2: 2}
 
 
 def _state(clf, X):
@@ -264,7 +381,7 @@ def _state(clf, X):
         (lambda X, y: (X[:, :10], y), "X has 10 features, but RehearsalLearner is expecting 64"),
         (lambda X, y: ([f"t{i}" for i in range(len(y))], y), "Expected a 2-D array|holds strings"),
         (lambda X, y: (X[:0], y[:0]), "empty|0 sample"),
-        (lambda X, y: (X, y[:-1]), "X has .* samples but y has"),
+        (lambda X, y: (X, y[:-1]), "inconsistent numbers of samples"),
         (lambda X, y: (X, y, [4, 5]), r"y holds labels \[6, 7\] that are not in classes"),
         (lambda X, y: (X, y, [6, 7]), r"omits labels \[0, 1, 2, 3\] seen in earlier"),
         (lambda X, y: (X, np.asarray([f"s{v}" for v in y])), "do not mix"),
@@ -306,13 +423,16 @@ def test_failing_first_call_and_failing_fit_leave_no_or_old_state(digits_stream)
 @pytest.mark.parametrize(
     "param, value, match",
     [
-        ("policy", "fifo", "policy must be one of"),
-        ("replay_ratio", 1.5, r"replay_ratio must be None or a float in \[0, 1\)"),
-        ("memory_size", -1, "memory_size must be an int >= 0"),
-        ("ewc_lambda", -1.0, "ewc_lambda must be a float >= 0"),
-        ("unfreeze", "some", "unfreeze must be 'all', 'head' or an int"),
-        ("optimizer", "lbfgs", "optimizer must be one of"),
-        ("epochs_per_experience", 0, "epochs_per_experience must be an int >= 1"),
+        ("policy", "fifo", "'policy' parameter of RehearsalLearner must be a str among"),
+        ("replay_ratio", 1.5, r"'replay_ratio' parameter .* range \[0.0, 1.0\) or None"),
+        ("memory_size", -1, r"'memory_size' parameter .* range \[0, inf\)"),
+        ("ewc_lambda", -1.0, r"'ewc_lambda' parameter .* range \[0.0, inf\)"),
+        ("unfreeze", "some", "'unfreeze' parameter .* among .*'gradual'"),
+        ("optimizer", "lbfgs", "'optimizer' parameter .* among .*'adamw'"),
+        ("max_epochs", 0, r"'max_epochs' parameter .* range \[1, inf\)"),
+        ("epochs_per_experience", 0, r"'epochs_per_experience' parameter"),
+        ("class_weight", "even", "'class_weight' parameter"),
+        ("distill_temperature", 0.0, r"'distill_temperature' parameter .* \(0.0, inf\)"),
     ],
 )
 def test_bad_parameters_are_named(digits_stream, param, value, match):
@@ -338,7 +458,7 @@ def test_sklearn_contract_clone_pipeline_gridsearch(digits_stream):
         c.predict(X)
     pipe = make_pipeline(StandardScaler(), c).fit(X, y)
     assert pipe.score(X, y) > 0.9
-    gs = GridSearchCV(_learner(epochs_per_experience=2), {"lr": [1e-4, 1e-2]}, cv=2).fit(X, y)
+    gs = GridSearchCV(_learner(max_epochs=2), {"lr": [1e-4, 1e-2]}, cv=2).fit(X, y)
     assert gs.best_params_ == {"lr": 1e-2}
     assert pickle.loads(pickle.dumps(gs.best_estimator_)).score(X, y) == gs.best_estimator_.score(X, y)
 
@@ -350,22 +470,22 @@ def test_ace_loss_shields_old_outputs_from_the_new_classes(digits_stream):
     def old_logit_drop(loss):
         clf = _learner(memory_size=0, replay_loss=loss)
         clf.partial_fit(X0, y0)
-        before = clf._scores(Xt0)[:, :2].max(axis=1)
+        before = clf._logits(Xt0)[:, :2].max(axis=1)
         clf.partial_fit(X1, y1)
-        return (before - clf._scores(Xt0)[:, :2].max(axis=1)).mean(), clf
+        return (before - clf._logits(Xt0)[:, :2].max(axis=1)).mean(), clf
 
     drop_ce, _ = old_logit_drop("ce")
     drop_ace, ace = old_logit_drop("ace")
     assert drop_ace < 0.5 * drop_ce
     assert ace.score(*digits_stream[1][1]) > 0.7  # the new classes are still learnt
-    with pytest.raises(ValueError, match="replay_loss must be 'ce' or 'ace'"):
+    with pytest.raises(ValueError, match="'replay_loss' parameter .* among"):
         _learner(replay_loss="x").partial_fit(X0, y0)
 
 
 @pytest.mark.slow
 @parametrize_with_checks(
     [RehearsalLearner("mlp", backbone_kwargs={"hidden_sizes": (32,)}, memory_size=20,
-                      epochs_per_experience=10, lr=1e-2, device="cpu", random_state=0)]
+                      max_epochs=10, lr=1e-2, device="cpu", random_state=0)]
 )
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
@@ -376,7 +496,7 @@ def test_frozen_image_backbone_with_herding_replays_raw_images():
 
     X, y = make_image_blobs(n_per_class=20, size=16, n_classes=3, seed=1)
     clf = RehearsalLearner(TinyConvBackbone(), unfreeze="head", memory_size=9, policy="herding",
-                           epochs_per_experience=15, lr=3e-2, device="cpu", random_state=0)
+                           max_epochs=15, lr=3e-2, device="cpu", random_state=0)
     w = clf.backbone.stem[0].weight.detach().clone()
     clf.partial_fit(X[y < 2], y[y < 2]).partial_fit(X[y == 2], y[y == 2])
     assert torch.equal(clf.backbone_.stem[0].weight, w)
