@@ -1,5 +1,9 @@
 """The ``tlestimators`` command: ``list-backbones``, ``info NAME``, ``demo``, ``bench``.
 
+Each subcommand is a ``cmd_*(args) -> int`` function and an ``_add_*(subparsers)``
+function listed in :data:`SUBCOMMANDS`; :func:`main` turns the toolkit's user errors
+into one line on stderr and exit code 1.
+
 ``demo`` with no arguments compares transfer-learning strategies on scikit-learn's
 bundled digits with ``efficientnet_lite0`` (weights from an installed package; nothing
 is downloaded) and prints a table of held-out accuracy and fit time next to a plain
@@ -70,20 +74,28 @@ def _strategies(text):
 # --------------------------------------------------------------------------- list / info
 def cmd_list_backbones(args) -> int:
     from tlestimators.backbones import registry
+    from tlestimators.exceptions import PluginLoadError
 
     entries = registry._all_entries()
     names = registry.list_backbones(args.pattern)
-    rows = []
+    rows, failed = [], 0
     for name in names:
         e = entries[name]
-        e.load()
         source = e.source.split(" (")[0] if e.source.startswith("plugin") else "built-in"
+        try:
+            e.load()  # describing a plugin imports it (its warning names it if it fails)
+        except PluginLoadError:
+            failed += 1
+            rows.append([name, "?", source, f"FAILED TO LOAD: {e.error}"])
+            continue
         rows.append([name, e.modality or "?", source, e.description])
     if not rows:
         print(f"no backbone matches {args.pattern!r}")
         return 1
     print(_table(["name", "modality", "source", "description"], rows))
     print("\nNames ending in '/' are families: add a model, e.g. timm/resnet18.")
+    if failed:
+        print(f"{failed} plugin(s) failed to load; see the warnings above.", file=sys.stderr)
     return 0
 
 
@@ -91,9 +103,12 @@ def cmd_info(args) -> int:
     from tlestimators.backbones.registry import backbone_info
 
     info = backbone_info(args.name, pretrained=not args.random)
+    # the name resolved but no backbone could be built from it: still say where it comes
+    # from, but exit non-zero so scripts notice
+    rc = 1 if "config_error" in info else 0
     if args.json:
         print(json.dumps(info, indent=2, default=str))
-        return 0
+        return rc
     config = info.pop("config", None)
     for key, value in info.items():
         print(f"{key:>16}: {value}")
@@ -102,7 +117,10 @@ def cmd_info(args) -> int:
         for key, value in config.items():
             if value is not None and value != {}:
                 print(f"{key:>20} = {value}")
-    return 0
+    if rc:
+        print(f"tlestimators info: error: {args.name!r} cannot be built: {info['config_error']}",
+              file=sys.stderr)
+    return rc
 
 
 # --------------------------------------------------------------------------- demo
@@ -188,7 +206,8 @@ def _demo_models(args, modality, backbone, n_train):
 
         out.append((f"frozen {backbone} + linear head", FrozenFeatureClassifier(
             backbone, backbone_kwargs=kwargs or None, max_epochs=args.head_epochs,
-            lr=1e-2, batch_size=64, random_state=args.random_state, device=args.device,
+            lr=1e-2, batch_size=args.batch_size or 64, random_state=args.random_state,
+            device=args.device,
         )))
     if "finetune" in args.strategies:
         try:
@@ -200,7 +219,7 @@ def _demo_models(args, modality, backbone, n_train):
             out.append((f"fine-tune {backbone} ({args.finetune_epochs} epochs)",
                         FineTuneClassifier(
                             backbone, backbone_kwargs=kwargs or None,
-                            max_epochs=args.finetune_epochs, batch_size=32,
+                            max_epochs=args.finetune_epochs, batch_size=args.batch_size or 32,
                             # random resized crops would cut 8x8 digits apart
                             augment=args.data is not None,
                             random_state=args.random_state, device=args.device,
@@ -305,27 +324,26 @@ def data_take_first(items, n):
 
 
 # --------------------------------------------------------------------------- parser
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="tlestimators",
-        description="scikit-learn estimators for transfer learning with pretrained backbones.",
-    )
-    parser.add_argument("--version", action="version",
-                        version=f"%(prog)s {__import__('tlestimators').__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-
+# One function per subcommand adds its parser and sets ``func``; a new subcommand is a
+# ``cmd_*`` function, an ``_add_*`` function, and one entry in SUBCOMMANDS.
+def _add_list_backbones(sub) -> None:
     p = sub.add_parser("list-backbones", help="list registered backbones (built-in and plugins)")
     p.add_argument("pattern", nargs="?", default=None,
                    help="fnmatch pattern, e.g. 'timm*' (default: all)")
     p.set_defaults(func=cmd_list_backbones)
 
-    p = sub.add_parser("info", help="where a backbone comes from and its config")
+
+def _add_info(sub) -> None:
+    p = sub.add_parser("info", help="where a backbone comes from and its config",
+                       description="Exits 1 when the name cannot be built (config_error).")
     p.add_argument("name", help="backbone name, e.g. efficientnet_lite0 or timm/resnet18")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--random", action="store_true",
                    help="describe the random-init build (skips loading pretrained weights)")
     p.set_defaults(func=cmd_info)
 
+
+def _add_demo(sub) -> None:
     p = sub.add_parser(
         "demo", help="compare strategies on sklearn digits, an image folder or a text CSV",
         description="Fit each strategy on a training split and print held-out accuracy and "
@@ -350,12 +368,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="epochs of the frozen strategy's head (default 20)")
     p.add_argument("--finetune-epochs", type=_positive_int, default=2,
                    help="epochs of fine-tuning (default 2)")
+    p.add_argument("--batch-size", type=_positive_int, default=None,
+                   help="mini-batch size (default 64 for the frozen head, 32 for fine-tuning)")
     p.add_argument("--text-column", default="text", help="CSV text column (default 'text')")
     p.add_argument("--label-column", default="label", help="CSV label column (default 'label')")
     p.add_argument("--device", default="auto", help="'auto', 'cpu' or 'cuda' (default auto)")
     p.add_argument("--random-state", type=int, default=0, help="seed (default 0)")
     p.set_defaults(func=cmd_demo)
 
+
+def _add_bench(sub) -> None:
     p = sub.add_parser("bench", help="embeddings per second of one backbone (cache off)")
     p.add_argument("name", nargs="?", default=DEFAULT_IMAGE_BACKBONE)
     p.add_argument("--img-size", type=_positive_int, default=None)
@@ -363,6 +385,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", type=_positive_int, default=256, help="number of inputs (default 256)")
     p.add_argument("--random", action="store_true", help="random init (no pretrained weights)")
     p.set_defaults(func=cmd_bench)
+
+
+SUBCOMMANDS = [_add_list_backbones, _add_info, _add_demo, _add_bench]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tlestimators",
+        description="scikit-learn estimators for transfer learning with pretrained backbones.",
+    )
+    parser.add_argument("--version", action="version",
+                        version=f"%(prog)s {__import__('tlestimators').__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for add in SUBCOMMANDS:
+        add(sub)
     return parser
 
 
