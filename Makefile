@@ -12,12 +12,12 @@ export TLE_DATA ?= $(abspath ../shared/data)
 
 .PHONY: demo test lint bench docs clean
 
-# docs + distributed + da extras too: `make test` builds the docs, runs the Dask/Ray/Accelerate tests and the skada bridge test.
+# docs + distributed + da + export extras too: `make test` builds the docs, runs the Dask/Ray/Accelerate tests, the skada bridge test and the ONNX parity tests.
 $(VENV)/.installed: pyproject.toml $(wildcard plugins/*/pyproject.toml)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH_SPEC)
-	$(PY) -m pip install -q -e ".[weights,dev,docs,distributed,da]"
+	$(PY) -m pip install -q -e ".[weights,dev,docs,distributed,da,export]"
 	for p in plugins/*/; do $(PY) -m pip install -q -e "$$p"; done
 	touch $@
 

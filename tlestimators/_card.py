@@ -1,0 +1,119 @@
+"""The model card :func:`tlestimators.save` writes next to a saved model (``README.md``).
+
+A Hugging Face model card (YAML metadata through ``huggingface_hub.ModelCardData``, then
+markdown) with: task, classes, backbone and weights source, strategy and its parameters,
+training data summary, the scores the user computed, intended use and limits, and the
+environment the model was saved in.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+__all__ = ["model_card"]
+
+_STRATEGY = {
+    "FrozenFeatureClassifier": "frozen backbone + trained head (linear probe)",
+    "FineTuneClassifier": "fine-tuning",
+    "DANNAdapter": "domain-adversarial adaptation (DANN)",
+    "RehearsalLearner": "rehearsal-based continual learning",
+    "ZeroShotCLIPClassifier": "zero-shot CLIP prompts (few-shot when labeled examples are given)",
+    "ZeroShotTextClassifier": "zero-shot text prompts (few-shot when labeled examples are given)",
+    "BackboneEmbedder": "embeddings for a downstream model",
+    "Pipeline": "scikit-learn pipeline",
+}
+
+
+def _final_step(est):
+    steps = getattr(est, "steps", None)
+    return steps[-1][1] if steps else est
+
+
+def _table(rows, header) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def _scores_from_search(est):
+    report = getattr(est, "report_", None)
+    if report is None:
+        return None
+    try:
+        return report.head(10).to_markdown(index=False)
+    except Exception:  # tabulate missing: plain text table
+        return "```\n" + report.head(10).to_string(index=False) + "\n```"
+
+
+def model_card(estimator, config, *, scores=None, data_summary=None) -> str:
+    from huggingface_hub import ModelCardData
+
+    final = _final_step(estimator)
+    name = type(estimator).__name__
+    strategy = _STRATEGY.get(type(final).__name__, type(final).__name__)
+    bb = config.get("backbone") or {}
+    classes = config.get("classes")
+    meta = ModelCardData(library_name="tlestimators",
+                         tags=["tlestimators", "scikit-learn", "transfer-learning"],
+                         pipeline_tag=_pipeline_tag(bb.get("modality")))
+    out = ["---", meta.to_yaml(), "---", "", f"# {name}", ""]
+    out += [
+        "A scikit-learn classifier saved with `tlestimators.save` (no pickle: JSON config, "
+        "safetensors, skops). Load it with:", "", "```python", "import tlestimators",
+        "model = tlestimators.load('<this directory>')", "model.predict(X)", "```", "",
+        "## Task", "",
+        f"- Strategy: {strategy}",
+        f"- Classes ({len(classes) if classes else 'n/a'}): "
+        + (", ".join(map(str, classes[:50])) + (" ..." if classes and len(classes) > 50 else "")
+           if classes else "not fitted"),
+        "",
+        "## Backbone", "",
+    ]
+    if bb:
+        out += [f"- Name: `{bb.get('name')}`", f"- Modality: {bb.get('modality')}",
+                f"- Weights source: {bb.get('weights')}",
+                f"- Weights fingerprint: `{bb.get('fingerprint')}`", ""]
+    else:
+        out += ["- (see the parameters below)", ""]
+    params = config.get("params") or {}
+    out += ["## Parameters", "", _table(sorted((k, f"`{json.dumps(v)}`") for k, v in
+                                               params.items()), ["parameter", "value"]), ""]
+    out += ["## Training data", ""]
+    summary = dict(data_summary or {})
+    n_in = getattr(final, "n_features_in_", None)
+    if n_in is not None:
+        summary.setdefault("features per sample", n_in)
+    if summary:
+        out += [_table(summary.items(), ["fact", "value"]), ""]
+    else:
+        out += ["Not recorded: pass `data_summary={...}` to `tlestimators.save` (sizes, class "
+                "balance, domains).", ""]
+    out += ["## Scores", ""]
+    search = _scores_from_search(estimator)
+    if search:
+        out += ["From `TransferSearchCV.report_`:", "", search, ""]
+    if scores:
+        out += [_table(((k, f"{v:.4f}" if isinstance(v, (float, np.floating)) else v)
+                        for k, v in scores.items()), ["score", "value"]), ""]
+    if not scores and not search:
+        out += ["No scores recorded: pass `scores={...}` (computed on data not used for "
+                "training) to `tlestimators.save`.", ""]
+    out += [
+        "## Intended use and limits", "",
+        "- Classifies inputs of the backbone's modality into the classes above; it cannot "
+        "output a class it was not trained on.",
+        "- Accuracy holds for data like the training data; under a shift (new domain, new "
+        "camera, new writing style) measure again before relying on it.",
+        "- The backbone's own licence and biases carry over (weights source above).", "",
+        "## Environment", "",
+        _table(sorted((config.get("versions") or {}).items()), ["package", "version"]), "",
+        f"Saved at {config.get('saved_at')}.", "",
+    ]
+    return "\n".join(out)
+
+
+def _pipeline_tag(modality):
+    return {"image": "image-classification", "text": "text-classification",
+            "image-text": "zero-shot-image-classification"}.get(modality)
