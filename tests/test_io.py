@@ -9,14 +9,13 @@ import warnings
 
 import numpy as np
 import pytest
+from _tiny_backbones import TinyConvBackbone, make_image_blobs
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 import tlestimators as tle
 from tlestimators.io import FingerprintMismatchError, UntrustedTypeError, load, save
-
-from _tiny_backbones import TinyConvBackbone, make_image_blobs
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
 
@@ -141,8 +140,10 @@ def test_package_backbone_stored_by_reference(tmp_path):
                                       max_epochs=2, random_state=0).fit(X, y)
     p = save(est, tmp_path / "ref")
     full = save(est, tmp_path / "full", include_backbone=True)
-    size = lambda d: sum(os.path.getsize(os.path.join(r, f)) for r, _, fs in os.walk(d)
-                         for f in fs)  # noqa: E731
+
+    def size(d):
+        return sum(os.path.getsize(os.path.join(r, f)) for r, _, fs in os.walk(d) for f in fs)
+
     assert size(p) < 200_000 < 10 * 1e6 < size(full)  # ~17 MB of weights copied only in "full"
     cfg = json.loads((p / "config.json").read_text())
     refs = [o["$backbone_ref"] for o in cfg["objects"] if o and "$backbone_ref" in o]
