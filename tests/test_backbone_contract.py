@@ -148,7 +148,12 @@ def test_image_text_backbones_expose_both_towers(built):
     with torch.inference_mode():
         t = bb.encode_text(bb.tokenize(["a photo of a cat", "a dog"]))
     assert t.shape == (2, bb.num_features)
-    assert float(bb.logit_scale.detach().exp()) > 0
+    assert not torch.allclose(t[0], t[1])  # the text tower reads the prompt
+    # A random-init CLIP starts at the paper's temperature: logit_scale = log(1/0.07)
+    # (Radford et al. 2021), and it is one of the backbone's trainable parameters.
+    assert bb.config.weights == "random"
+    np.testing.assert_allclose(float(bb.logit_scale.detach().exp()), 1 / 0.07, rtol=1e-5)
+    assert any(p is bb.logit_scale for p in bb.parameters())
 
 
 def test_every_registered_builtin_has_a_contract_case():

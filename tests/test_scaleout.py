@@ -343,12 +343,26 @@ def test_fitted_estimators_pickle_for_workers(kind, tmp_path):
     again = pickle.loads(pickle.dumps(est))
     np.testing.assert_array_equal(again.predict(X), est.predict(X))
     np.testing.assert_allclose(again.predict_proba(X), est.predict_proba(X), atol=1e-6)
-    tensors = list(again.net_.module_.state_dict().values())
-    assert tensors and all(t.device.type == "cpu" for t in tensors)
-    # and an unfitted clone too (what GridSearchCV sends before fitting)
-    from sklearn.base import clone
+    # every module the fitted estimator holds (backbone_, a skorch net's module_, ...)
+    import torch
 
-    pickle.loads(pickle.dumps(clone(est)))
+    modules = [getattr(v, "module_", v) for v in vars(again).values()]
+    tensors = [t for m in modules if isinstance(m, torch.nn.Module)
+               for t in m.state_dict().values()]
+    assert tensors and all(t.device.type == "cpu" for t in tensors)
+    # and an unfitted clone too (what GridSearchCV sends before fitting): it arrives with
+    # the same parameters, unfitted, and fits to the same model in the worker
+    from sklearn.base import clone
+    from sklearn.exceptions import NotFittedError
+
+    sent = pickle.loads(pickle.dumps(clone(est)))
+    simple = (str, int, float, bool, type(None), tuple, dict)
+    assert {k: v for k, v in sent.get_params(deep=False).items() if isinstance(v, simple)} == {
+        k: v for k, v in est.get_params(deep=False).items() if isinstance(v, simple)}
+    with pytest.raises(NotFittedError):
+        sent.predict(X)
+    y = _data()[1]
+    np.testing.assert_allclose(sent.fit(X, y).predict_proba(X), est.predict_proba(X), atol=1e-5)
 
 
 _DDP_SCRIPT = '''
