@@ -12,7 +12,6 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
-from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from tlestimators import RehearsalLearner
 from tlestimators.estimators.rehearsal import _grow_linear
@@ -480,15 +479,6 @@ def test_ace_loss_shields_old_outputs_from_the_new_classes(digits_stream):
     assert ace.score(*digits_stream[1][1]) > 0.7  # the new classes are still learnt
     with pytest.raises(ValueError, match="'replay_loss' parameter .* among"):
         _learner(replay_loss="x").partial_fit(X0, y0)
-
-
-@pytest.mark.slow
-@parametrize_with_checks(
-    [RehearsalLearner("mlp", backbone_kwargs={"hidden_sizes": (32,)}, memory_size=20,
-                      max_epochs=10, lr=1e-2, device="cpu", random_state=0)]
-)
-def test_sklearn_estimator_checks(estimator, check):
-    check(estimator)
 
 
 def test_frozen_image_backbone_with_herding_replays_raw_images():

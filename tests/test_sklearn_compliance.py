@@ -12,7 +12,12 @@ from sklearn.model_selection import GridSearchCV, cross_val_score
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from tlestimators import BackboneEmbedder, FineTuneClassifier, FrozenFeatureClassifier
+from tlestimators import (
+    BackboneEmbedder,
+    FineTuneClassifier,
+    FrozenFeatureClassifier,
+    RehearsalLearner,
+)
 
 MLP = {"hidden_sizes": (32,)}
 
@@ -45,12 +50,21 @@ def _finetune():
     )
 
 
+def _rehearsal():
+    # fit = one experience; 5 epochs of a 32-unit MLP pass every check in seconds
+    return RehearsalLearner(
+        "mlp", backbone_kwargs=MLP, memory_size=20, max_epochs=5, lr=2e-2, random_state=0,
+        device="cpu",
+    )
+
+
 # Checks that cannot apply, with the reason. None today: every check runs and passes.
 # (sklearn itself skips its array-API checks unless SCIPY_ARRAY_API=1 is set.)
 EXPECTED_FAILED = {
     "FineTuneClassifier": {},
     "FrozenFeatureClassifier": {},
     "BackboneEmbedder": {},
+    "RehearsalLearner": {},
 }
 
 
@@ -58,7 +72,7 @@ def _expected_failed(est):
     return EXPECTED_FAILED.get(type(est).__name__, {})
 
 
-@parametrize_with_checks([_embedder(), _frozen(), _finetune()],
+@parametrize_with_checks([_embedder(), _frozen(), _finetune(), _rehearsal()],
                          expected_failed_checks=_expected_failed)
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
@@ -73,7 +87,7 @@ def data3():
     return X.astype(np.float32), labels
 
 
-ALL = [_embedder, _frozen, _finetune]
+ALL = [_embedder, _frozen, _finetune, _rehearsal]
 
 
 @pytest.mark.parametrize("make", ALL, ids=lambda f: f.__name__[1:])
