@@ -3,6 +3,12 @@ installed entry point (``make`` installs it; so does
 ``pip install -e plugins/tle-torchvision-backbones``)."""
 
 import importlib.metadata
+import os
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -145,3 +151,115 @@ def test_unsafe_checkpoint_is_weights_unavailable_not_a_raw_unpickling_error(
     with pytest.raises(WeightsUnavailableError, match=r"unsafe\.pth.*weights_only") as exc:
         create_backbone("torchvision/resnet18", weights=path, img_size=32)
     assert "UnpicklingError" in str(exc.value)
+
+
+# --------------------------------------------------------------------------- the guide
+GUIDE = Path(__file__).resolve().parents[1] / "docs" / "plugins.rst"
+GUIDE_FILES = ("tle-tinycnn/tle_tinycnn.py", "tle-tinycnn/pyproject.toml")
+
+
+def captioned_code_blocks(rst: str) -> dict[str, list[str]]:
+    """``{caption: [code, ...]}`` of the ``.. code-block::`` directives with a ``:caption:``,
+    in page order, dedented."""
+    lines = rst.splitlines()
+    out: dict[str, list[str]] = {}
+    i = 0
+    while i < len(lines):
+        m = re.match(r"^(\s*)\.\. code-block::", lines[i])
+        i += 1
+        if not m:
+            continue
+        indent, caption = len(m.group(1)), None
+        while i < len(lines) and re.match(r"^\s+:(\w+):", lines[i]):  # the options
+            opt = re.match(r"^\s+:caption:\s*(.+)$", lines[i])
+            caption = opt.group(1).strip() if opt else caption
+            i += 1
+        body = []
+        while i < len(lines) and (not lines[i].strip()
+                                  or len(lines[i]) - len(lines[i].lstrip()) > indent):
+            body.append(lines[i])
+            i += 1
+        if caption:
+            out.setdefault(caption, []).append(textwrap.dedent("\n".join(body)).strip() + "\n")
+    return out
+
+
+@pytest.fixture(scope="module")
+def guide_plugin(tmp_path_factory):
+    """The guide's plugin, written from its own code blocks and pip-installed into a
+    temporary target (no network, no build isolation: the venv's setuptools)."""
+    blocks = captioned_code_blocks(GUIDE.read_text())
+    assert set(GUIDE_FILES) <= set(blocks), f"docs/plugins.rst lost a file block: {blocks}"
+    root = tmp_path_factory.mktemp("guide")
+    for rel in GUIDE_FILES:
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text("\n\n".join(blocks[rel]))
+    site = root / "site"
+    out = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
+         "--no-index", "--target", str(site), str(root / "tle-tinycnn")],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert out.returncode == 0, f"pip refused the guide's plugin:\n{out.stdout}\n{out.stderr}"
+    return site, blocks["using the plugin"][0]
+
+
+_GUIDE_CHECK = '''
+import numpy as np
+from tlestimators import FrozenFeatureClassifier, backbone_info, create_backbone
+
+assert backbone_info("tinycnn")["source"].startswith("plugin tle-tinycnn (tinycnn = ")
+bb = create_backbone("tinycnn", pretrained=False)
+print("FINGERPRINT", bb.fingerprint())
+rng = np.random.default_rng(1)
+X = rng.integers(0, 120, size=(60, 40, 40, 3), dtype=np.uint8)
+y = np.repeat([0, 1], 30)
+X[y == 0, :, :, 0] += 120
+X[y == 1, :, :, 2] += 120
+perm = rng.permutation(60)
+X, y = X[perm], y[perm]
+clf = FrozenFeatureClassifier("tinycnn", backbone_kwargs={"pretrained": False}, random_state=0)
+print("SCORE", clf.fit(X[:40], y[:40]).score(X[40:], y[40:]))
+'''
+
+
+def test_the_guides_plugin_installs_from_its_code_blocks_and_works(guide_plugin, tmp_path,
+                                                                      monkeypatch):
+    site, usage = guide_plugin
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [str(site), *filter(None, [os.environ.get("PYTHONPATH")])]))
+    # the guide's own usage block first, then what a user relies on
+    out = subprocess.run([sys.executable, "-c", usage + _GUIDE_CHECK], env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    found = dict(line.split(" ", 1) for line in out.stdout.splitlines()
+                 if line.startswith(("FINGERPRINT ", "SCORE ")))
+    assert float(found["SCORE"]) >= 0.9  # red vs blue images; chance is 0.5
+
+    # Here, in another process with another global RNG state: the same network, and
+    # building it leaves the global RNG alone.
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.delitem(sys.modules, "tle_tinycnn", raising=False)
+    registry.refresh_backbones()
+    torch.manual_seed(123)
+    state = torch.get_rng_state()
+    bb = create_backbone("tinycnn", pretrained=False)
+    assert bb.fingerprint() == found["FINGERPRINT"]
+    assert torch.equal(torch.get_rng_state(), state)
+    assert registry.backbone_modality("tinycnn") == "image"
+    # the config's preprocessing is what the preprocessor does
+    assert (bb.preprocessor.crop_pct, bb.preprocessor.interpolation) == (
+        bb.config.crop_pct, bb.config.interpolation) == (1.0, "bilinear")
+    # pretrained=True (the default) without weights says how to get a random init
+    with pytest.raises(WeightsUnavailableError, match=r"backbone_kwargs=\{'pretrained': False\}"):
+        create_backbone("tinycnn")
+    torch.save(bb.state_dict(), tmp_path / "w.pth")
+    again = create_backbone("tinycnn", weights=tmp_path / "w.pth", seed=7)
+    assert again.config.weights.startswith("file:")
+    for k, v in bb.state_dict().items():
+        torch.testing.assert_close(again.state_dict()[k], v)
+    import argparse
+
+    torch.save({"x": argparse.Namespace()}, tmp_path / "unsafe.pth")
+    with pytest.raises(WeightsUnavailableError, match="unsafe.pth"):
+        create_backbone("tinycnn", weights=tmp_path / "unsafe.pth")
