@@ -41,7 +41,7 @@ test = [(Xte[np.isin(yte, p)], yte[np.isin(yte, p)]) for p in pairs]
 # class-balanced memory of 200 examples. ``partial_fit`` is called once per experience;
 # ``evaluate_stream`` scores every test set after each one.
 common = dict(backbone_kwargs={"hidden_sizes": (64 if FAST else 256,), "dropout": 0.3},
-              lr=3e-3 if FAST else 1e-3, epochs_per_experience=3 if FAST else 10, batch_size=32, device="cpu",
+              lr=3e-3 if FAST else 1e-3, max_epochs=3 if FAST else 10, batch_size=32, device="cpu",
               random_state=0)
 naive = evaluate_stream(RehearsalLearner("mlp", memory_size=0, **common), train, test)
 replay = evaluate_stream(

@@ -82,7 +82,7 @@ def _stream():
 def test_evaluate_stream_scores_every_test_set_after_every_experience():
     train, test = _stream()
     est = RehearsalLearner("mlp", backbone_kwargs={"hidden_sizes": (32,)}, memory_size=0,
-                           epochs_per_experience=5, lr=1e-2, device="cpu", random_state=0)
+                           max_epochs=5, lr=1e-2, device="cpu", random_state=0)
     ev = evaluate_stream(est, train, test)
     M = ev.matrix
     assert M.shape == (2, 2) and not np.isnan(M).any()
@@ -101,7 +101,7 @@ def test_evaluate_stream_scores_every_test_set_after_every_experience():
 def test_evaluate_stream_with_task_ids_and_plain_sklearn_estimators():
     train, test = _stream()
     est = RehearsalLearner("mlp", backbone_kwargs={"hidden_sizes": (32,)}, memory_size=0,
-                           epochs_per_experience=5, lr=1e-2, device="cpu", random_state=0)
+                           max_epochs=5, lr=1e-2, device="cpu", random_state=0)
     ev = evaluate_stream(est, train, test, task_ids=True)
     assert np.isnan(ev.matrix[0, 1])
     assert ev.matrix[1, 0] > 0.8  # within-task prediction survives naive training

@@ -250,7 +250,7 @@ def evaluate_stream(estimator, train_stream, test_stream=None, *, scoring=None, 
     >>> X = rng.normal(size=(300, 6)).astype("float32"); y = np.arange(300) % 3
     >>> X[np.arange(300), y] += 4
     >>> stream = [(X[y == c], y[y == c]) for c in range(3)]
-    >>> ev = evaluate_stream(RehearsalLearner(memory_size=30, epochs_per_experience=3,
+    >>> ev = evaluate_stream(RehearsalLearner(memory_size=30, max_epochs=3,
     ...                      random_state=0), stream)
     >>> ev.matrix.shape
     (3, 3)
