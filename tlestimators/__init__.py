@@ -22,9 +22,17 @@ _LAZY = {
     "FrozenFeatureClassifier": "tlestimators.estimators.frozen",
     "FineTuneClassifier": "tlestimators.estimators.finetune",
     "DANNAdapter": "tlestimators.estimators.dann",
+    "CDANAdapter": "tlestimators.estimators.da",
+    "DeepCORALAdapter": "tlestimators.estimators.da",
+    "InfoMaxAdapter": "tlestimators.estimators.da",
+    "MMDAdapter": "tlestimators.estimators.da",
     "RehearsalLearner": "tlestimators.estimators.rehearsal",
     "ZeroShotCLIPClassifier": "tlestimators.estimators.zeroshot",
     "ZeroShotTextClassifier": "tlestimators.estimators.zeroshot",
+    # shipping a fitted model
+    "save": "tlestimators.io",
+    "load": "tlestimators.io",
+    "export_onnx": "tlestimators.export",
 }
 
 __all__ = sorted(_LAZY) + ["__version__"]

@@ -1,0 +1,144 @@
+"""Deep CORAL, MMD (DAN), CDAN and information maximisation on the shared DA core:
+each method's loss acts, what it aligns gets aligned, and the sklearn contract holds
+(clone, pickle, GridSearchCV with a DA splitter and scorer, y == -1 and sample_domain)."""
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+from sklearn.model_selection import GridSearchCV
+
+from tlestimators import CDANAdapter, DeepCORALAdapter, InfoMaxAdapter, MMDAdapter
+from tlestimators.losses import coral_loss, mmd_loss
+
+MLP = {"hidden_sizes": (16,)}
+METHODS = [DeepCORALAdapter, MMDAdapter, CDANAdapter, InfoMaxAdapter]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def shifted(n=120, seed=0, scale=1.5, shift=1.0):
+    rng = np.random.default_rng(seed)
+    Xs = rng.normal(size=(n, 6)).astype(np.float32)
+    ys = (Xs[:, 0] + Xs[:, 1] > 0).astype(int)
+    Xt = rng.normal(size=(n, 6)).astype(np.float32)
+    yt = (Xt[:, 0] + Xt[:, 1] > 0).astype(int)
+    Xt = Xt * scale + shift
+    return np.vstack([Xs, Xt]), np.r_[ys, -np.ones(n, int)], Xt, yt
+
+
+@pytest.fixture(scope="module")
+def data():
+    return shifted()
+
+
+@pytest.mark.parametrize("cls", METHODS)
+def test_fit_predict_clone_pickle(cls, data):
+    X, y, Xt, yt = data
+    est = cls(backbone_kwargs=MLP, max_epochs=3, random_state=0).fit(X, y)
+    assert est.n_target_ == 120 and est.n_source_ == 120
+    proba = est.predict_proba(Xt)
+    assert proba.shape == (120, 2)
+    np.testing.assert_allclose(proba.sum(1), 1.0, rtol=1e-6)
+    # the method's loss was in the objective once lambda ramped up
+    assert est.history_[-1, "lambda"] > 0.9
+    assert abs(est.history_[-1, "adapt_loss"]) > 0
+    c = clone(est)
+    assert not hasattr(c, "net_") and c.get_params() == est.get_params()
+    restored = pickle.loads(pickle.dumps(est))
+    np.testing.assert_allclose(restored.predict_proba(Xt), proba, atol=1e-6)
+    # same seed, no adaptation weight: a different model
+    src = clone(est).set_params(lambda_max=0.0).fit(X, y)
+    if cls is not CDANAdapter:  # an adversarial domain classifier trains even at lambda 0
+        assert src.history_[-1, "adapt_loss"] == 0.0
+    assert np.abs(src.predict_proba(Xt) - proba).max() > 1e-3
+
+
+@pytest.mark.parametrize("cls", METHODS)
+def test_gridsearch_with_da_splitter_and_scorer(cls, data):
+    from tlestimators.metrics import PredictionEntropyScorer
+    from tlestimators.model_selection import SourceTargetKFold
+
+    X, y, _, _ = data
+    gs = GridSearchCV(cls(backbone_kwargs=MLP, max_epochs=2, random_state=0),
+                      {"lambda_max": [0.0, 1.0]}, cv=SourceTargetKFold(2, random_state=0),
+                      scoring=PredictionEntropyScorer())
+    gs.fit(X, y)
+    assert np.all(np.isfinite(gs.cv_results_["mean_test_score"]))
+    assert gs.best_estimator_.n_target_ == 120
+
+
+@pytest.mark.parametrize("cls", METHODS)
+def test_labeled_targets_through_sample_domain_and_bad_params(cls, data):
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    X, y, _, yt = data
+    yy = y.copy()
+    yy[120:125] = yt[:5]  # 5 labeled target rows
+    sd = np.r_[np.ones(120, int), -np.ones(120, int)]
+    est = cls(backbone_kwargs=MLP, max_epochs=1, random_state=0).fit(X, yy, sample_domain=sd)
+    assert est.n_target_ == 120 and est.n_source_ == 120
+    with pytest.raises(InvalidParameterError, match=f"'lambda_max' parameter of {cls.__name__}"):
+        cls(lambda_max=-1.0).fit(X, y)
+    with pytest.raises(ValueError, match="needs target-domain rows"):
+        cls(backbone_kwargs=MLP, max_epochs=1).fit(X[:120], y[:120])
+
+
+def _gap(est, X, y, fn):
+    Z = torch.as_tensor(est.transform(X))
+    t = torch.as_tensor(y == -1)
+    return fn(Z[~t], Z[t]).item()
+
+
+def test_coral_aligns_feature_covariances():
+    # a pure covariance shift (no mean shift): what CORAL is for
+    X, y, _, _ = shifted(scale=3.0, shift=0.0)
+    kw = dict(backbone_kwargs={"hidden_sizes": (8,)}, max_epochs=15, lr=0.01, random_state=0)
+    src = DeepCORALAdapter(lambda_max=0.0, **kw).fit(X, y)
+    coral = DeepCORALAdapter(lambda_max=20.0, **kw).fit(X, y)
+    assert _gap(coral, X, y, coral_loss) < 0.6 * _gap(src, X, y, coral_loss)
+
+
+def test_mmd_reduces_the_discrepancy():
+    X, y, _, _ = shifted(shift=2.0)
+    kw = dict(backbone_kwargs={"hidden_sizes": (8,)}, max_epochs=15, lr=0.01, random_state=0)
+    src = MMDAdapter(lambda_max=0.0, **kw).fit(X, y)
+    mmd = MMDAdapter(lambda_max=1.0, **kw).fit(X, y)
+    assert _gap(mmd, X, y, mmd_loss) < 0.4 * _gap(src, X, y, mmd_loss)
+
+
+def test_infomax_makes_target_predictions_confident(data):
+    X, y, Xt, _ = data
+    kw = dict(backbone_kwargs=MLP, max_epochs=15, lr=0.01, random_state=0)
+
+    def mean_entropy(est):
+        p = est.predict_proba(Xt)
+        return float(-(p * np.log(p + 1e-12)).sum(1).mean())
+
+    src = InfoMaxAdapter(lambda_max=0.0, **kw).fit(X, y)
+    im = InfoMaxAdapter(lambda_max=1.0, pseudo_label_threshold=0.9, **kw).fit(X, y)
+    assert mean_entropy(im) < 0.7 * mean_entropy(src)
+    # diversity: both classes still predicted on the target
+    assert len(set(im.predict(Xt))) == 2
+    assert "pseudo_label_loss" in im.history_[-1]
+
+
+def test_cdan_conditions_on_predictions_and_uses_random_map_when_wide(data):
+    X, y, _, _ = data
+    est = CDANAdapter(backbone_kwargs=MLP, max_epochs=2, random_state=0).fit(X, y)
+    crit = est.net_.module_.criterion
+    assert crit.conditional and crit.random_map is None
+    assert crit.domain_head[0].in_features == 16 * 2  # features (x) 2 class probabilities
+    wide = CDANAdapter(backbone_kwargs={"hidden_sizes": (2100,)}, domain_head="linear",
+                       max_epochs=1, random_state=0).fit(X, y)
+    assert wide.net_.module_.criterion.random_map == 1024
+    p = wide.predict_domain_proba(X)
+    assert p.shape == (240,) and np.std(p) > 0

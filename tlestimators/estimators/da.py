@@ -1,0 +1,354 @@
+"""More deep domain-adaptation methods on the shared DA core: Deep CORAL, MMD (DAN),
+CDAN(+E) and information maximisation with self-training (SHOT-style).
+
+Each is a pure loss in :mod:`tlestimators.losses`, a criterion module of a few lines
+here, and a class that lists its parameters; training, data (``y == -1`` for unlabeled
+target rows, optional ``sample_domain``), freezing and prediction are
+:class:`~tlestimators.estimators._da.BaseDomainAdapter`, exactly as for
+:class:`~tlestimators.DANNAdapter`. All of them run in ``GridSearchCV`` with a DA
+scorer and a source/target splitter (see the DANNAdapter Notes).
+"""
+
+from __future__ import annotations
+
+from numbers import Real
+
+from sklearn.utils._param_validation import Interval, StrOptions
+from torch import nn
+
+from tlestimators.estimators._da import (
+    AdversarialCriterion,
+    BaseDomainAdapter,
+    make_domain_head,
+)
+from tlestimators.losses import (
+    coral_loss,
+    information_maximization_loss,
+    mmd_loss,
+    pseudo_label_loss,
+)
+
+__all__ = ["DeepCORALAdapter", "MMDAdapter", "CDANAdapter", "InfoMaxAdapter"]
+
+_COMMON_PARAMETERS = """backbone : str or Backbone, default="mlp"
+        Registry name or :class:`~tlestimators.Backbone` instance (deep-copied).
+    backbone_kwargs : dict, default=None
+        Passed to :func:`~tlestimators.create_backbone`.
+    unfreeze : {"all", "head", "gradual"} or int, default="all"
+        Which backbone layer groups train (as in FineTuneClassifier); ``"head"``
+        freezes the backbone and trains a bottleneck on its cached embeddings.
+    bottleneck : "auto", int or None, default="auto"
+        Width of a trainable ``Linear + ReLU`` layer after the backbone (``"auto"``:
+        256 with a frozen backbone, none otherwise). The adaptation loss acts on its
+        output (the features the label head sees).
+    head : {"linear", "mlp"} or nn.Module, default="linear"
+        Label classifier on the features.
+    lambda_max : float, default=1.0
+        Final weight of the adaptation loss (``0``: source-only with the same network).
+    lambda_schedule : {"dann", "constant"} or callable, default="dann"
+        ``p -> factor`` ramping the weight with training progress ``p`` in [0, 1];
+        ``"dann"`` is ``2 / (1 + exp(-10 p)) - 1``.
+    lr : float, default=1e-3
+        Learning rate of the heads and bottleneck.
+    lr_schedule : {"warmup_cosine", "dann", "constant"} or callable, default="warmup_cosine"
+        ``p -> lr factor`` applied every batch.
+    warmup : float in [0, 1), default=0.1
+        Warm-up fraction of ``"warmup_cosine"``.
+    backbone_lr : float, default=None
+        Absolute rate of the trained backbone; ``None``: ``lr / 10`` for pretrained
+        weights, ``lr`` for random ones.
+    optimizer : {"adamw", "adam", "sgd"} or torch.optim class, default="adamw"
+    momentum : float in [0, 1], default=0.9
+        SGD only.
+    weight_decay : float, default=0.01
+    max_epochs : int, default=20
+        Passes over the larger of the two domains.
+    batch_size : int, default=64
+        Samples per step; half from each domain with ``balanced=True``.
+    balanced : bool, default=True
+        Domain-balanced batches.
+    standardize : bool, default=True
+        Standardise the input of the first trained layer with the statistics of all
+        rows (stored in the network).
+    head_init : {"probe", "random"}, default="probe"
+        Start the linear head from a cross-validated source-only logistic-regression
+        probe on the initial features.
+    device : str, default="auto"
+    random_state : int, RandomState or None, default=None
+    verbose : int, default=0
+    cache : bool or path-like, default=True
+        Feature cache for a frozen backbone."""
+
+_COMMON_ATTRIBUTES = """classes_ : ndarray
+        Class labels seen in the labeled rows.
+    n_features_in_ : int
+        Only for the ``features`` modality.
+    backbone_ : Backbone
+        The adapted (or frozen) backbone, stored once.
+    net_ : skorch.NeuralNetClassifier
+        The trained net; ``history_`` holds per epoch ``task_loss``, ``adapt_loss``,
+        ``lambda``, ``lr`` and the method's statistics.
+    n_source_, n_target_ : int
+        Source and target rows seen in ``fit``."""
+
+
+def _document(cls):
+    cls.__doc__ = (cls.__doc__.replace("%(common_parameters)s", _COMMON_PARAMETERS)
+                   .replace("%(common_attributes)s", _COMMON_ATTRIBUTES))
+    return cls
+
+
+def _store(est, params):
+    # __init__ only stores its arguments under their own names (sklearn's rule)
+    for k, v in params.items():
+        if k not in ("self", "__class__"):
+            setattr(est, k, v)
+
+
+# --------------------------------------------------------------------------- criteria
+class AlignmentCriterion(nn.Module):
+    """``weight * loss_fn(source features, target features)``, zero when a batch holds
+    fewer than 2 rows of a domain."""
+
+    def __init__(self, loss_fn, **loss_kwargs):
+        super().__init__()
+        self.loss_fn = loss_fn
+        self.loss_kwargs = loss_kwargs
+
+    def forward(self, feats, logits, is_target, lam):
+        t = is_target.bool()
+        if t.sum() < 2 or (~t).sum() < 2:
+            return feats.sum() * 0.0, {}
+        raw = self.loss_fn(feats[~t], feats[t], **self.loss_kwargs)
+        return lam * raw, {"align_loss": raw.item()}
+
+
+class InfoMaxCriterion(nn.Module):
+    """Information maximisation on the target rows' predictions, plus optional
+    confidence-thresholded pseudo-label cross-entropy."""
+
+    def __init__(self, diversity_weight=1.0, pseudo_label_threshold=None):
+        super().__init__()
+        self.diversity_weight = diversity_weight
+        self.pseudo_label_threshold = pseudo_label_threshold
+
+    def forward(self, feats, logits, is_target, lam):
+        zt = logits[is_target.bool()]
+        if zt.shape[0] < 2:
+            return logits.sum() * 0.0, {}
+        im = information_maximization_loss(zt, self.diversity_weight)
+        stats = {"im_loss": im.item()}
+        loss = im
+        if self.pseudo_label_threshold is not None:
+            pl = pseudo_label_loss(zt, self.pseudo_label_threshold)
+            stats["pseudo_label_loss"] = pl.item()
+            loss = loss + pl
+        return lam * loss, stats
+
+
+# --------------------------------------------------------------------------- estimators
+@_document
+class DeepCORALAdapter(BaseDomainAdapter):
+    """Deep CORAL: align the second-order statistics (covariances) of source and
+    target features.
+
+    The loss is ``CE(labeled rows) + lambda_p * ||C_s - C_t||_F^2 / (4 d^2)`` on each
+    domain-balanced batch's features (Sun and Saenko, 2016; see
+    :func:`tlestimators.losses.coral_loss`). Rows with ``y == -1`` are unlabeled
+    target samples.
+
+    Parameters
+    ----------
+    %(common_parameters)s
+
+    Attributes
+    ----------
+    %(common_attributes)s
+
+    See Also
+    --------
+    DANNAdapter : adversarial alignment.
+    tlestimators.skada_bridge : shallow CORAL on frozen embeddings (skada).
+
+    References
+    ----------
+    .. [1] B. Sun and K. Saenko. "Deep CORAL: Correlation Alignment for Deep Domain
+       Adaptation". ECCV 2016 Workshops.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from tlestimators import DeepCORALAdapter
+    >>> rng = np.random.default_rng(0)
+    >>> Xs = rng.normal(size=(60, 5)).astype("float32"); ys = (Xs[:, 0] > 0).astype(int)
+    >>> X = np.vstack([Xs, 2 * Xs + 1]); y = np.r_[ys, -np.ones(60, dtype=int)]
+    >>> clf = DeepCORALAdapter(backbone_kwargs={"hidden_sizes": (16,)}, max_epochs=2,
+    ...                        random_state=0).fit(X, y)
+    >>> clf.predict(X[60:]).shape
+    (60,)
+    """
+
+    def __init__(self, backbone="mlp", *, backbone_kwargs=None, unfreeze="all",
+                 bottleneck="auto", head="linear", lambda_max=1.0, lambda_schedule="dann",
+                 lr=1e-3, lr_schedule="warmup_cosine", warmup=0.1, backbone_lr=None,
+                 optimizer="adamw", momentum=0.9, weight_decay=0.01, max_epochs=20,
+                 batch_size=64, balanced=True, standardize=True, head_init="probe",
+                 device="auto", random_state=None, verbose=0, cache=True):
+        _store(self, locals())
+
+    def _make_criterion(self, n_features, n_classes):
+        return AlignmentCriterion(coral_loss)
+
+
+@_document
+class MMDAdapter(BaseDomainAdapter):
+    """Deep adaptation network (DAN): minimise the multi-kernel maximum mean
+    discrepancy between source and target features.
+
+    The loss is ``CE(labeled rows) + lambda_p * MMD^2`` with a sum of Gaussian kernels
+    (bandwidths around the batch's median distance, or ``sigmas``), on each
+    domain-balanced batch's features (Long et al., 2015; see
+    :func:`tlestimators.losses.mmd_loss`).
+
+    Parameters
+    ----------
+    %(common_parameters)s
+    sigmas : sequence of float, default=None
+        Kernel bandwidths; ``None``: the median pairwise distance times
+        ``(1/4, 1/2, 1, 2, 4)``.
+
+    Attributes
+    ----------
+    %(common_attributes)s
+
+    References
+    ----------
+    .. [1] M. Long, Y. Cao, J. Wang and M. Jordan. "Learning Transferable Features
+       with Deep Adaptation Networks". ICML 2015.
+    .. [2] A. Gretton et al. "A Kernel Two-Sample Test". JMLR 13, 2012.
+    """
+
+    _parameter_constraints: dict = {
+        **BaseDomainAdapter._parameter_constraints,
+        "sigmas": ["array-like", None],
+    }
+
+    def __init__(self, backbone="mlp", *, backbone_kwargs=None, unfreeze="all",
+                 bottleneck="auto", head="linear", lambda_max=1.0, lambda_schedule="dann",
+                 lr=1e-3, lr_schedule="warmup_cosine", warmup=0.1, backbone_lr=None,
+                 optimizer="adamw", momentum=0.9, weight_decay=0.01, max_epochs=20,
+                 batch_size=64, balanced=True, standardize=True, head_init="probe",
+                 device="auto", random_state=None, verbose=0, cache=True, sigmas=None):
+        _store(self, locals())
+
+    def _make_criterion(self, n_features, n_classes):
+        sigmas = None if self.sigmas is None else [float(s) for s in self.sigmas]
+        return AlignmentCriterion(mmd_loss, sigmas=sigmas)
+
+
+@_document
+class CDANAdapter(BaseDomainAdapter):
+    """Conditional adversarial adaptation (CDAN, CDAN+E): a domain classifier on the
+    multilinear map of features and class probabilities, through gradient reversal.
+
+    Conditioning on the predictions aligns the joint distribution of features and
+    classes rather than the features alone (Long et al., 2018); with
+    ``entropy_conditioning`` confident samples weigh more (CDAN+E). Large maps
+    (``d * n_classes > 4096``) use the paper's randomised map of width 1024.
+
+    Parameters
+    ----------
+    %(common_parameters)s
+    domain_head : {"mlp", "linear"} or nn.Module, default="mlp"
+        Domain classifier on the (reversed) conditional map; one logit or two.
+    entropy_conditioning : bool, default=True
+        CDAN+E sample weights ``1 + exp(-H(p))``.
+
+    Attributes
+    ----------
+    %(common_attributes)s
+    domain_accuracy_ : float
+        Domain-classifier accuracy over the last epoch.
+
+    References
+    ----------
+    .. [1] M. Long, Z. Cao, J. Wang and M. Jordan. "Conditional Adversarial Domain
+       Adaptation". NeurIPS 2018.
+    """
+
+    _parameter_constraints: dict = {
+        **BaseDomainAdapter._parameter_constraints,
+        "domain_head": [StrOptions({"mlp", "linear"}), nn.Module],
+        "entropy_conditioning": ["boolean"],
+    }
+
+    def __init__(self, backbone="mlp", *, backbone_kwargs=None, unfreeze="all",
+                 bottleneck="auto", head="linear", lambda_max=1.0, lambda_schedule="dann",
+                 lr=1e-3, lr_schedule="warmup_cosine", warmup=0.1, backbone_lr=None,
+                 optimizer="adamw", momentum=0.9, weight_decay=0.01, max_epochs=20,
+                 batch_size=64, balanced=True, standardize=True, head_init="probe",
+                 device="auto", random_state=None, verbose=0, cache=True,
+                 domain_head="mlp", entropy_conditioning=True):
+        _store(self, locals())
+
+    def _make_criterion(self, n_features, n_classes):
+        width = n_features * n_classes if n_features * n_classes <= 4096 else 1024
+        return AdversarialCriterion(
+            make_domain_head(width, self.domain_head), conditional=True,
+            entropy_conditioning=self.entropy_conditioning, n_features=n_features,
+            n_classes=n_classes)
+
+    def predict_domain_proba(self, X):
+        """The domain classifier's probability that each sample is from the target domain."""
+        return self._module_output(X, "domain")
+
+
+@_document
+class InfoMaxAdapter(BaseDomainAdapter):
+    """Target self-training by information maximisation (SHOT-style), optionally with
+    confidence-thresholded pseudo-labels.
+
+    The loss is ``CE(labeled rows) + lambda_p * (mean H(p_t) - diversity_weight *
+    H(mean p_t) [+ pseudo-label CE])`` on the target rows of each batch: target
+    predictions become confident and class-diverse (Liang et al., 2020, without the
+    source-free setting: the source labels stay in the loss).
+
+    Parameters
+    ----------
+    %(common_parameters)s
+    diversity_weight : float, default=1.0
+        Weight of the marginal-entropy (diversity) term.
+    pseudo_label_threshold : float in [0, 1] or None, default=None
+        Also train on target rows whose top probability reaches this threshold, with
+        their predicted class as label (``None``: information maximisation only).
+
+    Attributes
+    ----------
+    %(common_attributes)s
+
+    References
+    ----------
+    .. [1] J. Liang, D. Hu and J. Feng. "Do We Really Need to Access the Source Data?
+       Source Hypothesis Transfer for Unsupervised Domain Adaptation". ICML 2020.
+    .. [2] W. Hu et al. "Learning Discrete Representations via Information Maximizing
+       Self-Augmented Training". ICML 2017.
+    """
+
+    _parameter_constraints: dict = {
+        **BaseDomainAdapter._parameter_constraints,
+        "diversity_weight": [Interval(Real, 0, None, closed="left")],
+        "pseudo_label_threshold": [Interval(Real, 0, 1, closed="both"), None],
+    }
+
+    def __init__(self, backbone="mlp", *, backbone_kwargs=None, unfreeze="all",
+                 bottleneck="auto", head="linear", lambda_max=1.0, lambda_schedule="dann",
+                 lr=1e-3, lr_schedule="warmup_cosine", warmup=0.1, backbone_lr=None,
+                 optimizer="adamw", momentum=0.9, weight_decay=0.01, max_epochs=20,
+                 batch_size=64, balanced=True, standardize=True, head_init="probe",
+                 device="auto", random_state=None, verbose=0, cache=True,
+                 diversity_weight=1.0, pseudo_label_threshold=None):
+        _store(self, locals())
+
+    def _make_criterion(self, n_features, n_classes):
+        return InfoMaxCriterion(self.diversity_weight, self.pseudo_label_threshold)
+
