@@ -14,7 +14,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from tlestimators import RehearsalLearner
-from tlestimators.estimators.rehearsal import _grow_linear
+from tlestimators.estimators._continual import grow_linear
 
 MLP = {"hidden_sizes": (64,)}
 
@@ -83,7 +83,7 @@ def test_concatenated_replay_and_herding_also_learn(digits_stream):
 
 def test_head_grows_keeping_old_rows_and_classes_declares_outputs(digits_stream):
     layer = torch.nn.Linear(5, 2)
-    grown = _grow_linear(layer, 4)
+    grown = grow_linear(layer, 4)
     assert torch.equal(grown.weight[:2], layer.weight) and torch.equal(grown.bias[:2], layer.bias)
     (X, y), _ = digits_stream[0]
     clf = _learner(memory_size=0).partial_fit(X, y, classes=[0, 1, 7])
@@ -343,9 +343,8 @@ def test_experiences_may_bring_images_of_different_kinds(tmp_path):
     """Arrays, then file paths and PIL images, then grey arrays of another size: before,
     item_hashes raised AttributeError ('numpy.ndarray' object has no attribute 'mode')
     and grey after RGB asked for 'images of one size'."""
-    from PIL import Image
-
     from _tiny_backbones import TinyConvBackbone, make_image_blobs
+    from PIL import Image
 
     X, y = make_image_blobs(n_per_class=12, size=16, n_classes=3, seed=0)
     paths = []

@@ -19,10 +19,8 @@ import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_consistent_length, column_or_1d
-from skorch.utils import to_device
 from torch import nn
 
-from tlestimators import data
 from tlestimators._validation import check_random_state_int, renamed_param, resolve_device
 from tlestimators.callbacks import NaNLossGuard, check_unfreeze, unfreeze_callbacks
 from tlestimators.estimators._base import (
@@ -30,8 +28,6 @@ from tlestimators.estimators._base import (
     Collate,
     TransferDataset,
     TransferModule,
-    TransferNet,
-    _autocast_context,
     common_constraints,
     deprecated_constraint,
     encode_labels,
@@ -39,118 +35,21 @@ from tlestimators.estimators._base import (
     resolve_optimizer,
     validate_feature_input,
 )
-from tlestimators.estimators._netclassifier import NetClassifierMixin
-from tlestimators.losses import (
-    accumulate_fisher,
-    distillation_loss,
-    empirical_fisher,
-    er_ace_loss,
-    ewc_penalty,
+from tlestimators.estimators._continual import (
+    ContinualNet,
+    ContinualTerms,
+    TransactionalFitMixin,
+    grow_head,
 )
-from tlestimators.memory import POLICIES, ReplayBatchSampler, concat_items, make_memory
+from tlestimators.estimators._netclassifier import NetClassifierMixin
+from tlestimators.losses import accumulate_fisher, empirical_fisher
+from tlestimators.memory import POLICIES, concat_items, make_memory
 
 __all__ = ["RehearsalLearner"]
 
 
-class _ContinualTerms:
-    """What the loss of one experience adds to the cross-entropy. A plain object, so
-    skorch does not register the teacher as a trainable module of the net."""
-
-    def __init__(self):
-        self.teacher = None
-        self.distill_weight = 0.0
-        self.temperature = 2.0
-        self.ewc_lambda = 0.0
-        self.anchors = {}
-        self.fishers = {}
-        self.current_classes = None  # bool mask over outputs: ER-ACE
-        self.class_weight = None
-
-
-class _RehearsalNet(TransferNet):
-    """:class:`TransferNet` whose training batches mix replayed examples
-    (:class:`~tlestimators.memory.ReplayBatchSampler`) and whose training loss is
-    cross-entropy (or ER-ACE) + distillation + EWC."""
-
-    def initialize(self):
-        super().initialize()
-        if not hasattr(self, "continual_"):
-            self.continual_ = _ContinualTerms()
-        if not hasattr(self, "replay_"):
-            self.replay_ = None  # (n_new, n_mem, ratio) while an experience trains
-        return self
-
-    def infer(self, x, **fit_params):
-        # the batch may be a dict (tokenised text): the module takes it whole
-        with _autocast_context(self.device):
-            return self.module_(to_device(x, self.device))
-
-    def get_iterator(self, dataset, training=False):
-        if training and self.replay_ is not None:
-            n_new, n_mem, ratio = self.replay_
-            return torch.utils.data.DataLoader(
-                dataset, batch_sampler=ReplayBatchSampler(n_new, n_mem, self.batch_size, ratio),
-                collate_fn=self.get_params_for("iterator_train")["collate_fn"],
-            )
-        return super().get_iterator(dataset, training=training)
-
-    def get_loss(self, y_pred, y_true, X=None, training=False):
-        terms = getattr(self, "continual_", None)
-        if not training or terms is None:
-            return super().get_loss(y_pred, y_true, X=X, training=training)
-        y_pred, y_true = y_pred.float(), y_true.to(y_pred.device)
-        w = None if terms.class_weight is None else terms.class_weight.to(y_pred.device)
-        if terms.current_classes is not None:
-            loss = er_ace_loss(y_pred, y_true, terms.current_classes, weight=w)
-        else:
-            loss = nn.functional.cross_entropy(y_pred, y_true, weight=w)
-        if terms.distill_weight > 0 and terms.teacher is not None:
-            with torch.no_grad():
-                t_logits = terms.teacher(to_device(X, self.device))
-            d = distillation_loss(y_pred, t_logits, terms.temperature)
-            self.history.record_batch("distill_loss", d.item())
-            loss = loss + terms.distill_weight * d
-        if terms.ewc_lambda > 0 and terms.anchors:
-            params = dict(self.module_.named_parameters())
-            names = list(terms.anchors)
-            pen = ewc_penalty([params[n] for n in names], [terms.anchors[n] for n in names],
-                              [terms.fishers[n] for n in names])
-            self.history.record_batch("ewc_penalty", pen.item())
-            loss = loss + terms.ewc_lambda * pen
-        return loss
-
-
-def _grow_head(module, n_out):
-    """Give the last ``nn.Linear`` of ``module.head`` ``n_out`` outputs, keeping the
-    weights of the old ones."""
-    found = (module, "head", module.head) if isinstance(module.head, nn.Linear) else None
-    for parent in module.head.modules():
-        for name, child in parent.named_children():
-            if isinstance(child, nn.Linear):
-                found = (parent, name, child)
-    if found is None:
-        raise ValueError(
-            "head must end in an nn.Linear classifier layer (it grows as classes arrive); "
-            f"got {type(module.head).__name__} without one."
-        )
-    parent, name, layer = found
-    if layer.out_features != n_out:
-        setattr(parent, name, _grow_linear(layer, n_out))
-
-
-def _grow_linear(layer: nn.Linear, n_out: int) -> nn.Linear:
-    """A copy of ``layer`` with ``n_out`` outputs; the old rows keep their weights."""
-    new = nn.Linear(layer.in_features, n_out, bias=layer.bias is not None)
-    new = new.to(device=layer.weight.device, dtype=layer.weight.dtype)
-    with torch.no_grad():
-        k = min(layer.out_features, n_out)
-        new.weight[:k] = layer.weight[:k]
-        if layer.bias is not None:
-            new.bias[:k] = layer.bias[:k]
-    return new
-
-
-class RehearsalLearner(NetClassifierMixin, BackboneParamsMixin, ClassifierMixin, BaseEstimator):
+class RehearsalLearner(TransactionalFitMixin, NetClassifierMixin, BackboneParamsMixin,
+                       ClassifierMixin, BaseEstimator):
     """Continual learner: one ``partial_fit`` per experience, with replay, EWC and LwF.
 
     Each call to :meth:`partial_fit` is one experience (task) of a stream. Classes that
@@ -388,14 +287,7 @@ class RehearsalLearner(NetClassifierMixin, BackboneParamsMixin, ClassifierMixin,
 
         Parameters are those of :meth:`partial_fit`. Returns ``self``.
         """
-        snap = self._snapshot()
-        for k in self._fitted_keys():
-            delattr(self, k)
-        try:
-            return self._partial_fit(X, y, classes, task_id)
-        except BaseException:
-            self._restore(snap)
-            raise
+        return self._transaction(self._partial_fit, X, y, classes, task_id, reset=True)
 
     def partial_fit(self, X, y, classes=None, task_id=None):
         """Learn one experience: grow the head for new classes, train with replay, EWC
@@ -426,12 +318,7 @@ class RehearsalLearner(NetClassifierMixin, BackboneParamsMixin, ClassifierMixin,
             one slot per class under ``policy="class_balanced"``/``"herding"``. The
             fitted state is then left as it was before the call.
         """
-        snap = self._snapshot() if hasattr(self, "net_") else {}
-        try:
-            return self._partial_fit(X, y, classes, task_id)
-        except BaseException:
-            self._restore(snap)
-            raise
+        return self._transaction(self._partial_fit, X, y, classes, task_id)
 
     def _partial_fit(self, X, y, classes, task_id):
         self._validate_params()
@@ -538,12 +425,12 @@ class RehearsalLearner(NetClassifierMixin, BackboneParamsMixin, ClassifierMixin,
         self.classes_ = np.sort(self.class_order_)
         self._label_index_ = {c: i for i, c in enumerate(self.class_order_.tolist())}
         if not first:
-            return _grow_head(self.net_.module_, len(self.class_order_))
+            return grow_head(self.net_.module_, len(self.class_order_))
         head = make_head(self.backbone_.config.num_features, len(self.class_order_), self.head)
         module = TransferModule(None if self.frozen_ else self.backbone_, head)
         freezing, _, _ = unfreeze_callbacks(module, self.unfreeze, every=self.unfreeze_every)
         collate_train, collate_valid = Collate(train=True), Collate(train=False)
-        self.net_ = _RehearsalNet(
+        self.net_ = ContinualNet(
             module=module, criterion=nn.CrossEntropyLoss,
             optimizer=resolve_optimizer(self.optimizer), lr=self.lr,
             optimizer__weight_decay=self.weight_decay, max_epochs=max_epochs,
@@ -554,7 +441,7 @@ class RehearsalLearner(NetClassifierMixin, BackboneParamsMixin, ClassifierMixin,
         )
         collate_train.net = collate_valid.net = self.net_
         self.net_.initialize()
-        _grow_head(self.net_.module_, len(self.class_order_))  # a user head of other width
+        grow_head(self.net_.module_, len(self.class_order_))  # a user head of other width
 
     def _net_inputs(self, items):
         """What the net takes: the items, or their cached embeddings when frozen."""
@@ -574,7 +461,7 @@ class RehearsalLearner(NetClassifierMixin, BackboneParamsMixin, ClassifierMixin,
             all_y = np.concatenate([y_idx, [self._label_index_[c] for c in mem.y_.tolist()]])
         n_mem = len(all_y) - len(y_idx)
         net.replay_ = (len(y_idx), n_mem, float(ratio)) if use_mem and ratio is not None else None
-        terms = _ContinualTerms()
+        terms = ContinualTerms()
         terms.temperature = float(self.distill_temperature)
         terms.class_weight = self._class_weight(all_y)
         if self.distill_weight > 0 and self.teacher_ is not None and n_old > 0:
@@ -594,7 +481,7 @@ class RehearsalLearner(NetClassifierMixin, BackboneParamsMixin, ClassifierMixin,
         try:
             net.partial_fit(TransferDataset(self._net_inputs(all_items), all_y), None)
         finally:  # nothing device-bound or experience-specific stays on the net
-            net.continual_, net.replay_ = _ContinualTerms(), None
+            net.continual_, net.replay_ = ContinualTerms(), None
         return n_mem
 
     def _class_weight(self, y_idx):
@@ -631,19 +518,6 @@ class RehearsalLearner(NetClassifierMixin, BackboneParamsMixin, ClassifierMixin,
                                   cache=False)
 
     # ------------------------------------------------------------------ state
-    def _fitted_keys(self):
-        return [k for k in vars(self) if k.endswith("_") and not k.startswith("__")]
-
-    def _snapshot(self):
-        return {k: copy.deepcopy(getattr(self, k)) for k in self._fitted_keys()}
-
-    def _restore(self, snap):
-        for k in self._fitted_keys():
-            if k not in snap:
-                delattr(self, k)
-        for k, v in snap.items():
-            setattr(self, k, v)
-
     def __getstate__(self):
         state = self.__dict__.copy()
         if state.get("net_") is not None and not state.get("frozen_", True):
