@@ -1,4 +1,5 @@
-"""The ``tlestimators`` command: ``list-backbones``, ``info NAME``, ``demo``, ``bench``.
+"""The ``tlestimators`` command: ``list-backbones``, ``info NAME``, ``demo``, ``bench``,
+``predict MODEL DATA``.
 
 Each subcommand is a ``cmd_*(args) -> int`` function and an ``_add_*(subparsers)``
 function listed in :data:`SUBCOMMANDS`; :func:`main` turns the toolkit's user errors
@@ -323,6 +324,74 @@ def data_take_first(items, n):
     return take(items, list(range(n)))
 
 
+_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+
+def _predict_inputs(data, text_column):
+    """DATA of ``predict``: an image folder (searched recursively), image files, a CSV
+    with a text column, or a .npy array of features. Returns ``(ids, items)``."""
+    from pathlib import Path
+
+    paths = [Path(d).expanduser() for d in data]
+    if len(paths) == 1 and paths[0].is_dir():
+        files = sorted(f for f in paths[0].rglob("*") if f.suffix.lower() in _IMAGE_SUFFIXES)
+        if not files:
+            raise ValueError(f"DATA folder {str(paths[0])!r} holds no image files "
+                             f"({', '.join(_IMAGE_SUFFIXES)}).")
+        return [str(f) for f in files], [str(f) for f in files]
+    if len(paths) == 1 and paths[0].suffix.lower() == ".csv":
+        import csv
+
+        with open(paths[0], newline="", encoding="utf-8", errors="replace") as f:
+            rows = list(csv.DictReader(f))
+        if not rows or text_column not in rows[0]:
+            raise ValueError(f"DATA {str(paths[0])!r} has no {text_column!r} column (set "
+                             "--text-column).")
+        return [str(i) for i in range(len(rows))], [r[text_column] for r in rows]
+    if len(paths) == 1 and paths[0].suffix.lower() == ".npy":
+        import numpy as np
+
+        X = np.load(paths[0], allow_pickle=False)
+        return [str(i) for i in range(len(X))], X
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(f"DATA files not found: {missing[:5]}")
+    return [str(p) for p in paths], [str(p) for p in paths]
+
+
+def cmd_predict(args) -> int:
+    """Predict with a model saved by tlestimators.save (or exported by export_onnx)."""
+    import csv
+    from pathlib import Path
+
+    import numpy as np
+
+    model_dir = Path(args.model).expanduser()
+    if (model_dir / "preprocessing.json").is_file() and (model_dir / "model.onnx").is_file():
+        from tlestimators.export import OnnxClassifier
+
+        model = OnnxClassifier(model_dir)
+    else:
+        from tlestimators.io import load
+
+        model = load(model_dir, trusted=args.trust)
+    ids, items = _predict_inputs(args.data, args.text_column)
+    proba = np.asarray(model.predict_proba(items))
+    classes = np.asarray(model.classes_)
+    pred = classes[np.argmax(proba, axis=1)]
+    out = open(args.output, "w", newline="") if args.output else sys.stdout
+    try:
+        w = csv.writer(out)
+        w.writerow(["item", "prediction"] + [f"proba_{c}" for c in classes.tolist()])
+        for i, p, row in zip(ids, pred.tolist(), proba):
+            w.writerow([i, p] + [f"{v:.6f}" for v in row])
+    finally:
+        if args.output:
+            out.close()
+            print(f"wrote {len(ids)} predictions to {args.output}", file=sys.stderr)
+    return 0
+
+
 # --------------------------------------------------------------------------- parser
 # One function per subcommand adds its parser and sets ``func``; a new subcommand is a
 # ``cmd_*`` function, an ``_add_*`` function, and one entry in SUBCOMMANDS.
@@ -387,7 +456,25 @@ def _add_bench(sub) -> None:
     p.set_defaults(func=cmd_bench)
 
 
-SUBCOMMANDS = [_add_list_backbones, _add_info, _add_demo, _add_bench]
+def _add_predict(sub) -> None:
+    p = sub.add_parser(
+        "predict", help="predict with a saved model (tlestimators.save or export_onnx)",
+        description="Print (or write) one CSV row per item: the predicted class and the "
+                    "probability of each class.",
+    )
+    p.add_argument("model", help="directory written by tlestimators.save or export_onnx")
+    p.add_argument("data", nargs="+",
+                   help="an image folder, image files, a CSV with a text column, or a .npy "
+                        "array of features")
+    p.add_argument("--text-column", default="text", help="CSV text column (default 'text')")
+    p.add_argument("-o", "--output", default=None, help="CSV file to write (default stdout)")
+    p.add_argument("--trust", action="append", default=[], metavar="TYPE",
+                   help="also allow this fully qualified type when loading (e.g. your own "
+                        "Backbone class); repeatable")
+    p.set_defaults(func=cmd_predict)
+
+
+SUBCOMMANDS = [_add_list_backbones, _add_info, _add_demo, _add_bench, _add_predict]
 
 
 def build_parser() -> argparse.ArgumentParser:

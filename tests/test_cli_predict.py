@@ -1,0 +1,64 @@
+"""``tlestimators predict MODEL DATA`` on saved and exported models."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import tlestimators as tle
+from tlestimators.cli import main
+
+pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
+
+
+def _rows(text):
+    return list(csv.reader(io.StringIO(text)))
+
+
+def test_predict_features_from_saved_and_exported_model(tmp_path, capsys):
+    rng = np.random.RandomState(0)
+    X = rng.randn(80, 5).astype(np.float32)
+    y = np.where(X[:, 0] > 0, "up", "down")
+    est = tle.FrozenFeatureClassifier("mlp", random_state=0).fit(X, y)
+    tle.save(est, tmp_path / "model")
+    np.save(tmp_path / "X.npy", X[:10])
+    assert main(["predict", str(tmp_path / "model"), str(tmp_path / "X.npy")]) == 0
+    rows = _rows(capsys.readouterr().out)
+    assert rows[0] == ["item", "prediction", "proba_down", "proba_up"]
+    assert [r[1] for r in rows[1:]] == est.predict(X[:10]).tolist()
+    np.testing.assert_allclose([[float(v) for v in r[2:]] for r in rows[1:]],
+                               est.predict_proba(X[:10]), atol=1e-6)
+    pytest.importorskip("onnxruntime")
+    tle.export_onnx(est, tmp_path / "onnx")
+    out = tmp_path / "pred.csv"
+    assert main(["predict", str(tmp_path / "onnx"), str(tmp_path / "X.npy"), "-o", str(out)]) == 0
+    assert [r[1] for r in _rows(out.read_text())[1:]] == est.predict(X[:10]).tolist()
+
+
+def test_predict_image_folder_and_csv_errors(tmp_path, capsys):
+    from _tiny_backbones import TinyConvBackbone, make_image_blobs
+
+    X, y = make_image_blobs(10, 16)
+    est = tle.FrozenFeatureClassifier(TinyConvBackbone(), random_state=0).fit(X, y)
+    tle.save(est, tmp_path / "model")
+    folder = tmp_path / "images" / "sub"
+    folder.mkdir(parents=True)
+    for i in (0, 15):
+        Image.fromarray(X[i]).save(folder / f"img{i}.png")
+    trusted = "_tiny_backbones.TinyConvBackbone"
+    # a user-defined backbone class is refused unless trusted: a clear one-line error
+    assert main(["predict", str(tmp_path / "model"), str(tmp_path / "images")]) == 1
+    assert "does not trust" in capsys.readouterr().err
+    assert main(["predict", str(tmp_path / "model"), str(tmp_path / "images"),
+                 "--trust", trusted]) == 0
+    rows = _rows(capsys.readouterr().out)[1:]
+    assert [r[0].rsplit("/", 1)[-1] for r in rows] == ["img0.png", "img15.png"]
+    assert [int(r[1]) for r in rows] == est.predict(X[[0, 15]]).tolist()
+    (tmp_path / "t.csv").write_text("body\nhello\n")
+    assert main(["predict", str(tmp_path / "model"), str(tmp_path / "t.csv")]) == 1
+    assert main(["predict", str(tmp_path / "nope"), str(tmp_path / "t.csv")]) == 1
+    assert "no config.json" in capsys.readouterr().err
