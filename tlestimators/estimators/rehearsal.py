@@ -21,7 +21,12 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_consistent_length, column_or_1d
 from torch import nn
 
-from tlestimators._validation import check_random_state_int, renamed_param, resolve_device
+from tlestimators._validation import (
+    check_random_state_int,
+    renamed_param,
+    resolve_device,
+    torch_seed,
+)
 from tlestimators.callbacks import NaNLossGuard, check_unfreeze, unfreeze_callbacks
 from tlestimators.estimators._base import (
     BackboneParamsMixin,
@@ -285,7 +290,18 @@ class RehearsalLearner(TransactionalFitMixin, NetClassifierMixin, BackboneParams
     def fit(self, X, y, classes=None, task_id=None):
         """Forget everything, then learn ``(X, y)`` as the first experience.
 
-        Parameters are those of :meth:`partial_fit`. Returns ``self``.
+        Parameters
+        ----------
+        X : array-like or list
+            Input for the backbone's modality.
+        y : array-like of shape (n_samples,)
+            Labels.
+        classes, task_id
+            As in :meth:`partial_fit`.
+
+        Returns
+        -------
+        self
         """
         return self._transaction(self._partial_fit, X, y, classes, task_id, reset=True)
 
@@ -345,10 +361,7 @@ class RehearsalLearner(TransactionalFitMixin, NetClassifierMixin, BackboneParams
             self._initialize(backbone, frozen)
         self.memory_.capacity = int(self.memory_size)
         self.memory_.check_update(y, len(self.class_order_) + len(new_classes))
-        seed = int(self.rng_.integers(2**31 - 1))
-        devices = [torch.device(self.device_).index or 0] if self.device_.startswith("cuda") else []
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(seed)
+        with torch_seed(int(self.rng_.integers(2**31 - 1))):  # one seed per experience
             n_old = len(self.class_order_)
             if new_classes:
                 self._grow(new_classes, first, max_epochs)
