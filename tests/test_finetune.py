@@ -189,3 +189,11 @@ def test_bad_input_errors(images, blobs):
     with pytest.raises(TrainingDivergedError, match="Training diverged"):
         FineTuneClassifier("mlp", lr=1e30, backbone_lr=1e30, warmup=0.0, max_epochs=5,
                            device="cpu").fit(Xf * 1e3, yf)
+
+
+def test_minus_one_labels_warn_and_point_to_dann(blobs):
+    X, y = blobs
+    y_da = np.where(np.arange(len(y)) % 4 == 0, -1, y)
+    with pytest.warns(UserWarning, match="FineTuneClassifier learns -1 as a class.*DANNAdapter"):
+        FineTuneClassifier("mlp", max_epochs=1, device="cpu").fit(X, y_da)
+

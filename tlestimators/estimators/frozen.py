@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils._param_validation import HasMethods, StrOptions
 from torch import nn
 
 from tlestimators.estimators._base import (
@@ -41,11 +42,14 @@ class Standardize(nn.Module):
 
 class FrozenFeatureClassifier(NetClassifierMixin, BackboneParamsMixin, ClassifierMixin,
                               BaseEstimator):
-    """Frozen pretrained backbone + a linear or MLP head trained with skorch.
+    """Frozen pretrained backbone + a head fitted on its cached embeddings.
 
     The backbone turns each input into an embedding once (through the shared feature
-    cache, so cross-validation folds, grid points and clones reuse it); only the small
-    head is trained, on the cached embeddings.
+    cache, so cross-validation folds, grid points and clones reuse it); only the head
+    is fitted, on the cached embeddings. The default head is the convex linear probe:
+    a multinomial logistic regression on the standardised embeddings, solved full
+    batch, with its regularisation strength chosen by internal stratified CV
+    (:class:`~tlestimators.probe.LinearProbeCV`, like ``LogisticRegressionCV``).
 
     Parameters
     ----------
@@ -56,41 +60,50 @@ class FrozenFeatureClassifier(NetClassifierMixin, BackboneParamsMixin, Classifie
         ``set_params(backbone_kwargs__img_size=96)``. For ``backbone="mlp"`` the
         default is the identity (``hidden_sizes=()``): a frozen, randomly initialised
         layer only loses information; pass ``{"hidden_sizes": (...)}`` to get one.
-    head : {"linear", "mlp"} or nn.Module, default="linear"
-        ``"linear"``: logistic regression on the embeddings; ``"mlp"``: one hidden
-        layer of ``max(64, D // 2)`` ReLU units. A module maps ``(N, D)`` to
-        ``(N, n_classes)``.
+    head : "linear", "mlp", nn.Module or sklearn classifier, default="linear"
+        ``"linear"``: the convex linear probe (:class:`~tlestimators.probe.LinearProbeCV`,
+        ``C`` by 5-fold stratified CV over ``np.logspace(-4, 4, 10)``; it standardises
+        the embeddings itself). ``"mlp"``: one hidden layer of ``max(64, D // 2)`` ReLU
+        units trained with skorch; an ``nn.Module`` mapping ``(N, D)`` to
+        ``(N, n_classes)`` is trained the same way. Any scikit-learn classifier is
+        cloned and fitted on the embeddings (after a ``StandardScaler`` when
+        ``standardize=True``).
     head_dropout : float, default=0.0
-        Dropout before the last linear layer.
+        Dropout before the last linear layer (``"mlp"`` head).
     standardize : bool, default=True
-        Standardise embeddings with the training mean/std (folded into the head).
+        Standardise the embeddings with the training mean/std before the ``"mlp"``,
+        module or scikit-learn head (the linear probe always standardises).
     lr : float, default=1e-3
-        Learning rate of the head.
+        Learning rate of a skorch head (``"mlp"`` or module).
     optimizer : {"adamw", "adam", "sgd"} or torch.optim class, default="adamw"
-        Optimizer of the head.
+        Optimizer of a skorch head.
     weight_decay : float, default=1e-4
-        Weight decay of the head.
+        Weight decay of a skorch head.
     max_epochs : int, default=50
-        Passes over the training embeddings.
+        Passes over the training embeddings (skorch heads).
     batch_size : int, default=64
-        Batch size for embedding and for training the head.
+        Batch size for embedding and for training a skorch head.
     early_stopping : bool, default=False
-        Hold out ``validation_fraction`` (stratified) and stop when the validation loss
-        has not improved for ``patience`` epochs, restoring the best head.
+        Skorch heads: hold out ``validation_fraction`` (stratified) and stop when the
+        validation loss has not improved for ``patience`` epochs, restoring the best
+        head.
     validation_fraction : float, default=0.1
         Held-out fraction when ``early_stopping=True``.
     patience : int, default=5
         Epochs without improvement before stopping.
     class_weight : dict, "balanced" or None, default=None
-        Weights of the classes in the cross-entropy loss, as in sklearn.
+        Weights of the classes in the loss, as in sklearn (the linear probe and the
+        skorch heads; a scikit-learn ``head`` keeps its own setting).
     device : str, default="auto"
-        ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda[:N]"`` or ``"mps"``.
+        ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda[:N]"`` or ``"mps"``; the
+        backbone, the probe's solver and skorch heads run there.
     cache : bool or path-like, default=True
         Feature cache: ``True`` in memory (shared in the process), ``False`` off, a
         directory to also persist embeddings across processes.
     random_state : int, RandomState or None, default=None
         Seeds the backbone build (random-init weights, so embeddings are identical in
-        every process), the head initialisation, shuffling and validation split.
+        every process), the probe's CV folds, a skorch head's initialisation,
+        shuffling and validation split.
     verbose : int, default=0
         ``>0`` prints skorch's epoch table and shows embedding progress.
 
@@ -101,8 +114,13 @@ class FrozenFeatureClassifier(NetClassifierMixin, BackboneParamsMixin, Classifie
     backbone_ : Backbone
         The frozen backbone (shared read-only with other estimators using the same
         name and kwargs).
+    head_ : LinearProbeCV, sklearn classifier or skorch net
+        The fitted head, trained on encoded labels ``0 .. n_classes - 1``. For
+        ``head="linear"``, ``head_.C_`` is the chosen regularisation and
+        ``head_.to_linear()`` the probe as a ``torch.nn.Linear`` on raw embeddings.
     net_ : skorch.NeuralNetClassifier
-        The fitted head; ``net_.history`` holds the losses per epoch.
+        Skorch heads only (``"mlp"`` or a module): the same object as ``head_``;
+        ``net_.history`` holds the losses per epoch.
     n_features_in_ : int
         Number of input features (``features`` backbones only).
     feature_names_in_ : ndarray of str
@@ -111,13 +129,17 @@ class FrozenFeatureClassifier(NetClassifierMixin, BackboneParamsMixin, Classifie
     See Also
     --------
     BackboneEmbedder : the frozen embeddings as a transformer for any sklearn model.
-    FineTuneClassifier : also updates the backbone.
+    FineTuneClassifier : also updates the backbone (starting from this probe).
+    tlestimators.probe.LinearProbeCV : the default head on its own.
 
     Notes
     -----
     Linear probing of frozen features is the standard evaluation of representation
     transfer [1]_ [2]_; it is the cheap strategy to try first, and the one that wins
-    with very few labels.
+    with very few labels. A convex probe with its regularisation chosen by CV is what
+    a hand-written ``make_pipeline(StandardScaler(), LogisticRegressionCV())`` on the
+    embeddings gives; SGD-trained heads (``"mlp"``) need their ``lr``/``max_epochs``
+    tuned.
 
     References
     ----------
@@ -131,18 +153,21 @@ class FrozenFeatureClassifier(NetClassifierMixin, BackboneParamsMixin, Classifie
     >>> from sklearn.datasets import load_iris
     >>> from tlestimators import FrozenFeatureClassifier
     >>> X, y = load_iris(return_X_y=True)
-    >>> clf = FrozenFeatureClassifier("mlp", lr=1e-2, random_state=0, device="cpu").fit(X, y)
+    >>> clf = FrozenFeatureClassifier("mlp", random_state=0, device="cpu").fit(X, y)
     >>> clf.score(X, y) > 0.9
+    True
+    >>> clf.head_.C_ > 0
     True
     """
 
     _parameter_constraints = {
         **common_constraints(
-            "backbone", "backbone_kwargs", "head", "head_dropout", "lr", "optimizer",
+            "backbone", "backbone_kwargs", "head_dropout", "lr", "optimizer",
             "weight_decay", "max_epochs", "batch_size", "early_stopping",
             "validation_fraction", "patience", "class_weight", "device", "cache",
             "random_state", "verbose",
         ),
+        "head": [StrOptions({"linear", "mlp"}), nn.Module, HasMethods(["fit", "predict"])],
         "standardize": ["boolean"],
     }
 
@@ -204,8 +229,13 @@ class FrozenFeatureClassifier(NetClassifierMixin, BackboneParamsMixin, Classifie
             )
         return Z
 
+    def _skorch_head(self):
+        return isinstance(self.head, nn.Module) or (
+            isinstance(self.head, str) and self.head == "mlp"
+        )
+
     def fit(self, X, y):
-        """Embed ``X`` with the frozen backbone (cached) and train the head.
+        """Embed ``X`` with the frozen backbone (cached) and fit the head.
 
         Parameters
         ----------
@@ -223,12 +253,18 @@ class FrozenFeatureClassifier(NetClassifierMixin, BackboneParamsMixin, Classifie
         self._validate_params()
         device = resolve_device(self.device)
         modality, items, classes, y_enc, seed = validate_fit_data(self, X, y)
-        train_split, es = early_stopping_split(self, len(y_enc), len(classes), seed)
+        skorch_head = self._skorch_head()
+        if skorch_head:  # reports a bad validation_fraction before any embedding
+            train_split, es = early_stopping_split(self, len(y_enc), len(classes), seed)
+        self.backbone_ = frozen_backbone(self, items.shape[1] if modality == "features" else None)
+        Z = self._embed(items, device)
+        if not skorch_head:
+            self.head_ = self._fit_sklearn_head(Z, y_enc, classes, device, seed)
+            self.classes_ = classes
+            return self
         callbacks = [("nan_guard", NaNLossGuard())]
         if es is not None:
             callbacks.append(("early_stopping", es))
-        self.backbone_ = frozen_backbone(self, items.shape[1] if modality == "features" else None)
-        Z = self._embed(items, device)
         with torch_seed(seed):
             layers = []
             if self.standardize:
@@ -251,8 +287,50 @@ class FrozenFeatureClassifier(NetClassifierMixin, BackboneParamsMixin, Classifie
             )
             net.fit(Z, y_enc)
         self.classes_ = classes
-        self.net_ = net
+        self.head_ = self.net_ = net
         return self
+
+    def _fit_sklearn_head(self, Z, y_enc, classes, device, seed):
+        from sklearn.base import clone
+
+        if isinstance(self.head, str):  # "linear": the convex probe
+            from tlestimators.probe import LinearProbeCV
+
+            class_weight = self.class_weight
+            if isinstance(class_weight, dict):  # the probe sees encoded labels
+                class_weight_tensor(class_weight, classes, y_enc)  # unknown labels raise
+                index = {c: i for i, c in enumerate(classes.tolist())}
+                class_weight = {index[k]: v for k, v in class_weight.items()}
+            head = LinearProbeCV(class_weight=class_weight, device=device, random_state=seed)
+        else:
+            head = clone(self.head)
+            if self.standardize:
+                from sklearn.pipeline import make_pipeline
+                from sklearn.preprocessing import StandardScaler
+
+                head = make_pipeline(StandardScaler(), head)
+        head.fit(Z, y_enc)
+        if not (hasattr(head, "predict_proba") or hasattr(head, "decision_function")):
+            raise TypeError(
+                f"head={self.head!r} has neither predict_proba nor decision_function; "
+                "FrozenFeatureClassifier needs one of them to score the classes."
+            )
+        return head
+
+    def _forward_logits(self, Z):
+        if getattr(self, "net_", None) is not None and self.head_ is self.net_:
+            return super()._forward_logits(Z)
+        head = self.head_
+        if not hasattr(head, "to_linear"):  # the probe's logits are its decision_function
+            # log-probabilities are logits: their softmax is the head's predict_proba
+            if hasattr(head, "predict_log_proba"):
+                return np.asarray(head.predict_log_proba(Z), dtype=np.float64)
+            if hasattr(head, "predict_proba"):
+                return np.log(np.clip(np.asarray(head.predict_proba(Z), np.float64), 1e-300, None))
+        d = np.asarray(head.decision_function(Z), dtype=np.float64)
+        if d.ndim == 1:  # binary: logit of classes_[1]
+            return np.column_stack([np.zeros_like(d), d])
+        return d
 
     def _net_input(self, X):
         items = validate_feature_input(self, X, self.backbone_.config.modality, reset=False)
