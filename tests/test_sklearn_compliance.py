@@ -72,8 +72,14 @@ def _expected_failed(est):
     return EXPECTED_FAILED.get(type(est).__name__, {})
 
 
-@parametrize_with_checks([_embedder(), _frozen(), _finetune(), _rehearsal()],
-                         expected_failed_checks=_expected_failed)
+# Frozen/FineTune/Embedder run with their DEFAULT parameters (only the `mlp` feature
+# backbone, so the checks' 2-D float inputs fit): exactly what a user running
+# `check_estimator(FrozenFeatureClassifier(backbone="mlp"))` gets.
+@parametrize_with_checks(
+    [BackboneEmbedder(backbone="mlp"), FrozenFeatureClassifier(backbone="mlp"),
+     FineTuneClassifier(backbone="mlp"), _rehearsal()],
+    expected_failed_checks=_expected_failed,
+)
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
 
