@@ -114,3 +114,17 @@ def test_skada_default_dann_domain_classifier_is_dead():
     assert torch.equal(out, torch.ones(8))
     torch.nn.BCELoss()(out, torch.cat([torch.zeros(4), torch.ones(4)])).backward()
     assert x.grad is not None and float(x.grad.abs().max()) == 0.0
+
+
+def test_search_cv_uses_passthrough_as_the_source_only_skada_candidate():
+    from tlestimators.model_selection import DomainAdaptationSearchCV
+
+    X, y, Xt, yt = shifted(200)
+    pipe = make_skada_pipeline(skada.CORALAdapter(), LogisticRegression())
+    search = DomainAdaptationSearchCV(
+        pipe, {"skadaadapter": [SkadaAdapter(skada.CORALAdapter())]}, cv=2).fit(X, y)
+    steps = [p["skadaadapter"] for p in search.cv_results_["params"]]
+    assert "passthrough" in steps and len(steps) == 2
+    rep = search.selection_report_
+    assert steps[rep["source_only"]] == "passthrough"
+    assert search.predict(Xt).shape == (len(Xt),)

@@ -295,6 +295,25 @@ def _with_source_only(param_grid, source_only):
     return grids
 
 
+def _default_source_only(estimator):
+    """``{"lambda_max": 0.0}`` for our DA estimators; ``{step: "passthrough"}`` for a
+    pipeline whose adaptation is a skada adapter step (tlestimators.skada_bridge)."""
+    params = estimator.get_params(deep=False)
+    if "lambda_max" in params:
+        return {"lambda_max": 0.0}
+    for name, step in getattr(estimator, "steps", []):
+        if type(step).__name__ == "SkadaAdapter":
+            return {name: "passthrough"}
+    if any(k.endswith("__lambda_max") for k in estimator.get_params(deep=True)):
+        key = next(k for k in estimator.get_params(deep=True) if k.endswith("__lambda_max"))
+        return {key: 0.0}
+    raise ValueError(
+        f"Cannot tell which {type(estimator).__name__} is the source-only model: pass "
+        "selection=SafeDASelection(source_only={...}) with the parameters that switch "
+        "the adaptation off."
+    )
+
+
 class DomainAdaptationSearchCV(GridSearchCV):
     """Grid search for domain adaptation without target labels, safe by construction.
 
@@ -311,8 +330,9 @@ class DomainAdaptationSearchCV(GridSearchCV):
     estimator : DA estimator or pipeline
     param_grid : dict or list of dicts
     selection : SafeDASelection, default=None
-        ``None``: ``SafeDASelection()`` (DEV + IWV + entropy, source-only =
-        ``{"lambda_max": 0.0}``).
+        ``None``: ``SafeDASelection()`` (DEV + IWV + entropy) with source-only =
+        ``{"lambda_max": 0.0}`` for our DA estimators, or ``{step: "passthrough"}``
+        for a pipeline with a skada adapter step (:mod:`tlestimators.skada_bridge`).
     cv : int or splitter, default=3
         An int gives ``SourceTargetKFold(cv, shuffle=True, random_state=0)``.
     n_jobs, verbose, pre_dispatch, return_train_score :
@@ -346,7 +366,9 @@ class DomainAdaptationSearchCV(GridSearchCV):
                          error_score=error_score, return_train_score=return_train_score)
 
     def _selection(self):
-        return SafeDASelection() if self.selection is None else self.selection
+        if self.selection is not None:
+            return self.selection
+        return SafeDASelection(source_only=_default_source_only(self.estimator))
 
     def fit(self, X, y=None, **params):
         """Search with ``y == -1`` marking unlabeled target rows."""
