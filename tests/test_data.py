@@ -247,3 +247,110 @@ def test_texts_reject_exactly_the_non_strings(items):
             data.check_texts(items)
     else:
         assert data.check_texts(items) == items
+
+
+# ----------------------------------------------------------------------------- issue 10/15
+@pytest.mark.parametrize(
+    "scale, hint",
+    [(255.0, "0..255 pixel values"), (None, "already normalised")],
+)
+def test_float_images_outside_unit_range_raise_naming_x_and_the_range(rng, scale, hint):
+    X = rng.random((3, 3, 8, 8), dtype=np.float32)
+    if scale is not None:
+        X = X * scale  # what np.asarray(img, float32) gives: 0..255 floats
+    else:
+        X = (X - 0.45) / 0.225  # a batch someone already normalised with ImageNet stats
+    X[0] = 0.5  # image 0 is fine: the message names the first bad one
+    with pytest.raises(ValueError, match=r"X.*\[0, 1\]") as exc:
+        data.check_images(X)
+    assert hint in str(exc.value) and "X[1]" in str(exc.value)
+    # through a backbone's check_input too
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        data.check_input(X, "image")
+    # exact [0, 1] and float rounding just past the ends are fine
+    ok = np.clip(rng.random((2, 3, 4, 4), dtype=np.float32), 0, 1)
+    ok[0, 0, 0, 0], ok[1, 0, 0, 0] = 1.0 + 1e-6, -1e-6
+    assert data.check_images(ok).shape == ok.shape
+
+
+def _jpeg(path, w, h, seed=0):
+    rng = np.random.default_rng(seed)
+    # smooth content, so every decode scale is a faithful picture of it
+    yy, xx = np.mgrid[0:h, 0:w]
+    img = np.stack([(xx * 255 // max(w - 1, 1)), (yy * 255 // max(h - 1, 1)),
+                    np.full((h, w), rng.integers(0, 256))], -1).astype(np.uint8)
+    Image.fromarray(img).save(path, quality=95)
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    "size, min_size, decoded",
+    [
+        # the smallest DCT scale whose short side is >= DRAFT_REDUCING_GAP (2) x min_size
+        ((2048, 1536), 256, (1024, 768)),  # 1/2 (1/4 would give 384 < 512)
+        ((1536, 1024), 100, (384, 256)),  # 1/4 (1/8 would give 128 < 200)
+        ((1024, 1024), 64, (128, 128)),  # 1/8
+        ((1024, 768), 256, (1024, 768)),  # 1/2 would give 384 < 512: full decode
+        ((300, 300), 256, (300, 300)),  # smaller than the target: never drafted
+        ((600, 400), None, (600, 400)),  # no target given
+    ],
+)
+def test_large_jpegs_are_draft_decoded_never_below_the_target(tmp_path, size, min_size,
+                                                               decoded):
+    p = _jpeg(tmp_path / "a.jpg", *size)
+    arr = data.decode_image(p, min_size)
+    assert arr.dtype == np.uint8 and arr.shape == (decoded[1], decoded[0], 3)
+    if min_size is not None:
+        assert min(arr.shape[:2]) >= min(data.DRAFT_REDUCING_GAP * min_size, min(size))
+    # the draft picture is the same picture (smooth gradients, small JPEG error)
+    small = np.asarray(Image.open(p).convert("RGB").resize(decoded, Image.BILINEAR), float)
+    assert np.abs(arr.astype(float) - small).mean() < 3
+
+
+def test_draft_decoding_is_used_by_the_eval_preprocessing_and_switchable(tmp_path,
+                                                                         monkeypatch):
+    p = _jpeg(tmp_path / "big.jpg", 1024, 1024)
+    png = tmp_path / "big.png"
+    Image.open(p).save(png)
+    from PIL import JpegImagePlugin
+
+    calls = []
+    orig = JpegImagePlugin.JpegImageFile.draft
+
+    def spy(im, mode, size):
+        calls.append((im.format, size))
+        return orig(im, mode, size)
+
+    monkeypatch.setattr(JpegImagePlugin.JpegImageFile, "draft", spy)
+    pre = data.ImagePreprocessor((3, 32, 32), crop_pct=1.0, augment=False, **IMAGENET)
+    out = pre([p, str(png)])
+    assert out.shape == (2, 3, 32, 32)
+    assert [c[0] for c in calls] == ["JPEG"]  # the PNG is decoded in full
+    monkeypatch.setattr(data, "JPEG_DRAFT", False)
+    calls.clear()
+    pre([p])
+    assert calls == []
+
+
+def test_eval_batch_is_channels_last_and_matches_the_per_image_reference(rng, tmp_path):
+    X = rng.integers(0, 256, (3, 40, 50, 3), dtype=np.uint8)
+    pre = data.ImagePreprocessor((3, 24, 24), interpolation="bicubic", crop_pct=0.875,
+                                 augment=False, **IMAGENET)
+    out = pre(X)
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    # reference: torchvision's per-image uint8 -> float pipeline
+    from torchvision.transforms import InterpolationMode, v2
+
+    ref = v2.Compose([
+        v2.Resize(27, interpolation=InterpolationMode.BICUBIC, antialias=True),
+        v2.CenterCrop(24), v2.ToDtype(torch.float32, scale=True),
+        v2.Normalize(IMAGENET["mean"], IMAGENET["std"]),
+    ])
+    expected = torch.stack([ref(torch.from_numpy(x).permute(2, 0, 1).contiguous()) for x in X])
+    assert torch.allclose(out, expected, atol=1e-4)
+    # files take the same path (PNG: lossless) and give the same batch
+    paths = []
+    for i, x in enumerate(X):
+        Image.fromarray(x).save(tmp_path / f"{i}.png")
+        paths.append(str(tmp_path / f"{i}.png"))
+    assert torch.allclose(pre(paths), out, atol=1e-5)

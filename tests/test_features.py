@@ -12,7 +12,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 
-from tlestimators import BackboneEmbedder, create_backbone
+from tlestimators import BackboneEmbedder, create_backbone, features
 from tlestimators.backbones.base import Backbone, BackboneConfig
 from tlestimators.features import (
     backbone_fingerprint,
@@ -44,6 +44,9 @@ class _CountingForward:
     def __init__(self, monkeypatch, cls):
         self.rows = 0
         orig = cls.forward
+        # BatchNorm folding checks its folded copy on two extra rows once per backbone;
+        # these tests count the cache's work only.
+        monkeypatch.setattr(features, "FOLD_BATCHNORM", False)
 
         def forward(module, batch):
             self.rows += len(batch)
@@ -279,3 +282,157 @@ def test_text_batches_are_formed_by_length_and_rows_come_back_in_input_order():
     np.testing.assert_allclose(out, expected)
     # sorted by length, the padding a batch carries is small: 30+28, 3+3, 2+1 not 30+29+28
     assert sum(bb.batch_widths) < sum(max(len(a), len(b)) for a, b in zip(texts[::2], texts[1::2]))
+
+
+# ------------------------------------------------------------------ hot loop (issue 15)
+def _image_files(tmp_path, n, size=24, seed=0):
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    paths = []
+    for i in range(n):
+        p = tmp_path / f"{i}.jpg"
+        Image.fromarray(rng.integers(0, 256, (size, size + 4, 3), dtype=np.uint8)).save(p)
+        paths.append(str(p))
+    return paths
+
+
+@pytest.mark.parametrize("prefetch, bound", [(1, 2), (0, 1)])
+def test_prepared_batches_and_decoded_images_alive_at_once_are_bounded(
+        tmp_path, monkeypatch, prefetch, bound):
+    import time
+    import weakref
+
+    from tlestimators import data
+
+    monkeypatch.setattr(features, "PREFETCH", prefetch)
+    batches, decoded = [], []
+    orig_decode = data.decode_image
+
+    def decode(path, min_size=None):
+        arr = orig_decode(path, min_size)
+        decoded.append(weakref.ref(arr))
+        return arr
+
+    monkeypatch.setattr(data, "decode_image", decode)
+
+    class Slow(TinyConvBackbone):
+        max_batches = max_images = 0
+
+        def preprocess(self, items, train=False):
+            out = super().preprocess(items, train)
+            batches.append(weakref.ref(out))
+            return out
+
+        def forward(self, batch):
+            time.sleep(0.01)  # a slow forward: the producer is always ahead of it
+            alive = [r() for r in batches if r() is not None]
+            Slow.max_batches = max(Slow.max_batches, len(alive))
+            Slow.max_images = max(Slow.max_images, sum(len(b) for b in alive)
+                                  + sum(r() is not None for r in decoded))
+            return super().forward(batch)
+
+    bb = Slow()
+    paths = _image_files(tmp_path, 40)
+    out = compute_embeddings(bb, bb.check_input(paths), batch_size=4, cache=False)
+    assert out.shape == (40, 16) and len(batches) == 10
+    assert Slow.max_batches <= bound
+    # decoded pixels alive: the prepared batches plus at most one image being decoded
+    assert Slow.max_images <= bound * 4 + 1
+    monkeypatch.setattr(features, "PREFETCH", 1 - prefetch)
+    np.testing.assert_allclose(
+        compute_embeddings(bb, bb.check_input(paths), batch_size=4, cache=False), out,
+        rtol=1e-5, atol=1e-6)
+
+
+def test_inputs_are_prepared_outside_the_forward_loop_thread():
+    import threading
+
+    class Recording(_PaddedTextBackbone):
+        def __init__(self):
+            super().__init__()
+            self.prep_threads, self.fwd_threads = set(), set()
+
+        def preprocess(self, items, train=False):
+            self.prep_threads.add(threading.get_ident())  # tokenising happens here
+            return super().preprocess(items, train)
+
+        def forward(self, batch):
+            self.fwd_threads.add(threading.get_ident())
+            return super().forward(batch)
+
+    bb = Recording()
+    texts = [f"text number {i}" * (i % 5 + 1) for i in range(30)]
+    out = compute_embeddings(bb, texts, batch_size=4, cache=False)
+    assert out.shape == (30, 2)
+    assert bb.fwd_threads == {threading.get_ident()}
+    assert bb.prep_threads and not (bb.prep_threads & bb.fwd_threads)
+
+
+class _ConvUsedTwice(TinyConvBackbone):
+    """The stem conv's output feeds its BatchNorm AND a skip connection: folding the
+    BatchNorm into the conv would change the skip path, so it must be refused."""
+
+    def forward(self, batch):
+        conv, bn, act = self.stem
+        y = conv(batch)
+        x = act(bn(y)) + y
+        return self.proj(self.stage(x).mean(dim=(2, 3)))
+
+
+def test_batchnorm_is_folded_for_frozen_inference_only_when_exact(rng):
+    X = make_image_blobs(n_per_class=6)[0]
+    for cls, folds in ((TinyConvBackbone, True), (_ConvUsedTwice, False)):
+        bb = cls().eval()
+        with torch.no_grad():  # non-trivial running statistics, so folding matters
+            for m in bb.modules():
+                if isinstance(m, torch.nn.BatchNorm2d):
+                    m.running_mean.uniform_(-1, 1)
+                    m.running_var.uniform_(0.5, 2)
+        items = bb.check_input(X)
+        batch = bb.preprocess(items)
+        module = features.inference_module(bb, batch)
+        assert (module is not bb) == folds
+        left = [m for m in module.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+        assert (not left) == folds
+        with torch.no_grad():
+            ref = bb(batch).numpy()
+        emb = compute_embeddings(bb, items, batch_size=5, cache=False)
+        np.testing.assert_allclose(emb, ref, rtol=1e-4, atol=1e-5)
+        # the backbone itself is untouched
+        assert any(isinstance(m, torch.nn.BatchNorm2d) for m in bb.modules())
+    # weights changed in place -> a new folded copy, never a stale one
+    bb = TinyConvBackbone().eval()
+    items = bb.check_input(X)
+    first = compute_embeddings(bb, items, cache=False)
+    with torch.no_grad():
+        bb.stem[0].weight.mul_(2)
+        expected = bb(bb.preprocess(items)).numpy()
+    second = compute_embeddings(bb, items, cache=False)
+    assert not np.allclose(first, second)
+    np.testing.assert_allclose(second, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_one_autocast_policy_and_the_precision_tag_names_it(monkeypatch):
+    assert features.autocast_dtype("cpu") is None and features.precision_tag("cpu") == "fp32"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    for capability, dtype, tag in (((7, 5), None, "fp32"), ((8, 0), torch.bfloat16,
+                                                              "amp-bf16")):
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda i, c=capability: c)
+        assert features.autocast_dtype("cuda") is dtype
+        assert features.precision_tag("cuda:0") == tag
+    # the tag follows the dtype actually used: fp16 embeddings are never "amp-bf16"
+    monkeypatch.setattr(features, "autocast_dtype", lambda device: torch.float16)
+    assert features.precision_tag("cuda") == "amp-fp16"
+
+
+def test_features_and_data_import_nothing_from_estimators():
+    code = textwrap.dedent("""
+        import sys
+        import tlestimators.features, tlestimators.data
+        bad = sorted(m for m in sys.modules if m.startswith("tlestimators.estimators"))
+        assert not bad, bad
+    """)
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-2000:]

@@ -4,7 +4,8 @@ Accepted input (``X``):
 
 - ``image``: a uint8 array ``(N, H, W, 3)`` or ``(N, H, W)`` (grey), a float array
   ``(N, 3, H, W)`` of RGB values in [0, 1] (what ``torchvision.transforms.ToTensor``
-  gives), a list of PIL images, or a list/array of image file paths. Grey, palette
+  gives; values outside [0, 1], such as 0..255 floats or an already normalised batch,
+  raise a ``ValueError`` rather than being rescaled by guess), a list of PIL images, or a list/array of image file paths. Grey, palette
   and RGBA images are converted to RGB, and EXIF orientation is applied.
 - ``text``: a list/array/Series of ``str``.
 - ``features``: a 2-D float array (dense or scipy sparse).
@@ -16,6 +17,7 @@ and what was expected. Nothing is silently dropped.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 from pathlib import Path
 
@@ -27,6 +29,7 @@ __all__ = [
     "check_images",
     "check_texts",
     "check_features",
+    "decode_image",
     "load_image",
     "ImagePreprocessor",
     "item_hashes",
@@ -162,6 +165,7 @@ def check_images(X, name="X"):
                     f"{name}[{int(np.flatnonzero(bad)[0])}] contains NaN or infinity; "
                     "images must be finite."
                 )
+            _check_unit_range(X, name)
             return X.astype(np.float32, copy=False)
         raise TypeError(
             f"{name} is an array of dtype {X.dtype}; image arrays must be uint8 "
@@ -201,9 +205,101 @@ def check_images(X, name="X"):
     return items
 
 
-def load_image(item) -> torch.Tensor:
-    """One item -> uint8 tensor ``(3, H, W)`` (float arrays -> float tensor in [0, 1])."""
+# Float images are taken as ToTensor's [0, 1] scale. Values outside it (0..255 floats,
+# or an already mean/std-normalised batch) would be normalised again and give silently
+# wrong embeddings; guessing a rescale is ambiguous (is 1.2 a 0..255 image?), so raise.
+_UNIT_RANGE_TOL = 1e-3
+
+
+def _check_unit_range(X, name):
+    lo, hi = float(X.min()), float(X.max())
+    if lo >= -_UNIT_RANGE_TOL and hi <= 1 + _UNIT_RANGE_TOL:
+        return
+    flat = X.reshape(len(X), -1)
+    first = int(np.flatnonzero((flat.min(axis=1) < -_UNIT_RANGE_TOL)
+                               | (flat.max(axis=1) > 1 + _UNIT_RANGE_TOL))[0])
+    hint = (
+        "it looks like 0..255 pixel values: pass X / 255, or the uint8 array (N, H, W, 3)"
+        if lo >= -_UNIT_RANGE_TOL and hi <= 255 + _UNIT_RANGE_TOL
+        else "it looks already normalised: pass the unnormalised [0, 1] values; the "
+        "backbone applies its own mean/std"
+    )
+    raise ValueError(
+        f"{name} is a float image array with values in [{lo:.4g}, {hi:.4g}] (first "
+        f"offending image: {name}[{first}]); float images (N, 3, H, W) must hold RGB "
+        f"values in [0, 1]; {hint}."
+    )
+
+
+#: Decode large JPEG files in draft mode (see :func:`decode_image`). A switch for
+#: comparisons: cached embeddings are not keyed by it (clear the feature cache after
+#: changing it).
+JPEG_DRAFT = True
+#: Draft decoding stops at a scale at least this many times the resize target, so the
+#: antialiased resize still does the last >= 2x of the reduction (Pillow's own
+#: ``Image.thumbnail(reducing_gap=2.0)`` rule): DCT-domain scaling alone aliases like a
+#: box filter (cosine 0.991 to a full decode on hymenoptera's largest photos, 0.9992
+#: with this gap).
+DRAFT_REDUCING_GAP = 2.0
+
+
+def _draft_request(size, min_size):
+    """The smallest ``(w, h)`` whose short side is ``min_size``, same aspect as ``size``."""
+    w, h = size
+    r = min_size / min(w, h)
+    return (math.ceil(w * r), math.ceil(h * r))
+
+
+def _rgb_array(im) -> np.ndarray:
+    """A decoded PIL image as a uint8 ``(H, W, 3)`` RGB array (alpha over white)."""
+    from PIL import Image
+
+    if im.mode in ("P", "LA", "RGBA", "PA"):
+        im = im.convert("RGBA")
+        bg = Image.new("RGB", im.size, (255, 255, 255))
+        bg.paste(im, mask=im.split()[-1])
+        im = bg
+    elif im.mode != "RGB":
+        im = im.convert("RGB")
+    return np.array(im, dtype=np.uint8)  # writable (torch.from_numpy needs that)
+
+
+def decode_image(path, min_size=None) -> np.ndarray:
+    """Decode an image file to a uint8 ``(H, W, 3)`` RGB array, EXIF orientation applied.
+
+    Parameters
+    ----------
+    path : str
+        An image file.
+    min_size : int, default=None
+        The short side the caller will resize the image to. A JPEG large enough is
+        decoded in draft mode (libjpeg's DCT scaling by 1/2, 1/4 or 1/8,
+        :meth:`PIL.Image.Image.draft`) at the smallest scale whose short side is still
+        ``>= DRAFT_REDUCING_GAP * min_size``, which is several times cheaper than a full
+        decode followed by a large downscale (at 64 px, most photos). Draft mode never
+        goes below that size, and other formats are decoded in full.
+    """
     from PIL import Image, ImageOps
+
+    try:
+        with Image.open(path) as im:
+            if JPEG_DRAFT and min_size is not None and im.format == "JPEG":
+                target = DRAFT_REDUCING_GAP * min_size
+                if min(im.size) >= 2 * target:  # else no DCT scale (1/2 ...) fits
+                    im.draft("RGB", _draft_request(im.size, target))
+            ImageOps.exif_transpose(im, in_place=True)
+            return _rgb_array(im)
+    except Exception as exc:
+        raise ValueError(f"image file {path!r} could not be decoded: {exc}") from exc
+
+
+def load_image(item, min_size=None) -> torch.Tensor:
+    """One item -> uint8 tensor ``(3, H, W)`` (float arrays -> float tensor in [0, 1]).
+
+    The tensor is a channels-last view of the decoded ``(H, W, 3)`` pixels (no copy).
+    ``min_size`` allows draft decoding of large JPEG files (see :func:`decode_image`).
+    """
+    from PIL import ImageOps
 
     if isinstance(item, np.ndarray):
         t = torch.from_numpy(np.ascontiguousarray(item))
@@ -214,27 +310,10 @@ def load_image(item) -> torch.Tensor:
                 t = t.permute(2, 0, 1)
         return t
     if isinstance(item, str):
-        try:
-            with Image.open(item) as im:
-                im = ImageOps.exif_transpose(im)
-                im = _to_rgb(im)
-        except Exception as exc:
-            raise ValueError(f"image file {item!r} could not be decoded: {exc}") from exc
+        arr = decode_image(item, min_size)
     else:
-        im = _to_rgb(ImageOps.exif_transpose(item))
-    arr = np.asarray(im, dtype=np.uint8)
-    return torch.from_numpy(arr.copy()).permute(2, 0, 1)
-
-
-def _to_rgb(im):
-    if im.mode == "RGB":
-        return im.copy()
-    if im.mode in ("P", "LA", "RGBA", "PA"):
-        im = im.convert("RGBA")
-        bg = __import__("PIL.Image", fromlist=["Image"]).new("RGB", im.size, (255, 255, 255))
-        bg.paste(im, mask=im.split()[-1])
-        return bg
-    return im.convert("RGB")
+        arr = _rgb_array(ImageOps.exif_transpose(item))
+    return torch.from_numpy(arr).permute(2, 0, 1)
 
 
 class ImagePreprocessor:
@@ -244,6 +323,15 @@ class ImagePreprocessor:
     eval transform). Train (``augment=True``): random resized crop with scale
     ``(0.35, 1)`` and horizontal flip. Built on ``torchvision.transforms.v2``, so
     it runs on uint8 tensors without a PIL round trip.
+
+    The eval path is the frozen-feature hot loop, so it does the least work per image:
+    JPEG files are decoded in draft mode when much larger than the resize target
+    (:func:`decode_image`), resizing and cropping run on uint8 pixels (torch's
+    vectorised channels-last uint8 kernels; a stacked uint8 array is resized as one
+    batch), each crop is written into one preallocated uint8 ``(N, H, W, 3)`` buffer, and
+    the conversion to float and the mean/std normalisation run once per batch. The eval
+    batch is returned in ``torch.channels_last`` memory format (what the convolutions
+    of image backbones run fastest on); its shape is ``(N, 3, H, W)`` as always.
     """
 
     def __init__(self, input_size, mean, std, interpolation="bicubic", crop_pct=0.875,
@@ -256,21 +344,28 @@ class ImagePreprocessor:
         self.augment = augment
         self._built = None
 
+    @property
+    def resize_size(self) -> int:
+        """Short side the eval path resizes to before the centre crop."""
+        return min(int(round(s / self.crop_pct)) for s in self.input_size[-2:])
+
     def _build(self):
         from torchvision.transforms import InterpolationMode, v2
 
         interp = InterpolationMode(self.interpolation)
         size = self.input_size[-2:]
-        scale = tuple(int(round(s / self.crop_pct)) for s in size)
         tail = [v2.ToDtype(torch.float32, scale=True), v2.Normalize(self.mean, self.std)]
-        ev = v2.Compose([v2.Resize(min(scale), interpolation=interp, antialias=True),
-                         v2.CenterCrop(size), *tail])
+        geom = v2.Compose([v2.Resize(self.resize_size, interpolation=interp, antialias=True),
+                           v2.CenterCrop(size)])
         tr = v2.Compose([
             v2.RandomResizedCrop(size, scale=(0.35, 1.0), interpolation=interp, antialias=True),
             v2.RandomHorizontalFlip(),
             *tail,
         ])
-        self._built = (ev, tr)
+        # uint8 -> float: (x / 255 - mean) / std == (x - 255 mean) / (255 std)
+        shift = torch.tensor([255.0 * m for m in self.mean]).view(1, 3, 1, 1)
+        scale = torch.tensor([1.0 / (255.0 * s) for s in self.std]).view(1, 3, 1, 1)
+        self._built = (geom, tr, v2.Compose(tail), shift, scale)
         return self._built
 
     def __getstate__(self):
@@ -278,15 +373,42 @@ class ImagePreprocessor:
         d["_built"] = None  # rebuilt lazily; keeps pickles small and version-proof
         return d
 
+    def _normalise_uint8(self, batch_nhwc):
+        """uint8 ``(N, H, W, 3)`` -> normalised float ``(N, 3, H, W)``, channels-last."""
+        _, _, _, shift, scale = self._built or self._build()
+        x = batch_nhwc.permute(0, 3, 1, 2).to(torch.float32)  # keeps NHWC memory
+        return x.sub_(shift).mul_(scale)
+
     def __call__(self, items, train=False) -> torch.Tensor:
-        ev, tr = self._built or self._build()
-        fn = tr if (train and self.augment) else ev
-        if isinstance(items, np.ndarray) and not (train and self.augment):
+        geom, tr, tail, _, _ = self._built or self._build()
+        if train and self.augment:
+            return torch.stack([tr(load_image(it)) for it in items])
+        if isinstance(items, np.ndarray):  # one stacked array: resize it as one batch
             t = torch.from_numpy(np.ascontiguousarray(items))
-            if t.dtype == torch.uint8:
-                t = t.unsqueeze(1).expand(-1, 3, -1, -1) if t.ndim == 3 else t.permute(0, 3, 1, 2)
-            return fn(t)
-        return torch.stack([fn(load_image(it)) for it in items])
+            if t.dtype != torch.uint8:  # float (N, 3, H, W) in [0, 1]
+                return tail(geom(t)).contiguous(memory_format=torch.channels_last)
+            t = t.unsqueeze(-1).expand(-1, -1, -1, 3) if t.ndim == 3 else t
+            return self._normalise_uint8(geom(t.permute(0, 3, 1, 2)).permute(0, 2, 3, 1))
+        h, w = self.input_size[-2:]
+        out = None
+        floats = []
+        for i, it in enumerate(items):
+            crop = geom(load_image(it, self.resize_size))
+            if crop.dtype != torch.uint8:  # a float (3, H, W) array inside a list
+                floats.append((i, crop))
+                continue
+            if out is None:
+                out = torch.empty((len(items), h, w, 3), dtype=torch.uint8)
+            out[i].copy_(crop.permute(1, 2, 0))
+        if not floats:
+            return self._normalise_uint8(out)
+        batch = torch.empty((len(items), 3, h, w), dtype=torch.float32).contiguous(
+            memory_format=torch.channels_last)
+        if out is not None:
+            batch.copy_(self._normalise_uint8(out))
+        for i, crop in floats:
+            batch[i] = tail(crop)
+        return batch
 
 
 # --------------------------------------------------------------------------- dispatch

@@ -44,6 +44,10 @@ __all__ = [
     "clear_feature_cache",
     "backbone_fingerprint",
     "frozen_backbone",
+    "autocast_dtype",
+    "autocast_context",
+    "precision_tag",
+    "inference_module",
 ]
 
 _DEFAULT_MAX_BYTES = int(os.environ.get("TLE_FEATURE_CACHE_BYTES", 1 << 30))
@@ -313,7 +317,7 @@ def frozen_backbone(estimator, n_features=None):
     Backbones given by name are built once per process and shared (up to four
     distinct configurations are kept), so clones in a grid search do not each load the
     weights again. Treat the result as read-only: it is never trained. A
-    :class:`Backbone` instance is deep-copied as usual.
+    :class:`~tlestimators.Backbone` instance is deep-copied as usual.
     """
     from tlestimators.backbones.base import Backbone
 
@@ -355,22 +359,58 @@ def _check_cache(cache):
     )
 
 
-def _precision_tag(device_type: str) -> str:
-    return "amp-bf16" if device_type == "cuda" else "fp32"
+# --------------------------------------------------------------------------- precision
+# ONE mixed-precision policy for the package (frozen inference here, training in
+# estimators._base.TransferNet): bfloat16 autocast on CUDA devices that run it natively
+# (compute capability >= 8: Ampere and later), float32 everywhere else. bfloat16 has
+# float32's range, so training needs no loss scaling, and frozen embeddings computed in
+# training-time precision match what a fine-tuned model sees. Older GPUs (no native
+# bf16) run float32 rather than float16: float16 would need a GradScaler when training
+# and would give embeddings of a third precision. The feature cache keys embeddings by
+# :func:`precision_tag`, so embeddings of different precisions never mix in a cache.
+def autocast_dtype(device):
+    """The autocast dtype tlestimators uses on ``device``: ``torch.bfloat16`` or ``None``.
 
-
-def _autocast_dtype():
+    ``None`` means float32 (no autocast): every CPU/MPS device, and CUDA devices without
+    native bfloat16 (compute capability < 8).
+    """
     import torch
 
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    dev = torch.device(device)
+    if dev.type != "cuda" or not torch.cuda.is_available():
+        return None
+    index = dev.index if dev.index is not None else torch.cuda.current_device()
+    return torch.bfloat16 if torch.cuda.get_device_capability(index)[0] >= 8 else None
 
 
+def autocast_context(device):
+    """``torch.autocast`` under :func:`autocast_dtype`'s policy (a no-op context for float32)."""
+    import contextlib
+
+    import torch
+
+    dtype = autocast_dtype(device)
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(torch.device(device).type, dtype=dtype)
+
+
+def precision_tag(device) -> str:
+    """``"fp32"``, or ``"amp-bf16"``/``"amp-fp16"``: the precision embeddings computed on
+    ``device`` have (part of the feature-cache key), derived from the dtype actually used."""
+    import torch
+
+    dtype = autocast_dtype(device)
+    if dtype is None:
+        return "fp32"
+    return "amp-" + {torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
+
+
+# --------------------------------------------------------------------------- hot loop
 def _to_device(batch, device, non_blocking):
     import torch
 
     if isinstance(batch, torch.Tensor):
-        if device.type == "cuda":
-            batch = batch.pin_memory()
         return batch.to(device, non_blocking=non_blocking)
     if isinstance(batch, dict):
         return {k: _to_device(v, device, non_blocking) for k, v in batch.items()}
@@ -379,13 +419,101 @@ def _to_device(batch, device, non_blocking):
     return batch
 
 
-def _run_backbone(backbone, items, batch_size, device, verbose, desc="embedding"):
-    """Eval-mode, inference-mode, batched forward passes over validated ``items``."""
+def _pin(batch):
+    import torch
+
+    if isinstance(batch, torch.Tensor):
+        return batch.pin_memory()
+    if isinstance(batch, dict):
+        return {k: _pin(v) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(_pin(v) for v in batch)
+    return batch
+
+
+#: Batches prepared ahead of the forward pass, in one background thread (0: none).
+#: Decoding, resizing and tokenising release the GIL, so with one batch ahead the input
+#: side of batch k+1 runs while batch k is in the backbone; at most ``PREFETCH + 1``
+#: prepared batches are alive at once, which bounds memory whatever the number of items.
+PREFETCH = 1
+
+
+def _prepared_batches(backbone, items, starts, batch_size, pin, prefetch):
+    """Yield ``backbone.preprocess`` of each chunk, ``prefetch`` chunks ahead in a thread."""
+    import torch
+
+    n = data.num_samples(items)
+
+    def prepare(s):
+        chunk = data.take(items, range(s, min(s + batch_size, n)))
+        if hasattr(chunk, "toarray"):  # sparse features: preprocess expects dense rows
+            chunk = np.asarray(chunk.toarray())
+        with torch.inference_mode():
+            batch = backbone.preprocess(chunk, train=False)
+        return _pin(batch) if pin else batch
+
+    if prefetch <= 0:
+        for s in starts:
+            yield prepare(s)
+        return
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    it = iter(starts)
+    with ThreadPoolExecutor(1, thread_name_prefix="tle-prefetch") as pool:
+        pending = deque(pool.submit(prepare, s) for _, s in zip(range(prefetch), it))
+        try:
+            while pending:
+                batch = pending.popleft().result()
+                nxt = next(it, None)
+                if nxt is not None:
+                    pending.append(pool.submit(prepare, nxt))
+                yield batch
+                del batch  # the consumer's reference is the only one left
+        finally:
+            for f in pending:
+                f.cancel()
+
+
+#: On CPU, an image batch goes through the backbone in pieces of at most this many
+#: pixels (16 images at 224 px): the activations of a 64-image batch at 224 px take
+#: over 0.5 GB, and smaller pieces also run faster on CPU (the activations of a piece
+#: stay in cache). Every image is computed on its own in eval mode, so the pieces only
+#: bound memory; ``batch_size`` still sets how many items are prepared at once. On GPU
+#: the batch goes in whole.
+CPU_FORWARD_PIXELS = 16 * 224 * 224
+
+
+def _pieces(batch, cuda):
+    import torch
+
+    if cuda or not isinstance(batch, torch.Tensor) or batch.ndim != 4:
+        return (batch,)
+    step = max(1, CPU_FORWARD_PIXELS // (batch.shape[-1] * batch.shape[-2]))
+    return batch.split(step) if len(batch) > step else (batch,)
+
+
+def _prefetch_for(backbone, prefetch):
+    if prefetch is not None:
+        return int(prefetch)
+    # 2-D features need no preparation worth a thread
+    return 0 if backbone.config.modality == "features" else PREFETCH
+
+
+def _run_backbone(backbone, items, batch_size, device, verbose, desc="embedding",
+                  prefetch=None):
+    """Eval-mode, inference-mode, batched forward passes over validated ``items``.
+
+    The loop body is only the forward pass and the copy out: inputs are prepared
+    (decoded, resized, normalised, tokenised; pinned on CUDA) ahead in a background
+    thread (:data:`PREFETCH`), and BatchNorm is folded into the convolutions
+    (:func:`inference_module`).
+    """
     import torch
 
     n = data.num_samples(items)
     dev = torch.device(device)
-    use_amp = dev.type == "cuda"
+    cuda = dev.type == "cuda"
     outs = []
     starts = range(0, n, batch_size)
     if verbose:
@@ -398,18 +526,20 @@ def _run_backbone(backbone, items, batch_size, device, verbose, desc="embedding"
     if backbone.config.modality == "text" and n > batch_size:
         order = np.argsort([-len(t) for t in items], kind="stable")
         items = [items[i] for i in order]
-    with torch.inference_mode():
-        for s in starts:
-            chunk = data.take(items, range(s, min(s + batch_size, n)))
-            if hasattr(chunk, "toarray"):  # sparse features: preprocess expects dense rows
-                chunk = np.asarray(chunk.toarray())
-            batch = _to_device(backbone.preprocess(chunk, train=False), dev, use_amp)
-            if use_amp:
-                with torch.autocast("cuda", dtype=_autocast_dtype()):
-                    z = backbone(batch)
-            else:
-                z = backbone(batch)
-            outs.append(z.float().cpu())
+    module = None
+    batches = _prepared_batches(backbone, items, starts, batch_size, cuda,
+                                _prefetch_for(backbone, prefetch))
+    with torch.inference_mode(), autocast_context(dev):
+        for batch in batches:
+            batch = _to_device(batch, dev, cuda)
+            for piece in _pieces(batch, cuda):
+                if module is None:
+                    module, z = _first_forward(backbone, piece)
+                else:
+                    z = module(piece)
+                outs.append(z.float().cpu())
+                del piece, z
+            del batch
     if not outs:
         return np.zeros((0, backbone.config.num_features), dtype=np.float32)
     out = torch.cat(outs).numpy().astype(np.float32, copy=False)
@@ -418,6 +548,163 @@ def _run_backbone(backbone, items, batch_size, device, verbose, desc="embedding"
         restored[order] = out
         out = restored
     return out
+
+
+# --------------------------------------------------------------------------- BN folding
+#: Fold eval-mode BatchNorm into the convolution before it for frozen inference.
+FOLD_BATCHNORM = True
+_FOLDED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_FOLD_LOCK = threading.Lock()
+
+
+class _ConvBNPairs:
+    """Hooks that record ``(conv name, bn name)`` for each BatchNorm2d whose input is
+    exactly the output of the Conv2d that ran just before it, during one forward pass."""
+
+    def __init__(self, backbone):
+        from torch import nn
+
+        self.names = {m: name for name, m in backbone.named_modules()}
+        self.pairs = []
+        self._last = None
+        self._hooks = []
+        for m in backbone.modules():
+            if type(m) is nn.Conv2d:
+                self._hooks.append(m.register_forward_hook(self._after_conv))
+            elif isinstance(m, nn.BatchNorm2d):
+                self._hooks.append(m.register_forward_pre_hook(self._before_bn))
+
+    def _after_conv(self, m, args, out):
+        self._last = (m, out)
+
+    def _before_bn(self, m, args):
+        if self._last is not None and args and args[0] is self._last[1]:
+            self.pairs.append((self.names[self._last[0]], self.names[m]))
+        self._last = None
+
+    def remove(self):
+        for h in self._hooks:
+            h.remove()
+        self._last = None
+
+
+def _bn_replacement(bn):
+    """What is left of ``bn`` once its affine transform is folded into the conv: nothing
+    for a plain BatchNorm2d; timm's ``BatchNormAct2d`` keeps its dropout and activation."""
+    from torch import nn
+
+    if type(bn) is nn.BatchNorm2d:
+        return nn.Identity()
+    if type(bn).__name__ == "BatchNormAct2d" and hasattr(bn, "act") and hasattr(bn, "drop"):
+        return nn.Sequential(bn.drop, bn.act)
+    return None
+
+
+def _fold(backbone, pairs):
+    """A copy of ``backbone`` with each ``(conv, bn)`` pair folded (None if none can be)."""
+    import copy
+
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    folded, done = copy.deepcopy(backbone), 0
+    for conv_name, bn_name in pairs:
+        conv, bn = folded.get_submodule(conv_name), folded.get_submodule(bn_name)
+        rest = _bn_replacement(bn)
+        if rest is None or not bn.track_running_stats or bn.running_mean is None:
+            continue
+        folded.set_submodule(conv_name, fuse_conv_bn_eval(conv, bn))
+        folded.set_submodule(bn_name, rest)
+        done += 1
+    return folded.eval() if done else None
+
+
+def _fold_key(backbone):
+    token = _state_token(backbone)
+    if token is None:
+        return None
+    first = next(backbone.parameters(), None)
+    return (token, str(first.device) if first is not None else "")
+
+
+def _first_forward(backbone, batch):
+    """Forward the first batch; return ``(module for the other batches, its output)``.
+
+    The module is :func:`inference_module`'s BatchNorm-folded copy when it applies. The
+    conv -> BatchNorm pairs are found by hooks during this (real) forward pass, so
+    folding costs one extra pass over two items, to check the copy.
+    """
+    import torch
+
+    if not _foldable(backbone):
+        return backbone, backbone(batch)
+    key = _fold_key(backbone)
+    with _FOLD_LOCK:
+        hit = _FOLDED.get(backbone)
+    if hit is not None and hit[0] == key:
+        module = hit[1] or backbone
+        return module, module(batch)
+    hooks = _ConvBNPairs(backbone)
+    try:
+        z = backbone(batch)
+    finally:
+        hooks.remove()
+    folded = None
+    try:
+        if hooks.pairs:
+            folded = _fold(backbone, hooks.pairs)
+        if folded is not None:
+            # A conv output used elsewhere too (or an unusual BN subclass) would make the
+            # fold wrong: keep the copy only if it reproduces this batch's first rows.
+            a = z[:2].float()
+            b = folded(_slice_batch(batch, 2)).float()
+            err = torch.linalg.vector_norm(a - b) / torch.linalg.vector_norm(a).clamp_min(1e-12)
+            tol = 1e-4 if z.dtype == torch.float32 else 3e-2  # bf16 autocast: coarser
+            if not bool(err <= tol):
+                folded = None
+    except Exception:  # an exotic module graph: plain eager inference is always correct
+        folded = None
+    if key is not None:
+        with _FOLD_LOCK:
+            _FOLDED[backbone] = (key, folded)
+    return folded or backbone, z
+
+
+def _foldable(backbone):
+    import torch
+
+    return (FOLD_BATCHNORM and not backbone.training
+            and any(type(m) is torch.nn.BatchNorm2d or type(m).__name__ == "BatchNormAct2d"
+                    for m in backbone.modules()))
+
+
+def inference_module(backbone, batch):
+    """The module frozen embeddings run through: ``backbone``, or a copy of it with every
+    eval-mode ``BatchNorm2d`` folded into the ``Conv2d`` that feeds it.
+
+    Folding removes one full pass over each activation per BatchNorm (about half the
+    CPU time of an EfficientNet at 224 px) and changes the embeddings only by float
+    rounding: the copy is used only if it reproduces the backbone on the first items of
+    ``batch`` (relative error <= 1e-4 in float32). The copy is kept (one per backbone,
+    dropped with it) until a weight, buffer or preprocessing setting of the backbone
+    changes or the backbone is used on another device. Disable with
+    ``tlestimators.features.FOLD_BATCHNORM = False``.
+    """
+    import torch
+
+    with torch.inference_mode():
+        return _first_forward(backbone, batch)[0]
+
+
+def _slice_batch(batch, k):
+    import torch
+
+    if isinstance(batch, torch.Tensor):
+        return batch[:k]
+    if isinstance(batch, dict):
+        return {key: _slice_batch(v, k) for key, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(_slice_batch(v, k) for v in batch)
+    return batch
 
 
 def compute_embeddings(backbone, items, *, batch_size=64, device="cpu", cache=True, verbose=0,
@@ -435,7 +722,8 @@ def compute_embeddings(backbone, items, *, batch_size=64, device="cpu", cache=Tr
         Items per forward pass.
     device : str, default="cpu"
         ``"cpu"``, ``"cuda[:N]"``, ``"mps"`` or ``"auto"``. On CUDA the passes run
-        under autocast (bfloat16 when supported, else float16) with pinned memory.
+        under :func:`autocast_context` (bfloat16 on GPUs with native support, float32
+        otherwise) with pinned memory and non-blocking copies.
     cache : bool or path-like, default=True
         ``True``: the process-wide in-memory cache; ``False``: compute everything;
         a directory: the in-memory cache backed by embeddings persisted there.
@@ -450,6 +738,14 @@ def compute_embeddings(backbone, items, *, batch_size=64, device="cpu", cache=Tr
     Returns
     -------
     embeddings : ndarray of shape (n_items, num_features), dtype float32
+
+    Notes
+    -----
+    The forward loop does nothing but forward passes: batch ``k + 1`` is prepared
+    (decoded, resized, normalised or tokenised) in a background thread while batch
+    ``k`` runs (:data:`PREFETCH`), so at most two prepared batches are in memory
+    whatever the number of items, and eval-mode BatchNorm layers are folded into
+    their convolutions (:func:`inference_module`).
     """
     from tlestimators._validation import check_positive_int, resolve_device
 
@@ -466,12 +762,8 @@ _RUN_LOCK = threading.RLock()
 
 
 def _cached(backbone, items, batch_size, device, directory, verbose, fingerprint):
-    import torch
-
     n = data.num_samples(items)
-    identity = (fingerprint or backbone_fingerprint(backbone)) + "-" + _precision_tag(
-        torch.device(device).type
-    )
+    identity = (fingerprint or backbone_fingerprint(backbone)) + "-" + precision_tag(device)
     hashes = data.item_hashes(items, backbone.config.modality)
     found = _CACHE.get(identity, hashes, directory)
     out = np.empty((n, backbone.config.num_features), dtype=np.float32)
@@ -519,4 +811,6 @@ def _forward(backbone, items, batch_size, device, verbose):
     finally:
         if move:
             backbone.to(prev)
+            with _FOLD_LOCK:  # a folded copy on the other device would hold its memory
+                _FOLDED.pop(backbone, None)
         backbone.train(was_training)

@@ -72,7 +72,6 @@ they are re-exported here for compatibility.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import math
 import numbers
@@ -490,10 +489,11 @@ class TransferModule(nn.Module):
 
 
 def _autocast_context(device):
-    # bfloat16 needs no loss scaling; GPUs without it train in float32
-    if str(device).startswith("cuda") and torch.cuda.is_bf16_supported():
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+    # The package's one mixed-precision policy (bf16 on GPUs with native support, else
+    # float32), shared with frozen inference in features.py.
+    from tlestimators.features import autocast_context
+
+    return autocast_context(device)
 
 
 class TransferNet(NeuralNetClassifier):
