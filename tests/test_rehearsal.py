@@ -247,6 +247,10 @@ def test_gradual_unfreezing_restarts_head_first_in_every_experience(digits_strea
     _run(clf, digits_stream, 2)
     assert list(clf.net_.history[:, "unfrozen_groups"]) == [0, 1, 2, 0, 1, 2]
     assert clf.score(*digits_stream[0][1]) > 0.8
+    # the shared vocabulary's old spelling: 'none' is 'head' (frozen, cached embeddings)
+    with pytest.warns(FutureWarning, match="unfreeze='none' is deprecated"):
+        old = _learner(memory_size=0, unfreeze="none").partial_fit(*digits_stream[0][0])
+    assert old.frozen_ and old.net_.module_.backbone is None
 
 
 def test_class_weight_per_experience(digits_stream):

@@ -339,7 +339,8 @@ class RehearsalLearner(TransactionalFitMixin, NetClassifierMixin, BackboneParams
     def _partial_fit(self, X, y, classes, task_id):
         self._validate_params()
         max_epochs = renamed_param(self, "epochs_per_experience", "max_epochs")
-        frozen = check_unfreeze(self.unfreeze) in ("head", 0)
+        unfreeze = check_unfreeze(self.unfreeze)  # old spellings warn once, here
+        frozen = unfreeze in ("head", 0)
         first = not hasattr(self, "net_")
         if not first and self.policy != self.memory_.policy:
             raise ValueError(
@@ -364,7 +365,7 @@ class RehearsalLearner(TransactionalFitMixin, NetClassifierMixin, BackboneParams
         with torch_seed(int(self.rng_.integers(2**31 - 1))):  # one seed per experience
             n_old = len(self.class_order_)
             if new_classes:
-                self._grow(new_classes, first, max_epochs)
+                self._grow(new_classes, first, max_epochs, unfreeze)
             y_idx = np.asarray([self._label_index_[c] for c in y.tolist()], dtype=np.int64)
             n_replayed = self._train_experience(items, y_idx, n_old, max_epochs)
             if self.ewc_lambda > 0:
@@ -433,7 +434,7 @@ class RehearsalLearner(TransactionalFitMixin, NetClassifierMixin, BackboneParams
         self.fisher_, self.ewc_anchor_ = {}, {}
         self.teacher_ = self.net_ = None
 
-    def _grow(self, new_classes, first, max_epochs):
+    def _grow(self, new_classes, first, max_epochs, unfreeze):
         self.class_order_ = np.asarray(list(self.class_order_) + list(new_classes))
         self.classes_ = np.sort(self.class_order_)
         self._label_index_ = {c: i for i, c in enumerate(self.class_order_.tolist())}
@@ -441,7 +442,7 @@ class RehearsalLearner(TransactionalFitMixin, NetClassifierMixin, BackboneParams
             return grow_head(self.net_.module_, len(self.class_order_))
         head = make_head(self.backbone_.config.num_features, len(self.class_order_), self.head)
         module = TransferModule(None if self.frozen_ else self.backbone_, head)
-        freezing, _, _ = unfreeze_callbacks(module, self.unfreeze, every=self.unfreeze_every)
+        freezing, _, _ = unfreeze_callbacks(module, unfreeze, every=self.unfreeze_every)
         collate_train, collate_valid = Collate(train=True), Collate(train=False)
         self.net_ = ContinualNet(
             module=module, criterion=nn.CrossEntropyLoss,
