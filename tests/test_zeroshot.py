@@ -217,7 +217,7 @@ def test_bad_input_errors(data):
         ZeroShotCLIPClassifier(TinyConvBackbone(), device="cpu").fit(None, ["a", "b"])
     with pytest.raises(ValueError, match="label set is empty"):
         tiny_clip().fit(None, [])
-    with pytest.raises(ValueError, match="single class"):
+    with pytest.raises(ValueError, match="only one class"):
         tiny_clip().fit(None, ["a", "a"])
     with pytest.raises(ValueError, match="'few_shot' parameter of ZeroShotCLIPClassifier must be"):
         tiny_clip(few_shot="knn").fit(Xtr, ytr)
@@ -287,3 +287,56 @@ def test_text_few_shot_beats_zero_shot_on_trec(tle_data):
     few = ZeroShotTextClassifier(few_shot="prototype", random_state=0, device="cpu")
     acc = few.fit(Xtr[idx], ytr[idx]).score(Xte, yte)
     assert acc > 0.4 and acc > zero + 0.2, (zero, acc)  # chance: 1/6
+
+
+
+def test_label_descriptions_is_a_deprecated_alias_of_class_names():
+    words = {"sport": "sports and games", "food": "cooking and eating"}
+    new = ZeroShotTextClassifier(class_names=words, device="cpu").fit(None, list(words))
+    with pytest.warns(FutureWarning, match="use class_names"):
+        old = ZeroShotTextClassifier(label_descriptions=words, device="cpu").fit(None, list(words))
+    assert old.prompts_ == new.prompts_
+    np.testing.assert_array_equal(old.coef_, new.coef_)
+    with pytest.raises(ValueError, match="both set"):
+        ZeroShotTextClassifier(class_names=words, label_descriptions=words).fit(None, list(words))
+    with pytest.raises(TypeError):  # keyword-only after the backbone
+        ZeroShotTextClassifier("minilm", words)
+
+
+def test_text_default_prompts_are_the_generic_ensemble():
+    from tlestimators.estimators.zeroshot import TEXT_TEMPLATES
+
+    clf = ZeroShotTextClassifier(device="cpu").fit(None, ["spam", "not_spam"])
+    assert clf.prompts_["not_spam"] == [t.replace("{}", "not spam") for t in TEXT_TEMPLATES]
+    bare = ZeroShotTextClassifier(templates=["{}"], device="cpu").fit(None, ["spam", "not_spam"])
+    assert bare.prompts_ == {"not_spam": ["not spam"], "spam": ["spam"]}
+
+
+# ------------------------------------------------------------------ the few-shot module
+def test_anchored_probe_minimises_the_documented_objective():
+    from scipy.optimize import minimize
+    from scipy.special import log_softmax
+
+    from tlestimators.estimators._fewshot import anchored_probe, normalize
+
+    rng = np.random.default_rng(0)
+    C, D, n, s, reg = 3, 8, 30, 20.0, 1e-2
+    T = normalize(rng.normal(size=(C, D)))
+    Z = normalize(rng.normal(size=(n, D)))
+    y = np.arange(n) % C
+    W, b, n_iter = anchored_probe(Z, y, T, logit_scale=s, reg=reg, max_iter=500)
+    onehot = np.eye(C)[y]
+
+    def objective(theta):  # the objective the probe documents, solved by scipy
+        Wt, bt = theta[:C * D].reshape(C, D), theta[C * D:]
+        logp = log_softmax(s * Z @ Wt.T + bt, axis=1)
+        G = (np.exp(logp) - onehot) / n
+        loss = -np.sum(logp * onehot) / n + reg * np.sum((Wt - T) ** 2)
+        return loss, np.concatenate([(s * G.T @ Z + 2 * reg * (Wt - T)).ravel(), G.sum(0)])
+
+    ref = minimize(objective, np.r_[T.ravel(), np.zeros(C)], jac=True, method="L-BFGS-B",
+                   options={"maxiter": 5000, "gtol": 1e-10, "ftol": 1e-15}).x
+    np.testing.assert_allclose(W, ref[:C * D].reshape(C, D), atol=1e-4)
+    np.testing.assert_allclose(b - b.mean(), ref[C * D:] - ref[C * D:].mean(), atol=1e-4)
+    assert n_iter > 0
+    assert np.abs(W - T).max() > 1e-2  # it moved away from the prior

@@ -47,7 +47,8 @@ def prototype_weights(Z, y, T):
 
 def anchored_probe(Z, y, T, *, logit_scale, reg, max_iter):
     """Logistic regression on ``logit_scale * Z @ W.T + b`` minimising
-    ``mean cross-entropy + reg * ||W - T||^2``, started at ``W = T, b = 0``.
+    ``mean cross-entropy + reg * ||W - T||^2``, started at ``W = T, b = 0``; returns
+    ``W, b`` and the L-BFGS iterations.
 
     Convex and small (n_classes x embed_dim): full-batch L-BFGS, deterministic, no
     learning rate to tune. Two classes keep one weight vector per class (softmax), so
@@ -58,20 +59,20 @@ def anchored_probe(Z, y, T, *, logit_scale, reg, max_iter):
     Tt = torch.as_tensor(T, dtype=torch.float64)
     # fit_logistic's penalty is 0.5 / (C * n) * ||W - T||^2 on the mean loss
     C = np.inf if reg == 0 else 1.0 / (2.0 * reg * n)
-    W, b, _, _ = fit_logistic(X, torch.as_tensor(y, dtype=torch.int64), C, n_classes=len(T),
-                              coef=Tt, prior=Tt, multinomial=True, max_iter=max_iter, tol=1e-6)
+    W, b, n_iter, _ = fit_logistic(X, torch.as_tensor(y, dtype=torch.int64), C, n_classes=len(T),
+                                   coef=Tt, prior=Tt, multinomial=True, max_iter=max_iter, tol=1e-6)
     W, b = W.numpy(), b.numpy()
     if not (np.all(np.isfinite(W)) and np.all(np.isfinite(b))):
         from tlestimators.exceptions import TrainingDivergedError
 
         raise TrainingDivergedError("the few-shot linear probe diverged (non-finite weights); "
                                     "increase reg.")
-    return W, b
+    return W, b, n_iter
 
 
 def _weights(kind, Z, y, T, logit_scale, reg, max_iter):
     if kind == "prototype":
-        return prototype_weights(Z, y, T)
+        return (*prototype_weights(Z, y, T), 0)
     return anchored_probe(Z, y, T, logit_scale=logit_scale, reg=reg, max_iter=max_iter)
 
 
@@ -96,7 +97,7 @@ def select_alpha(kind, Z, y, T, *, logit_scale, reg, max_iter, seed=None):
     acc = np.zeros(len(ALPHA_GRID))
     nll = np.zeros(len(ALPHA_GRID))
     for tr, va in folds.split(Z, y):
-        W, b = _weights(kind, Z[tr], y[tr], T, logit_scale, reg, max_iter)
+        W, b, _ = _weights(kind, Z[tr], y[tr], T, logit_scale, reg, max_iter)
         for i, a in enumerate(ALPHA_GRID):
             Wa, ba = mix(kind, T, W, b, a)
             logits = logit_scale * Z[va] @ Wa.T + ba
@@ -107,7 +108,8 @@ def select_alpha(kind, Z, y, T, *, logit_scale, reg, max_iter, seed=None):
 
 
 def fit_few_shot(kind, Z, y, T, *, alpha, logit_scale, reg, max_iter, seed=None):
-    """Class weights, intercepts and the alpha used, from unit embeddings ``Z``.
+    """Class weights, intercepts, the alpha used and the probe's L-BFGS iterations (0 for
+    prototypes), from unit embeddings ``Z``.
 
     Parameters
     ----------
@@ -130,9 +132,9 @@ def fit_few_shot(kind, Z, y, T, *, alpha, logit_scale, reg, max_iter, seed=None)
     # The problems are tiny: BLAS threads only add synchronisation, which on a busy
     # machine costs milliseconds per L-BFGS step.
     with threadpool_limits(1):
-        W, b = _weights(kind, Z, y, T, logit_scale, reg, max_iter)
+        W, b, n_iter = _weights(kind, Z, y, T, logit_scale, reg, max_iter)
         if isinstance(alpha, str):  # "auto"
             alpha = select_alpha(kind, Z, y, T, logit_scale=logit_scale, reg=reg,
                                  max_iter=max_iter, seed=seed)
         coef, intercept = mix(kind, T, W, b, float(alpha))
-    return coef, intercept, float(alpha)
+    return coef, intercept, float(alpha), n_iter

@@ -107,10 +107,10 @@ class _PromptClassifier(LogitsClassifierMixin, BackboneParamsMixin, ClassifierMi
         self.class_embeddings_ = T.astype(np.float32)
         self.logit_scale_ = float(self.logit_scale if self.logit_scale is not None
                                   else self._default_logit_scale(backbone))
-        coef, intercept, alpha = T, np.zeros(len(classes)), 0.0
+        coef, intercept, alpha, self.n_iter_ = T, np.zeros(len(classes)), 0.0, 0
         if self.few_shot is not None:
             Z = normalize(self._embed(items, device).astype(np.float64))
-            coef, intercept, alpha = fit_few_shot(
+            coef, intercept, alpha, self.n_iter_ = fit_few_shot(
                 self.few_shot, Z, y_enc, T, alpha=self.few_shot_alpha,
                 logit_scale=self.logit_scale_, reg=float(self.reg), max_iter=self.max_iter,
                 seed=check_random_state_int(self.random_state))
@@ -129,6 +129,10 @@ class _PromptClassifier(LogitsClassifierMixin, BackboneParamsMixin, ClassifierMi
                 "zero-shot)."
             )
         y_arr = np.asarray(y)
+        if y_arr.ndim == 2 and y_arr.shape[1] == 1:
+            from sklearn.utils.validation import column_or_1d
+
+            y_arr = column_or_1d(y_arr, warn=True)
         if y_arr.ndim != 1:
             raise ValueError(f"y must be 1-D (n_samples,), got an array of shape {y_arr.shape}.")
         if y_arr.size == 0:
@@ -140,7 +144,7 @@ class _PromptClassifier(LogitsClassifierMixin, BackboneParamsMixin, ClassifierMi
         classes, y_enc = np.unique(y_arr, return_inverse=True)
         if len(classes) < 2:
             raise ValueError(
-                f"y holds a single class ({_r(classes[0])}); zero-shot classification needs at "
+                f"y holds only one class ({_r(classes[0])}); zero-shot classification needs at "
                 "least 2 classes to choose between."
             )
         return classes, y_enc.astype(np.int64)
@@ -273,6 +277,8 @@ class ZeroShotCLIPClassifier(_PromptClassifier):
         The cosine multiplier in use.
     few_shot_alpha_ : float
         The mixing coefficient in use (0.0 without ``few_shot``).
+    n_iter_ : int
+        L-BFGS iterations of the ``"linear"`` few-shot probe (0 otherwise).
     backbone_ : Backbone
         The frozen image-text backbone.
 
@@ -444,7 +450,7 @@ class ZeroShotTextClassifier(_PromptClassifier):
     Attributes
     ----------
     classes_, prompts_, class_embeddings_, coef_, intercept_, logit_scale_, \
-few_shot_alpha_, backbone_
+few_shot_alpha_, n_iter_, backbone_
         As in :class:`ZeroShotCLIPClassifier`.
 
     See Also
