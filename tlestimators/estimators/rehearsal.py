@@ -38,6 +38,7 @@ from tlestimators.estimators._base import (
     encode_labels,
     make_head,
     resolve_optimizer,
+    unfreeze_constraint,
     validate_feature_input,
 )
 from tlestimators.estimators._continual import (
@@ -51,6 +52,8 @@ from tlestimators.losses import accumulate_fisher, empirical_fisher
 from tlestimators.memory import POLICIES, concat_items, make_memory
 
 __all__ = ["RehearsalLearner"]
+
+_UNFREEZE = ("head", "all", "gradual")  # the shared words; no "lora" for a growing stream
 
 
 class RehearsalLearner(TransactionalFitMixin, NetClassifierMixin, BackboneParamsMixin,
@@ -215,10 +218,11 @@ class RehearsalLearner(TransactionalFitMixin, NetClassifierMixin, BackboneParams
 
     _parameter_constraints = {
         **common_constraints(
-            "backbone", "backbone_kwargs", "unfreeze", "unfreeze_every", "head", "lr",
+            "backbone", "backbone_kwargs", "unfreeze_every", "head", "lr",
             "optimizer", "weight_decay", "max_epochs", "batch_size", "class_weight", "cache",
             "device", "random_state", "verbose",
         ),
+        "unfreeze": unfreeze_constraint(_UNFREEZE),
         "memory_size": [Interval(Integral, 0, None, closed="left")],
         "policy": [StrOptions(set(POLICIES))],
         "replay_ratio": [Interval(Real, 0, 1, closed="left"), None],
@@ -339,7 +343,7 @@ class RehearsalLearner(TransactionalFitMixin, NetClassifierMixin, BackboneParams
     def _partial_fit(self, X, y, classes, task_id):
         self._validate_params()
         max_epochs = renamed_param(self, "epochs_per_experience", "max_epochs")
-        unfreeze = check_unfreeze(self.unfreeze)  # old spellings warn once, here
+        unfreeze = check_unfreeze(self.unfreeze, options=_UNFREEZE)  # old spellings warn here
         frozen = unfreeze in ("head", 0)
         first = not hasattr(self, "net_")
         if not first and self.policy != self.memory_.policy:
