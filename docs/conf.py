@@ -1,10 +1,16 @@
 """Sphinx configuration for the tlestimators documentation.
 
-Build with ``make docs`` (warnings are errors). The gallery's examples are NOT
-executed by default, so the build runs in CI in seconds; set
-``TLE_DOCS_RUN_EXAMPLES=1`` to execute them (each takes up to ~2 min on 2 CPU cores),
-and ``TLE_DOCS_INTERSPHINX=1`` on a machine with network access to link to the
+Build with ``make docs`` (warnings are errors, references are checked with
+``nitpicky``). ``make docs`` executes the gallery at its fast sizes (``TLE_FAST=1``, each
+example under ~30 s on 2 CPU cores; ``TLE_FAST=0`` for the full sizes), so every card has
+a thumbnail and every example page its output and figures. ``TLE_DOCS_RUN_EXAMPLES=0``
+builds the pages from the sources only, in seconds: ``make test`` does that
+(tests/test_docs.py) and runs the examples separately (tests/test_examples.py).
+``TLE_DOCS_INTERSPHINX=1`` on a machine with network access links to the
 numpy/sklearn/torch/skorch docs.
+
+The figures and tables of the user guide and of the "Compared with" page are generated
+from ``benchmarks/results/`` at every build by ``_ext/tle_benchfigs.py``.
 """
 
 import os
@@ -14,6 +20,7 @@ from pathlib import Path
 DOCS = Path(__file__).resolve().parent
 ROOT = DOCS.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(DOCS / "_ext"))
 
 # Building the docs must never reach a model hub: autodoc imports the modules, and
 # the gallery (when executed) loads weights only from installed packages.
@@ -36,6 +43,8 @@ extensions = [
     "sphinx.ext.viewcode",
     "numpydoc",
     "sphinx_gallery.gen_gallery",
+    "tle_benchfigs",  # user-guide and compared-page figures from benchmarks/results/
+    "tle_gallery_check",  # an example that plots must leave an image
 ]
 if os.environ.get("TLE_DOCS_INTERSPHINX") == "1":
     # Off by default: fetching the inventories needs the network, and a failed
@@ -48,6 +57,23 @@ if os.environ.get("TLE_DOCS_INTERSPHINX") == "1":
         "torch": ("https://pytorch.org/docs/stable", None),
         "skorch": ("https://skorch.readthedocs.io/en/stable", None),
     }
+
+# Broken internal references (a renamed class, a deleted page) fail the build.
+nitpicky = True
+# Without intersphinx (offline builds), references into other projects' docs cannot
+# resolve; they are still checked when TLE_DOCS_INTERSPHINX=1.
+_EXTERNAL = r"(sklearn|numpy|np|scipy|torch|skorch|timm|open_clip|sentence_transformers|skada|" \
+    r"matplotlib|pandas|dask|ray|accelerate|joblib|PIL|peft|onnx|skops|avalanche|setfit|" \
+    r"collections|os|pathlib|typing|numbers|importlib|concurrent|tempfile|warnings|" \
+    r"safetensors|transformers)(\..*)?"
+nitpick_ignore_regex = [] if "sphinx.ext.intersphinx" in extensions else [
+    (r"py:.*", _EXTERNAL),
+    # builtins and common type words of numpydoc signatures
+    (r"py:.*", r"(str|int|float|bool|list|dict|tuple|set|callable|object|None|bytes|"
+               r"type|Exception|ValueError|TypeError|RuntimeError|KeyError|FileNotFoundError|"
+               r"UserWarning|FutureWarning|ImportError|ModuleNotFoundError|OSError|"
+               r"array-like|path-like|iterable|Path|Sequence|Mapping|Any|Callable|Iterable)"),
+]
 
 templates_path = ["_templates"]
 exclude_patterns = ["_build", "_generated", "Thumbs.db", ".DS_Store", "auto_examples/*.ipynb",
@@ -72,8 +98,13 @@ numpydoc_attributes_as_param_list = True
 numpydoc_xref_param_type = False
 
 # -- Gallery --------------------------------------------------------------------
-RUN_EXAMPLES = os.environ.get("TLE_DOCS_RUN_EXAMPLES") == "1"
-if not RUN_EXAMPLES:
+RUN_EXAMPLES = os.environ.get("TLE_DOCS_RUN_EXAMPLES", "1") != "0"
+if RUN_EXAMPLES:
+    # The gallery runs the examples at their fast sizes (each under ~30 s on 2 CPU cores);
+    # TLE_FAST=0 builds it at the full sizes.
+    os.environ.setdefault("TLE_FAST", "1")
+    os.environ.setdefault("TLE_DATA", str(ROOT.parent / "shared" / "data"))
+else:
     # Nothing executed is cached there, and pages of renamed or deleted examples would
     # otherwise linger (and break the toctree) until someone cleans by hand.
     import shutil
@@ -85,8 +116,10 @@ sphinx_gallery_conf = {
     # Every script in examples/ is a gallery entry, not only plot_*.py.
     "filename_pattern": r".*\.py$",
     "ignore_pattern": r"(__init__|_helpers?)\.py$",
-    # Executing the examples takes minutes; CI builds the pages from the source only.
+    # Executing the examples takes minutes; `make test` builds the pages from the source only.
     "plot_gallery": RUN_EXAMPLES,
+    "image_scrapers": ("matplotlib",),
+    "capture_repr": (),  # printed output is the result; a bare expression's repr is noise
     "download_all_examples": False,
     "within_subsection_order": "FileNameSortKey",
     "doc_module": ("tlestimators",),
@@ -98,16 +131,23 @@ sphinx_gallery_conf = {
 }
 
 # -- HTML -----------------------------------------------------------------------
-html_theme = "alabaster"
+# pydata-sphinx-theme, as scikit-learn and skada use.
+html_theme = "pydata_sphinx_theme"
 html_title = f"tlestimators {release}"
 html_static_path = []
 html_theme_options = {
-    "description": "scikit-learn estimators for transfer learning",
-    "fixed_sidebar": True,
-    "page_width": "1100px",
-    "sidebar_width": "230px",
+    "navbar_align": "left",
+    "header_links_before_dropdown": 7,
+    "show_toc_level": 2,
+    "navigation_with_keys": False,
+    "secondary_sidebar_items": {
+        "auto_examples/*": ["page-toc", "sg_download_links", "sg_launcher_links"],
+    },
+    "footer_start": ["copyright"],
+    "footer_end": ["sphinx-version", "theme-version"],
 }
-html_sidebars = {"**": ["about.html", "navigation.html", "relations.html", "searchbox.html"]}
+# A page without a left sidebar needs no empty column.
+html_sidebars = {"index": [], "install": [], "compared": [], "benchmarks": [], "plugins": []}
 
 
 # -- Benchmarks page: RESULTS.md and its plots, copied in at build time ------------

@@ -258,7 +258,7 @@ def plot_accuracy_matrix(
 
     Row ``i`` is the model after training on experience ``i``; column ``j`` is
     its accuracy on experience ``j``'s test set (the convention of
-    Lopez-Paz & Ranzato, 2017, and :func:`tlestimators.metrics`' continual
+    Lopez-Paz & Ranzato, 2017, and :mod:`tlestimators.metrics`' continual
     metrics). Entries not evaluated yet (the upper triangle, in class-incremental
     runs) may be NaN and are left blank.
 

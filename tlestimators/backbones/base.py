@@ -123,7 +123,7 @@ def check_layer_groups(module: nn.Module, groups: list[list[nn.Parameter]]) -> N
 
 class Backbone(nn.Module):
     """Base class of backbones. Subclasses set ``self.config`` and implement
-    :meth:`forward`, :meth:`preprocess` and :meth:`layer_groups`."""
+    ``forward``, :meth:`preprocess` and :meth:`layer_groups`."""
 
     config: BackboneConfig
 

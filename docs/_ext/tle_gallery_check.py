@@ -1,0 +1,62 @@
+"""Fail the docs build when a gallery example that plots produced no image.
+
+sphinx-gallery shows its placeholder thumbnail, silently, when an executed example drew
+nothing it could scrape: a figure saved to a file only (``Figure.savefig``) or closed
+before the scraper ran. An example whose source plots must leave at least one
+``images/sphx_glr_<name>_*.png``. Runs after sphinx-gallery has executed the examples
+(same ``builder-inited`` event, later priority); a no-op when the gallery is not executed.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from sphinx.errors import ExtensionError
+
+# What "this example plots" means: pyplot, an Axes method, or one of our plot_* helpers.
+PLOTS = re.compile(r"\b(plt\.|pyplot|matplotlib|\.imshow\(|\.plot\(|\.bar\(|\.scatter\(|"
+                   r"plot_\w+\()")
+
+
+def example_plots(source: str) -> bool:
+    """Whether an example's source draws a figure (comments and docstrings ignored)."""
+    code = re.sub(r'"""[\s\S]*?"""', "", source)
+    code = "\n".join(line.split("#", 1)[0] for line in code.splitlines())
+    return bool(PLOTS.search(code))
+
+
+def examples_without_images(examples_dir, gallery_dir):
+    """Names of the examples in ``examples_dir`` that plot but have no image in ``gallery_dir``."""
+    bad = []
+    for script in sorted(Path(examples_dir).glob("*.py")):
+        if script.name.startswith("_") or not example_plots(script.read_text()):
+            continue
+        if not list((Path(gallery_dir) / "images").glob(f"sphx_glr_{script.stem}_*.png")):
+            bad.append(script.stem)
+    return bad
+
+
+def _check(app):
+    conf = app.config.sphinx_gallery_conf
+    if not conf.get("plot_gallery") or conf.get("plot_gallery") == "False":
+        return
+    srcdir = Path(app.srcdir)
+    bad = []
+    for ex, gal in zip(_as_list(conf["examples_dirs"]), _as_list(conf["gallery_dirs"])):
+        bad += examples_without_images(srcdir / ex, srcdir / gal)
+    if bad:
+        raise ExtensionError(
+            f"gallery example(s) {bad} plot but produced no image: draw with matplotlib.pyplot "
+            "(sphinx-gallery scrapes open pyplot figures), not only Figure.savefig."
+        )
+
+
+def _as_list(x):
+    return [x] if isinstance(x, str) else list(x)
+
+
+def setup(app):
+    # sphinx-gallery generates (and executes) the gallery at builder-inited, priority 500.
+    app.connect("builder-inited", _check, priority=900)
+    return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}
