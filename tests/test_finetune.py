@@ -197,3 +197,68 @@ def test_minus_one_labels_warn_and_point_to_dann(blobs):
     with pytest.warns(UserWarning, match="FineTuneClassifier learns -1 as a class.*DANNAdapter"):
         FineTuneClassifier("mlp", max_epochs=1, device="cpu").fit(X, y_da)
 
+
+
+class _HeadAtStart(Callback):
+    def on_train_begin(self, net, **kwargs):
+        lin = net.module_.head[-1]
+        self.weight_, self.bias_ = lin.weight.detach().clone(), lin.bias.detach().clone()
+
+
+def test_lp_ft_head_starts_from_the_probe(blobs):
+    from tlestimators.probe import LinearProbeCV
+
+    X, y = blobs
+    rec = _HeadAtStart()
+    clf = FineTuneClassifier("mlp", backbone_kwargs={"hidden_sizes": (16,)}, max_epochs=3,
+                             callbacks=[("rec", rec)], device="cpu", random_state=0).fit(X, y)
+    assert isinstance(clf.probe_, LinearProbeCV)
+    lin = clf.probe_.to_linear()
+    torch.testing.assert_close(rec.weight_, lin.weight)
+    torch.testing.assert_close(rec.bias_, lin.bias)
+    # the probe was fitted on the PRETRAINED (here: seeded initial) backbone's embeddings
+    from tlestimators import create_backbone
+
+    bb = create_backbone("mlp", in_features=X.shape[1], hidden_sizes=(16,))
+    with torch.no_grad():
+        Z = bb(torch.as_tensor(X)).numpy()
+    ref = LinearProbeCV(device="cpu", random_state=0).fit(Z, y)
+    assert ref.C_ == clf.probe_.C_
+    np.testing.assert_allclose(ref.coef_, clf.probe_.coef_, rtol=1e-4, atol=1e-5)
+    # the starting head already classifies: the probe's accuracy on its embeddings
+    assert ref.score(Z, y) > 0.9
+    # then fine-tuning moved the head away from it
+    assert not torch.equal(clf.net_.module_.head[-1].weight.detach(), lin.weight)
+
+
+def test_head_init_random_and_non_linear_heads_skip_the_probe(blobs):
+    X, y = blobs
+    rec = _HeadAtStart()
+    clf = FineTuneClassifier("mlp", head_init="random", max_epochs=1, device="cpu",
+                             callbacks=[("rec", rec)], random_state=0).fit(X, y)
+    assert clf.probe_ is None
+    torch.manual_seed(0)
+    mlp = FineTuneClassifier("mlp", head="mlp", max_epochs=1, device="cpu").fit(X, y)
+    assert mlp.probe_ is None
+    with pytest.raises(ValueError, match="The 'head_init' parameter"):
+        FineTuneClassifier("mlp", head_init="lp").fit(X, y)
+
+
+def test_lp_ft_probe_sees_only_the_training_rows(blobs, monkeypatch):
+    from tlestimators.probe import LinearProbeCV
+
+    seen = []
+    fit = LinearProbeCV.fit
+
+    def recording_fit(self, X, y, *args, **kw):
+        seen.append(len(X))
+        return fit(self, X, y, *args, **kw)
+
+    monkeypatch.setattr(LinearProbeCV, "fit", recording_fit)
+    X, y = blobs
+    clf = FineTuneClassifier("mlp", early_stopping=True, validation_fraction=0.2,
+                             max_epochs=1, device="cpu").fit(X, y)
+    n_train = len(X) - int(np.ceil(0.2 * len(X)))
+    trained = sum(b["train_batch_size"] for b in clf.net_.history[0, "batches"]
+                  if "train_batch_size" in b)
+    assert seen[0] == n_train == trained  # the validation rows stay unseen

@@ -72,6 +72,7 @@ they are re-exported here for compatibility.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import numbers
@@ -490,7 +491,10 @@ class TransferModule(nn.Module):
 
 def _autocast_context(device):
     # The package's one mixed-precision policy (bf16 on GPUs with native support, else
-    # float32), shared with frozen inference in features.py.
+    # float32), shared with frozen inference in features.py. device=None: Accelerate
+    # places the module and owns mixed precision.
+    if device is None:
+        return contextlib.nullcontext()
     from tlestimators.features import autocast_context
 
     return autocast_context(device)
