@@ -119,7 +119,7 @@ class RehearsalLearner(TransactionalFitMixin, NetClassifierMixin, BackboneParams
     optimizer : {"adamw", "adam", "sgd"} or torch.optim class, default="adamw"
         Optimiser, re-created at the start of every experience.
     weight_decay : float, default=0.0
-        Weight decay. The default is 0, not the 0.01 of :class:`FineTuneClassifier`:
+        Weight decay. The default is 0, not the 0.01 of :class:`~tlestimators.FineTuneClassifier`:
         decoupled decay shrinks the output rows of classes absent from the current
         experience at every step, which is forgetting by itself. (With 0, ``"adamw"``
         and ``"adam"`` are the same update.)
