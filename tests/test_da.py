@@ -142,3 +142,23 @@ def test_cdan_conditions_on_predictions_and_uses_random_map_when_wide(data):
     assert wide.net_.module_.criterion.random_map == 1024
     p = wide.predict_domain_proba(X)
     assert p.shape == (240,) and np.std(p) > 0
+
+
+def test_input_scaler_global_keeps_geometry_per_feature_zscores():
+    from scipy import sparse
+
+    from tlestimators.estimators._da import input_scaler
+
+    rng = np.random.default_rng(0)
+    Z = rng.normal(size=(500, 3)) * [1.0, 10.0, 0.01] + [5.0, -2.0, 0.0]
+    out = input_scaler(Z, "global")(torch.as_tensor(Z, dtype=torch.float32)).numpy()
+    np.testing.assert_allclose(out.mean(0), 0.0, atol=1e-4)
+    np.testing.assert_allclose(out.var(0).mean(), 1.0, rtol=1e-3)
+    sd = out.std(0)
+    np.testing.assert_allclose(sd / sd[0], Z.std(0) / Z.std(0)[0], rtol=1e-3)  # ratios kept
+    per = input_scaler(Z, "per_feature")(torch.as_tensor(Z, dtype=torch.float32)).numpy()
+    np.testing.assert_allclose(per.std(0), 1.0, rtol=1e-3)
+    S = sparse.csr_matrix(np.maximum(Z, 0))
+    sc = input_scaler(S, "global")
+    assert torch.count_nonzero(sc.mean) == 0  # sparse input: scaled, not centred
+    assert sc.std.unique().numel() == 1

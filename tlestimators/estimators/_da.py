@@ -107,15 +107,28 @@ class DomainBalancedSampler(torch.utils.data.Sampler):
         return iter(out.tolist())
 
 
-def _feature_moments(Z):
-    """Mean and std per column of a dense or sparse matrix."""
-    if hasattr(Z, "tocsr"):
+def input_scaler(Z, how):
+    """The fixed affine map ``(x - mean) / std`` that ``standardize=how`` puts in front of
+    the first trained layer, from all rows ``Z`` (source and target).
+
+    ``"per_feature"``: each column to zero mean and unit variance. ``"global"``: the
+    column means are removed and every column is divided by ONE scale, the root mean
+    column variance, so the average feature has unit variance while the geometry of the
+    representation (relative feature scales, distances up to a factor) is kept; it does
+    not amplify near-constant columns, which in DA data are often the domain-specific
+    ones (an image border that is blank in one domain only, a rare word). Sparse
+    inputs are scaled but not centred (centring would densify them).
+    """
+    sparse = hasattr(Z, "tocsr")
+    if sparse:
         from sklearn.utils.sparsefuncs import mean_variance_axis
 
         mean, var = mean_variance_axis(Z.tocsr().astype(np.float64), axis=0)
-        return mean, np.sqrt(var)
-    Z = np.asarray(Z, dtype=np.float64)
-    return Z.mean(0), Z.std(0)
+    else:
+        Z = np.asarray(Z, dtype=np.float64)
+        mean, var = Z.mean(0), Z.var(0)
+    std = np.sqrt(var) if how == "per_feature" else np.full_like(var, np.sqrt(var.mean()))
+    return Standardize(np.zeros_like(mean) if sparse else mean, std)
 
 
 # --------------------------------------------------------------------------- module
@@ -288,7 +301,8 @@ class BaseDomainAdapter(NetClassifierMixin, ClassifierMixin, BackboneParamsMixin
         "momentum": [Interval(Real, 0, 1, closed="both")],
         "batch_size": [Interval(Integral, 2, None, closed="left")],
         "balanced": ["boolean"],
-        "standardize": ["boolean"],
+        "standardize": [StrOptions({"global", "per_feature"}), None],
+        "head_init": [StrOptions({"probe", "random"})],
     }
 
     def __sklearn_tags__(self):
@@ -383,8 +397,8 @@ class BaseDomainAdapter(NetClassifierMixin, ClassifierMixin, BackboneParamsMixin
         else:
             inputs = items
         scaler = nn.Identity()
-        if self.standardize and (frozen or modality == "features"):
-            scaler = Standardize(*_feature_moments(inputs))
+        if self.standardize is not None and (frozen or modality == "features"):
+            scaler = input_scaler(inputs, self.standardize)
         width = self.bottleneck
         if width == "auto":
             width = 256 if frozen else None
@@ -396,6 +410,8 @@ class BaseDomainAdapter(NetClassifierMixin, ClassifierMixin, BackboneParamsMixin
         module = DAModule(None if frozen else backbone, scaler, bottleneck,
                           make_head(d, n_classes, self.head),
                           self._make_criterion(d, n_classes))
+        if self.head_init == "probe" and self.head == "linear":
+            self._warm_start_head(module, inputs, y_enc)
         callbacks = [("nan_guard", NaNLossGuard())]
         if not frozen:
             callbacks += unfreeze_callbacks(module, unfreeze)[0]
@@ -437,6 +453,23 @@ class BaseDomainAdapter(NetClassifierMixin, ClassifierMixin, BackboneParamsMixin
                 cb.lr_scheduler_ = None
         self.net_ = net
         self.domain_accuracy_ = float(net.history[-1].get("domain_acc", np.nan))
+
+    def _warm_start_head(self, module, inputs, y_enc):
+        """Start the label head from the source-only probe: a cross-validated logistic
+        regression on the initial network's features of the labeled rows, so the
+        adaptation starts from a good classifier instead of a random one."""
+        from tlestimators.probe import LinearProbeCV
+
+        rows = np.flatnonzero(y_enc >= 0)
+        loader = torch.utils.data.DataLoader(
+            TransferDataset(data.take(inputs, rows)), batch_size=max(self.batch_size, 64),
+            collate_fn=Collate(module.backbone, train=False))
+        module.eval()
+        with torch.inference_mode():
+            feats = np.concatenate([module.features(x).float().numpy() for x, _ in loader])
+        probe = LinearProbeCV(Cs=10, cv=3, random_state=0).fit(feats, y_enc[rows])
+        if len(probe.classes_) == module.head[-1].out_features:
+            module.head[-1].load_state_dict(probe.to_linear().state_dict())
 
     def _make_criterion(self, n_features, n_classes):  # pragma: no cover - abstract
         raise NotImplementedError

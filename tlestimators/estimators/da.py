@@ -21,6 +21,7 @@ from tlestimators.estimators._da import (
     BaseDomainAdapter,
     make_domain_head,
 )
+from tlestimators.estimators.dann import DANNAdapter
 from tlestimators.losses import (
     coral_loss,
     information_maximization_loss,
@@ -28,7 +29,7 @@ from tlestimators.losses import (
     pseudo_label_loss,
 )
 
-__all__ = ["DeepCORALAdapter", "MMDAdapter", "CDANAdapter", "InfoMaxAdapter"]
+__all__ = ["DeepCORALAdapter", "MMDAdapter", "CDANAdapter", "InfoMaxAdapter", "DA_METHODS"]
 
 _COMMON_PARAMETERS = """backbone : str or Backbone, default="mlp"
         Registry name or :class:`~tlestimators.Backbone` instance (deep-copied).
@@ -67,9 +68,14 @@ _COMMON_PARAMETERS = """backbone : str or Backbone, default="mlp"
         Samples per step; half from each domain with ``balanced=True``.
     balanced : bool, default=True
         Domain-balanced batches.
-    standardize : bool, default=True
-        Standardise the input of the first trained layer with the statistics of all
-        rows (stored in the network).
+    standardize : {"global", "per_feature"} or None, default="global"
+        A fixed affine map, fitted on all rows (source and target) and stored in the
+        network, in front of the first trained layer (2-D features, or a frozen
+        backbone's embeddings): ``"global"`` removes the column means and divides by
+        one scale (the root mean column variance), which fixes the input scale of
+        any feature type while keeping its geometry; ``"per_feature"`` z-scores each
+        column (which also amplifies near-constant, often domain-specific columns);
+        ``None`` leaves the input as is. Sparse inputs are scaled, not centred.
     head_init : {"probe", "random"}, default="probe"
         Start the linear head from a cross-validated source-only logistic-regression
         probe on the initial features.
@@ -192,7 +198,7 @@ class DeepCORALAdapter(BaseDomainAdapter):
                  bottleneck="auto", head="linear", lambda_max=1.0, lambda_schedule="dann",
                  lr=1e-3, lr_schedule="warmup_cosine", warmup=0.1, backbone_lr=None,
                  optimizer="adamw", momentum=0.9, weight_decay=0.01, max_epochs=20,
-                 batch_size=64, balanced=True, standardize=True, head_init="probe",
+                 batch_size=64, balanced=True, standardize="global", head_init="probe",
                  device="auto", random_state=None, verbose=0, cache=True):
         _store(self, locals())
 
@@ -237,7 +243,7 @@ class MMDAdapter(BaseDomainAdapter):
                  bottleneck="auto", head="linear", lambda_max=1.0, lambda_schedule="dann",
                  lr=1e-3, lr_schedule="warmup_cosine", warmup=0.1, backbone_lr=None,
                  optimizer="adamw", momentum=0.9, weight_decay=0.01, max_epochs=20,
-                 batch_size=64, balanced=True, standardize=True, head_init="probe",
+                 batch_size=64, balanced=True, standardize="global", head_init="probe",
                  device="auto", random_state=None, verbose=0, cache=True, sigmas=None):
         _store(self, locals())
 
@@ -286,7 +292,7 @@ class CDANAdapter(BaseDomainAdapter):
                  bottleneck="auto", head="linear", lambda_max=1.0, lambda_schedule="dann",
                  lr=1e-3, lr_schedule="warmup_cosine", warmup=0.1, backbone_lr=None,
                  optimizer="adamw", momentum=0.9, weight_decay=0.01, max_epochs=20,
-                 batch_size=64, balanced=True, standardize=True, head_init="probe",
+                 batch_size=64, balanced=True, standardize="global", head_init="probe",
                  device="auto", random_state=None, verbose=0, cache=True,
                  domain_head="mlp", entropy_conditioning=True):
         _store(self, locals())
@@ -344,7 +350,7 @@ class InfoMaxAdapter(BaseDomainAdapter):
                  bottleneck="auto", head="linear", lambda_max=1.0, lambda_schedule="dann",
                  lr=1e-3, lr_schedule="warmup_cosine", warmup=0.1, backbone_lr=None,
                  optimizer="adamw", momentum=0.9, weight_decay=0.01, max_epochs=20,
-                 batch_size=64, balanced=True, standardize=True, head_init="probe",
+                 batch_size=64, balanced=True, standardize="global", head_init="probe",
                  device="auto", random_state=None, verbose=0, cache=True,
                  diversity_weight=1.0, pseudo_label_threshold=None):
         _store(self, locals())
@@ -352,3 +358,14 @@ class InfoMaxAdapter(BaseDomainAdapter):
     def _make_criterion(self, n_features, n_classes):
         return InfoMaxCriterion(self.diversity_weight, self.pseudo_label_threshold)
 
+
+#: The deep DA estimators by short name (for benchmarks and method searches); each
+#: takes the same data and shares every parameter of the DA core (``lambda_max`` = 0
+#: is source-only with the same network).
+DA_METHODS = {
+    "dann": DANNAdapter,
+    "cdan": CDANAdapter,
+    "coral": DeepCORALAdapter,
+    "mmd": MMDAdapter,
+    "infomax": InfoMaxAdapter,
+}

@@ -105,10 +105,20 @@ class DANNAdapter(BaseDomainAdapter):
     balanced : bool, default=True
         Domain-balanced batches (a sampler alternating source and target rows, the
         smaller domain cycled). With ``False`` batches are drawn from the pooled data.
-    standardize : bool, default=False
-        Standardise the input of the first trained layer (2-D features, or the
-        frozen backbone's embeddings) with the mean and standard deviation of all
-        rows, source and target, stored in the network.
+    standardize : {"global", "per_feature"} or None, default=None
+        A fixed affine map, fitted on all rows (source and target) and stored in the
+        network, in front of the first trained layer (2-D features, or a frozen
+        backbone's embeddings): ``"global"`` removes the column means and divides by
+        one scale (the root mean column variance), which fixes the input scale of
+        any feature type while keeping its geometry; ``"per_feature"`` z-scores each
+        column (which also amplifies near-constant, often domain-specific columns);
+        ``None`` leaves the input as is. Sparse inputs are scaled, not centred.
+    head_init : {"probe", "random"}, default="random"
+        ``"probe"``: before training, fit a source-only logistic-regression probe
+        (:class:`~tlestimators.probe.LinearProbeCV`, its regularisation chosen by
+        cross-validation) on the initial network's features of the labeled rows and
+        start the linear head from it, so adaptation starts from a good classifier.
+        ``"random"``: the head starts at random.
     device : str, default="auto"
         ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda[:N]"`` or ``"mps"``.
     random_state : int, RandomState or None, default=None
@@ -220,7 +230,8 @@ class DANNAdapter(BaseDomainAdapter):
         max_epochs=20,
         batch_size=64,
         balanced=True,
-        standardize=False,
+        standardize=None,
+        head_init="random",
         device="auto",
         random_state=None,
         verbose=0,
@@ -246,6 +257,7 @@ class DANNAdapter(BaseDomainAdapter):
         self.batch_size = batch_size
         self.balanced = balanced
         self.standardize = standardize
+        self.head_init = head_init
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
