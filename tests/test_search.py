@@ -1,0 +1,163 @@
+"""TransferSearchCV: a budgeted search over strategies, sklearn-compatible."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.model_selection import GridSearchCV
+
+import tlestimators as tle
+from tlestimators.estimators import search as search_mod
+
+pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
+
+
+@pytest.fixture
+def feats():
+    rng = np.random.RandomState(0)
+    X = rng.randn(120, 6).astype(np.float32)
+    y = (X[:, 0] + 0.5 * X[:, 1] > 0).astype(int)
+    return X, y
+
+
+def test_search_picks_reports_and_predicts(feats, tmp_path):
+    X, y = feats
+    cands = [("probe", tle.FrozenFeatureClassifier("mlp", random_state=0)),
+             ("mlp-head", tle.FrozenFeatureClassifier("mlp", head="mlp", max_epochs=5,
+                                                      random_state=0)),
+             ("fine-tune", tle.FineTuneClassifier("mlp", max_epochs=3, random_state=0))]
+    s = tle.TransferSearchCV(cands, budget=600, cv=3, eta=3).fit(X, y)
+    rep = s.report_
+    assert list(rep.columns) == ["candidate", "backbone", "strategy", "mean_score", "std_score",
+                                 "fit_seconds", "resource", "stopped", "chosen"]
+    assert rep["chosen"].sum() == 1 and rep.iloc[0]["chosen"]
+    assert set(rep["candidate"]) == {"probe", "mlp-head", "fine-tune"}
+    assert rep.set_index("candidate").loc["probe", "strategy"] == "frozen probe"
+    # a linear problem: the winner is far above chance and scores on new data
+    assert s.best_score_ > 0.85 and s.score(X, y) > 0.85
+    assert s.best_params_["candidate"] == s.cv_results_["params"][s.best_index_]["candidate"]
+    for k in ("mean_test_score", "std_test_score", "rank_test_score", "split2_test_score"):
+        assert len(s.cv_results_[k]) == 3
+    assert s.predict_proba(X).shape == (len(X), 2)
+    # successive halving reached the fine-tune candidate's rungs: 1 then 3 epochs
+    ft = rep.set_index("candidate").loc["fine-tune"]
+    assert ft["resource"] in ("3/3 epochs", "1/3 epochs")
+    png = tmp_path / "report.png"
+    s.plot_report(png)
+    assert png.stat().st_size > 5000
+    # clone / pickle / nesting in GridSearchCV
+    assert clone(s).get_params()["candidates"][0][0] == "probe"
+    s2 = pickle.loads(pickle.dumps(s))
+    np.testing.assert_array_equal(s2.predict(X), s.predict(X))
+    outer = GridSearchCV(tle.TransferSearchCV(cands[:1], budget=600, cv=2),
+                         {"margin": [0.0, 0.1]}, cv=2).fit(X, y)
+    assert outer.best_score_ > 0.8
+
+
+class _FakeClock:
+    def __init__(self):
+        self.t = 0.0
+
+    def __call__(self):
+        return self.t
+
+
+CLOCK = _FakeClock()
+
+
+class _Costly(ClassifierMixin, BaseEstimator):
+    """Predicts the majority class; each fit 'takes' cost + per_epoch * max_epochs fake s."""
+
+    _search_resource = "max_epochs"
+
+    def __init__(self, cost=1.0, per_epoch=1.0, max_epochs=27, quality=0.5):
+        self.cost = cost
+        self.per_epoch = per_epoch
+        self.max_epochs = max_epochs
+        self.quality = quality
+
+    def fit(self, X, y):
+        CLOCK.t += self.cost + self.per_epoch * self.max_epochs
+        self.classes_ = np.unique(y)
+        return self
+
+    def predict(self, X):
+        return np.full(len(X), self.classes_[0])
+
+    def score(self, X, y, sample_weight=None):
+        return self.quality + 0.01 * np.log1p(self.max_epochs)
+
+
+class _Cheap(_Costly):
+    _search_resource = None
+
+
+def test_budget_is_respected_with_a_fake_clock(feats, monkeypatch):
+    X, y = feats
+    monkeypatch.setattr(search_mod, "_clock", CLOCK)
+    CLOCK.t = 0.0
+    cands = [("cheap", _Cheap(cost=5, per_epoch=0)),
+             ("a", _Costly(per_epoch=2.0, quality=0.9)),
+             ("b", _Costly(per_epoch=2.0, quality=0.89)),
+             ("c", _Costly(per_epoch=2.0, quality=0.5))]
+    s = tle.TransferSearchCV(cands, budget=200, cv=3, eta=3, margin=0.05, refit=False)
+    s.fit(X, y)
+    assert s.search_seconds_ <= 1.1 * 200
+    rep = s.report_.set_index("candidate")
+    # cheap: 3 fits x 5 s; rung 1 epoch: 9 fits x 3 s; then only the best of 3 (eta=3)
+    # goes on: 3 epochs (3 x 7 s), 9 epochs (3 x 19 s) -> 120 s used; 27 epochs would
+    # need ~171 s more, so it is not started
+    assert rep.loc["b", "stopped"].startswith("halving")
+    assert rep.loc["c", "stopped"].startswith("halving")
+    assert rep.loc["a", "stopped"].startswith("budget")
+    assert rep.loc["a", "resource"] == "9/27 epochs"
+    assert s.best_params_ == {"candidate": "a"}
+    # with a large budget the same search runs the survivor to its full 27 epochs
+    CLOCK.t = 0.0
+    s.set_params(budget=10_000).fit(X, y)
+    assert s.report_.set_index("candidate").loc["a", "resource"] == "27/27 epochs"
+
+
+def test_domain_adaptation_search_is_label_free_and_keeps_target_rows(feats):
+    X, y = feats
+    y_da = y.copy()
+    y_da[80:] = -1
+    X = X.copy()
+    X[80:] += 0.5  # a shifted target domain
+
+    seen = []
+
+    class Recording(tle.DANNAdapter):
+        def fit(self, X, y, **kw):
+            seen.append(int(np.sum(np.asarray(y) == -1)))
+            return super().fit(X, y, **kw)
+
+    cands = [("source-only", Recording("mlp", lambda_max=0.0, max_epochs=3, random_state=0)),
+             ("dann", Recording("mlp", max_epochs=3, random_state=0))]
+    s = tle.TransferSearchCV(cands, budget=600, cv=3).fit(X, y_da)
+    assert min(seen) > 0  # every training fold held target rows
+    assert set(s.cv_results_["params"][i]["candidate"] for i in range(2)) == {"source-only",
+                                                                             "dann"}
+    assert "fell_back" in s.selection_report_
+    assert np.isfinite(s.cv_results_["mean_test_score"]).all()  # no all-NaN folds
+    with pytest.raises(ValueError, match="source-only"):
+        tle.TransferSearchCV(cands[1:], budget=600).fit(X, y_da)
+
+
+def test_auto_candidates_follow_the_modality(feats):
+    X, y = feats
+    s = tle.TransferSearchCV(budget=600, cv=2)
+    cands, modality, da = s._build_candidates(X, y)
+    assert modality == "features" and not da
+    assert [c.strategy for c in cands] == ["frozen probe", "frozen + mlp head"]
+    texts = ["a question about cats", "where is paris"] * 5
+    cands, modality, _ = s._build_candidates(texts, ["animal", "place"] * 5)
+    assert modality == "text"
+    assert [c.strategy for c in cands][:3] == ["zero-shot", "frozen probe", "frozen + mlp head"]
+    assert cands[-1].resource == "max_epochs"
+    y_da = np.r_[y[:80], -np.ones(40, int)]
+    cands, _, da = s._build_candidates(X, y_da)
+    assert da and cands[0].strategy == "source-only" and len(cands) >= 3

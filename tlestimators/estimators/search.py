@@ -1,0 +1,599 @@
+"""TransferSearchCV: one call picks the backbone and the strategy within a time budget.
+
+The candidates are whole estimators (zero-shot, frozen probe, frozen MLP head,
+fine-tuning, domain adaptation), so the search space is a list of strategies rather
+than a grid of one estimator's parameters. The search runs in rounds:
+
+1. **cheap candidates run in full first**: zero-shot and heads on frozen embeddings
+   cost one embedding pass (shared by every candidate and fold through the feature
+   cache) plus seconds of head fitting;
+2. **expensive candidates** (those with a training-length resource, ``max_epochs``) are
+   then raced by successive halving: every survivor is cross-validated at a small
+   number of epochs, and only the best ``1 / eta`` of them, and only those whose score
+   is still within ``margin`` of the best candidate so far, go on to ``eta`` times more
+   epochs, up to their own ``max_epochs``;
+3. **the budget** (seconds of wall time for the rounds) is checked before each task:
+   a task whose cost, projected from its previous rung, does not fit in what is left is
+   not started, and the report says so.
+
+With unlabeled target rows (``y == -1``) the candidates are the domain-adaptation
+methods plus the source-only model, folds come from
+:class:`~tlestimators.model_selection.SourceTargetKFold` and the winner is chosen by
+:class:`~tlestimators.model_selection.SafeDASelection` (label-free, falls back to
+source-only unless most scorers agree), so nothing is selected by source accuracy and
+no fold lacks target rows.
+
+Why not ``HalvingGridSearchCV``: it gives every candidate the same resource schedule
+(``n_samples`` or one parameter shared by all), while here zero-shot and probes have no
+training length at all and must run in full, and fine-tuning's resource is its epochs.
+The rounds reuse scikit-learn's pieces instead: ``check_cv``, ``check_scoring``,
+``clone`` and joblib's ``Parallel`` (so Dask/Ray joblib backends scale it out).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import time
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin, MetaEstimatorMixin, clone
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.metaestimators import available_if
+from sklearn.utils.parallel import Parallel, delayed
+from sklearn.utils.validation import check_is_fitted
+
+__all__ = ["TransferSearchCV", "BUDGETS"]
+
+# seconds of search rounds (on a 2-core CPU: "fast" is a probe or two per backbone)
+BUDGETS = {"fast": 120.0, "default": 600.0, "thorough": 3600.0}
+# the clock the budget is measured with (tests replace it with a fake one)
+_clock = time.perf_counter
+
+_DEFAULT_BACKBONES = {"image": ["efficientnet_lite0"], "text": ["minilm"],
+                      "features": ["mlp"], "image-text": []}
+
+
+@dataclass
+class _Cand:
+    name: str
+    estimator: object
+    backbone: str
+    strategy: str
+    resource: str | None = None  # parameter name of the training length, or None
+    max_resource: int | None = None
+    rung: int | None = None
+    scores: list = field(default_factory=list)
+    score_table: dict = field(default_factory=dict)
+    fit_seconds: float = 0.0
+    total_seconds: float = 0.0
+    reached: int | None = None
+    stopped: str = ""
+    alive: bool = True
+
+
+def _infer_modality(X) -> str:
+    if hasattr(X, "tocsr"):
+        return "features"
+    if isinstance(X, np.ndarray):
+        if X.dtype.kind in "US" or (X.dtype == object and X.ndim == 1 and X.size
+                                    and isinstance(X.flat[0], str) and not _looks_like_path(X)):
+            return "text"
+        if X.ndim == 2 and X.dtype.kind in "fiu":
+            return "features"
+        return "image"
+    items = list(X) if not isinstance(X, (str, bytes)) else [X]
+    if items and all(isinstance(t, str) for t in items[:20]):
+        return "image" if _looks_like_path(items) else "text"
+    return "image"
+
+
+def _looks_like_path(items) -> bool:
+    import os
+
+    head = [str(t) for t in list(items)[:5]]
+    return all(os.path.splitext(t)[1].lower() in (".jpg", ".jpeg", ".png", ".bmp", ".gif",
+                                                  ".tif", ".tiff", ".webp") for t in head)
+
+
+def _has_target_rows(y) -> bool:
+    from tlestimators.data import unlabeled_mask
+
+    return bool(unlabeled_mask(y).any())
+
+
+def _bare_name(estimator) -> str:
+    return type(estimator).__name__
+
+
+def _describe(est):
+    backbone = getattr(est, "backbone", None)
+    backbone = backbone if isinstance(backbone, str) else type(backbone).__name__
+    return backbone
+
+
+def _strategy_of(est) -> str:
+    name = _bare_name(est)
+    if name == "FineTuneClassifier":
+        return f"fine-tune ({est.unfreeze})"
+    if name == "FrozenFeatureClassifier":
+        head = est.head if isinstance(est.head, str) else type(est.head).__name__
+        return "frozen probe" if head == "linear" else f"frozen + {head} head"
+    if name.startswith("ZeroShot"):
+        return "zero-shot"
+    from tlestimators.estimators.dann import DANNAdapter
+
+    if isinstance(est, DANNAdapter) and getattr(est, "lambda_max", None) == 0:
+        return "source-only"
+    return name
+
+
+def _resource_of(est):
+    """The training-length parameter of an expensive candidate: ``max_epochs`` of
+    fine-tuning, or what an estimator names in a ``_search_resource`` class attribute."""
+    name = _bare_name(est)
+    res = getattr(est, "_search_resource", None)
+    if res is None and name in ("FineTuneClassifier", "AcceleratedFineTuneClassifier"):
+        res = "max_epochs"
+    if res is None:
+        return None, None
+    return res, int(est.get_params()[res])
+
+
+def _fit_score(estimator, X, y, train, test, scorers, fit_params):
+    from tlestimators.data import take
+
+    t0 = _clock()
+    est = clone(estimator)
+    Xtr, ytr = take(X, train), np.asarray(y)[train]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        est.fit(Xtr, ytr, **fit_params)
+    fit_time = _clock() - t0
+    Xte, yte = take(X, test), np.asarray(y)[test]
+    scores = {k: float(s(est, Xte, yte)) for k, s in scorers.items()}
+    return scores, fit_time, _clock() - t0
+
+
+class TransferSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
+    """Pick the backbone and the transfer strategy by cross-validation within a budget.
+
+    Parameters
+    ----------
+    candidates : "auto" or list, default="auto"
+        ``"auto"`` builds them from the data's modality and ``backbones``: zero-shot
+        (text backbones; image-text backbones when ``class_names`` is given), the frozen
+        probe and a frozen MLP head for every backbone, LP-FT fine-tuning for image and
+        text backbones, and, when ``y`` holds ``-1`` rows, the domain-adaptation methods
+        (DANN, Deep CORAL, MMD, CDAN, InfoMax) with source-only. A list holds estimators
+        or ``(name, estimator)`` pairs.
+    backbones : list of str, default=None
+        Backbones for ``"auto"`` (default: ``efficientnet_lite0`` for images, ``minilm``
+        for text, the identity ``mlp`` for 2-D features).
+    class_names : dict, default=None
+        Label -> words, for the zero-shot candidates.
+    budget : float or {"fast", "default", "thorough"}, default="default"
+        Seconds of wall time for the search rounds (120, 600, 3600 for the presets).
+        The final refit of the winner comes on top, like ``GridSearchCV``'s.
+    cv : int or splitter, default=3
+        Folds (stratified; source/target-aware with ``y == -1`` rows).
+    scoring : str or callable, default=None
+        Labeled data: accuracy unless given. Ignored with ``y == -1`` rows, where the
+        label-free :class:`~tlestimators.model_selection.SafeDASelection` decides.
+    eta : int, default=3
+        Successive-halving factor for the expensive candidates.
+    min_resource : int, default=1
+        Epochs at the first rung of the expensive candidates.
+    margin : float, default=0.02
+        An expensive candidate continues only while its score is within ``margin`` of
+        the best score seen so far.
+    refit : bool, default=True
+        Refit the winner on all the data (``best_estimator_``).
+    n_jobs : int, default=None
+        Parallel (candidate, fold) fits through joblib.
+    random_state : int, default=0
+        Seeds the folds and the candidates built by ``"auto"``.
+    verbose : int, default=0
+        ``1`` prints a progress bar over rounds and the report table.
+
+    Attributes
+    ----------
+    report_ : pandas.DataFrame
+        One row per candidate: candidate, backbone, strategy, mean and std score, fit
+        seconds, resource reached and why it stopped; sorted best first.
+    cv_results_ : dict of arrays
+        As in ``GridSearchCV`` (``params``, ``mean_test_score``, ``std_test_score``,
+        ``rank_test_score``, ``mean_fit_time``, ``split<k>_test_score``).
+    best_index_, best_params_, best_score_, best_estimator_, classes_, n_splits_,
+    search_seconds_, refit_time_
+
+    Examples
+    --------
+    >>> from sklearn.datasets import make_classification
+    >>> from tlestimators import TransferSearchCV
+    >>> X, y = make_classification(200, 10, random_state=0)
+    >>> search = TransferSearchCV(budget=60).fit(X.astype("float32"), y)
+    >>> search.report_.columns.tolist()[:4]
+    ['candidate', 'backbone', 'strategy', 'mean_score']
+    """
+
+    _parameter_constraints: dict = {
+        "candidates": [StrOptions({"auto"}), list],
+        "backbones": [None, list],
+        "class_names": [None, dict],
+        "budget": [Interval(numbers.Real, 0, None, closed="neither"),
+                   StrOptions(set(BUDGETS))],
+        "cv": ["cv_object"],
+        "scoring": [None, str, callable],
+        "eta": [Interval(numbers.Integral, 2, None, closed="left")],
+        "min_resource": [Interval(numbers.Integral, 1, None, closed="left")],
+        "margin": [Interval(numbers.Real, 0, None, closed="left")],
+        "refit": ["boolean"],
+        "n_jobs": [None, numbers.Integral],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(self, candidates="auto", *, backbones=None, class_names=None,
+                 budget="default", cv=3, scoring=None, eta=3, min_resource=1, margin=0.02,
+                 refit=True, n_jobs=None, random_state=0, verbose=0):
+        self.candidates = candidates
+        self.backbones = backbones
+        self.class_names = class_names
+        self.budget = budget
+        self.cv = cv
+        self.scoring = scoring
+        self.eta = eta
+        self.min_resource = min_resource
+        self.margin = margin
+        self.refit = refit
+        self.n_jobs = n_jobs
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # ------------------------------------------------------------------ candidates
+    def _auto_candidates(self, modality, da, labels):
+        from tlestimators import (
+            DANNAdapter,
+            FineTuneClassifier,
+            FrozenFeatureClassifier,
+            ZeroShotTextClassifier,
+        )
+
+        rs = self.random_state if isinstance(self.random_state, numbers.Integral) else 0
+        backbones = self.backbones or _DEFAULT_BACKBONES.get(modality, [])
+        out = []
+        for bb in backbones:
+            if da:
+                from tlestimators.estimators import da as da_methods
+
+                out.append(("source-only", DANNAdapter(bb, lambda_max=0.0, random_state=rs)))
+                out.append((f"dann[{bb}]", DANNAdapter(bb, random_state=rs)))
+                for cls in (da_methods.DeepCORALAdapter, da_methods.MMDAdapter,
+                            da_methods.CDANAdapter, da_methods.InfoMaxAdapter):
+                    out.append((f"{cls.__name__.removesuffix('Adapter').lower()}[{bb}]",
+                                cls(bb, random_state=rs)))
+                continue
+            text_words = self.class_names is not None or all(isinstance(c, str)
+                                                             for c in labels)
+            if modality == "text" and text_words:
+                out.append((f"zero-shot[{bb}]",
+                            ZeroShotTextClassifier(bb, class_names=self.class_names)))
+            out.append((f"probe[{bb}]", FrozenFeatureClassifier(bb, random_state=rs)))
+            out.append((f"mlp-head[{bb}]",
+                        FrozenFeatureClassifier(bb, head="mlp", random_state=rs)))
+            if modality in ("image", "text"):
+                out.append((f"fine-tune[{bb}]", FineTuneClassifier(bb, random_state=rs)))
+        if modality == "image-text" or any(b.startswith("open_clip/") for b in backbones):
+            from tlestimators import ZeroShotCLIPClassifier
+
+            for bb in backbones:
+                if bb.startswith("open_clip/") and self.class_names is not None:
+                    out.append((f"zero-shot[{bb}]",
+                                ZeroShotCLIPClassifier(bb, class_names=self.class_names)))
+        if not out:
+            raise ValueError(f"No candidates for {modality} data with backbones={backbones!r}.")
+        return out
+
+    def _build_candidates(self, X, y):
+        modality = _infer_modality(X)
+        da = _has_target_rows(y)
+        labels = [c for c in np.unique(np.asarray(y).astype(object).astype(str))]
+        if isinstance(self.candidates, str):
+            pairs = self._auto_candidates(modality, da, labels)
+        else:
+            pairs = []
+            for i, c in enumerate(self.candidates):
+                name, est = c if isinstance(c, tuple) else (f"{i}:{_bare_name(c)}", c)
+                if not hasattr(est, "fit"):
+                    raise TypeError(f"candidates[{i}] is not an estimator: {est!r}.")
+                pairs.append((name, est))
+        names = [n for n, _ in pairs]
+        if len(set(names)) != len(names):
+            raise ValueError(f"candidate names must be unique, got {names}.")
+        cands = []
+        for name, est in pairs:
+            res, max_r = _resource_of(est)
+            strategy = "source-only" if name == "source-only" else _strategy_of(est)
+            cands.append(_Cand(name, est, _describe(est), strategy, res, max_r))
+        if da and not any(c.strategy == "source-only" for c in cands):
+            raise ValueError(
+                "With unlabeled target rows (y == -1) the candidates must include a "
+                "source-only model (e.g. DANNAdapter(lambda_max=0.0) named 'source-only'): "
+                "label-free selection falls back to it."
+            )
+        return cands, modality, da
+
+    # ------------------------------------------------------------------ rounds
+    def _budget_seconds(self):
+        return float(BUDGETS[self.budget]) if isinstance(self.budget, str) else float(
+            self.budget)
+
+    def _run(self, tasks, X, y, splits, scorers, fit_params):
+        """Cross-validate ``[(cand, estimator)]`` on every split, in parallel."""
+        jobs = [(c, est, k) for c, est in tasks for k in range(len(splits))]
+        out = Parallel(n_jobs=self.n_jobs)(
+            delayed(_fit_score)(est, X, y, splits[k][0], splits[k][1], scorers, fit_params)
+            for _, est, k in jobs)
+        per = {}
+        for (c, _, _), (scores, fit_t, total_t) in zip(jobs, out):
+            d = per.setdefault(c.name, {"scores": [], "fit": 0.0, "total": 0.0})
+            d["scores"].append(scores)
+            d["fit"] += fit_t
+            d["total"] += total_t
+        return per
+
+    def _record(self, cand, res, main_key):
+        cand.score_table = {k: [s[k] for s in res["scores"]] for k in res["scores"][0]}
+        cand.scores = cand.score_table[main_key]
+        cand.fit_seconds += res["fit"]
+        cand.total_seconds = res["total"]
+
+    def _progress(self, k, n, label):
+        if self.verbose:
+            done = int(20 * k / max(n, 1))
+            print(f"[{'#' * done}{'.' * (20 - done)}] round {k}/{n}: {label}", flush=True)
+
+    def fit(self, X, y, **fit_params):
+        """Run the search; ``y == -1`` marks unlabeled target rows (domain adaptation).
+
+        Parameters
+        ----------
+        X : images, texts or 2-D features
+        y : array-like of shape (n_samples,)
+        **fit_params : passed to every candidate's ``fit``.
+
+        Returns
+        -------
+        self : TransferSearchCV
+        """
+        from sklearn.metrics import check_scoring
+        from sklearn.model_selection import check_cv
+
+        from tlestimators.data import num_samples
+        from tlestimators.model_selection import SafeDASelection, SourceTargetKFold
+
+        self._validate_params()
+        start = _clock()
+        budget = self._budget_seconds()
+        cands, modality, da = self._build_candidates(X, y)
+        y_arr = np.asarray(y)
+        if num_samples(X) != len(y_arr):
+            raise ValueError(f"X has {num_samples(X)} samples but y has {len(y_arr)}.")
+        seed = self.random_state if isinstance(self.random_state, numbers.Integral) else None
+        if da:
+            cv = SourceTargetKFold(self.cv, shuffle=True, random_state=seed) \
+                if isinstance(self.cv, numbers.Integral) else self.cv
+            selection = SafeDASelection(source_only={"candidate": "source-only"})
+            scorers = selection.scoring
+            main_key = next(iter(scorers))
+        else:
+            cv = check_cv(self.cv, y_arr, classifier=True)
+            if isinstance(self.cv, numbers.Integral) and hasattr(cv, "shuffle"):
+                cv.shuffle, cv.random_state = True, seed
+            scorers = {"score": check_scoring(cands[0].estimator, scoring=self.scoring)}
+            main_key, selection = "score", None
+        splits = list(cv.split(np.zeros(len(y_arr)), y_arr))
+        self.n_splits_ = len(splits)
+
+        def remaining():
+            return budget - (_clock() - start)
+
+        # round 0: the cheap candidates, in full
+        cheap = [c for c in cands if c.resource is None]
+        expensive = [c for c in cands if c.resource is not None]
+        n_rounds = 1 + (math.ceil(math.log(max(c.max_resource for c in expensive)
+                                           / self.min_resource, self.eta)) + 1
+                        if expensive else 0)
+        self._progress(0, n_rounds, f"{len(cheap)} cheap candidates in full")
+        # one candidate at a time (its folds in parallel), so the budget is checked
+        # between them; source-only and zero-shot come first (they decide the fallback)
+        cheap.sort(key=lambda c: (c.strategy not in ("source-only", "zero-shot"),))
+        for c in cheap:
+            if remaining() <= 0 and any(d.scores for d in cheap):
+                c.alive, c.stopped = False, "budget: not started, none left"
+                continue
+            per = self._run([(c, c.estimator)], X, y_arr, splits, scorers, fit_params)
+            self._record(c, per[c.name], main_key)
+            c.stopped = "completed"
+        # successive halving of the expensive candidates on their epochs
+        r = self.min_resource
+        rung = 0
+        alive = list(expensive)
+        while alive:
+            rung += 1
+            tasks = []
+            for c in alive:
+                r_c = min(r, c.max_resource)
+                prev = c.reached
+                projected = (c.total_seconds * r_c / prev) if prev else None
+                if projected is not None and projected > remaining():
+                    c.alive, c.stopped = False, (f"budget: needs ~{projected:.0f} s at "
+                                                 f"{r_c} epochs, {max(remaining(), 0):.0f} s left")
+                    continue
+                if prev is None and remaining() <= 0:
+                    c.alive, c.stopped = False, "budget: none left before its first rung"
+                    continue
+                tasks.append((c, clone(c.estimator).set_params(**{c.resource: r_c}), r_c))
+            if not tasks:
+                break
+            self._progress(rung, n_rounds, f"{len(tasks)} candidates at {r} epochs")
+            per = self._run([(c, est) for c, est, _ in tasks], X, y_arr, splits, scorers,
+                            fit_params)
+            for c, _, r_c in tasks:
+                self._record(c, per[c.name], main_key)
+                c.reached, c.rung = r_c, rung
+            scored = [c for c in cands if c.scores]
+            best = max(float(np.mean(c.scores)) for c in scored)
+            ranked = sorted((c for c, _, _ in tasks), key=lambda c: -np.mean(c.scores))
+            keep = max(1, math.ceil(len(ranked) / self.eta))
+            alive = []
+            for i, c in enumerate(ranked):
+                m = float(np.mean(c.scores))
+                if c.reached >= c.max_resource:
+                    c.stopped = "completed"
+                elif i >= keep:
+                    c.stopped = f"halving: rank {i + 1} of {len(ranked)} at {c.reached} epochs"
+                elif not da and m < best - self.margin:
+                    c.stopped = (f"cannot win: {m:.3f} < best {best:.3f} - margin at "
+                                 f"{c.reached} epochs")
+                else:
+                    alive.append(c)
+            r *= self.eta
+        self.search_seconds_ = _clock() - start
+        self._finish(cands, selection, main_key)
+        if self.verbose:
+            self._progress(n_rounds, n_rounds, f"done in {self.search_seconds_:.1f} s")
+            print(self.report_.to_string(index=False))
+        best = self._cands[self.best_index_]
+        if self.refit:
+            t0 = _clock()
+            est = clone(best.estimator)
+            if best.resource is not None and best.reached is not None:
+                est.set_params(**{best.resource: best.reached})
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)
+                self.best_estimator_ = est.fit(X, y, **fit_params)
+            self.refit_time_ = _clock() - t0
+            self.classes_ = self.best_estimator_.classes_
+        return self
+
+    def _finish(self, cands, selection, main_key):
+        import pandas as pd
+
+        done = [c for c in cands if c.scores]
+        if not done:
+            raise RuntimeError(
+                f"The budget ({self._budget_seconds():.0f} s) ran out before any candidate "
+                "was cross-validated; raise budget=."
+            )
+        self._cands = cands
+        means = np.array([float(np.mean(c.scores)) if c.scores else np.nan for c in cands])
+        if selection is not None:
+            params = [{"candidate": c.name} for c in cands]
+            table = {k: np.array([float(np.mean(c.score_table[k])) if c.scores else np.nan
+                                  for c in cands]) for k in selection.scoring}
+            self.best_index_ = int(selection.select(params, table))
+            self.selection_report_ = selection.last_report_
+        else:
+            self.best_index_ = int(np.nanargmax(means))
+        rank = np.empty(len(cands), dtype=int)
+        order = np.argsort(-np.where(np.isfinite(means), means, -np.inf), kind="stable")
+        rank[order] = np.arange(1, len(cands) + 1)
+        self.cv_results_ = {
+            "params": [{"candidate": c.name} for c in cands],
+            "param_candidate": np.array([c.name for c in cands], dtype=object),
+            "mean_test_score": means,
+            "std_test_score": np.array([float(np.std(c.scores)) if c.scores else np.nan
+                                        for c in cands]),
+            "rank_test_score": rank,
+            "mean_fit_time": np.array([c.fit_seconds / max(len(c.scores), 1) for c in cands]),
+            "resource": np.array([c.reached if c.reached is not None else -1 for c in cands]),
+        }
+        for k in range(self.n_splits_):
+            self.cv_results_[f"split{k}_test_score"] = np.array(
+                [c.scores[k] if c.scores else np.nan for c in cands])
+        best = cands[self.best_index_]
+        self.best_params_ = {"candidate": best.name}
+        self.best_score_ = float(means[self.best_index_])
+        rows = [{"candidate": c.name, "backbone": c.backbone, "strategy": c.strategy,
+                 "mean_score": means[i], "std_score": self.cv_results_["std_test_score"][i],
+                 "fit_seconds": round(c.fit_seconds, 2),
+                 "resource": ("full" if c.resource is None else
+                              f"{c.reached}/{c.max_resource} epochs" if c.reached else "none"),
+                 "stopped": c.stopped, "chosen": i == self.best_index_}
+                for i, c in enumerate(cands)]
+        self.report_ = pd.DataFrame(rows).sort_values(
+            ["chosen", "mean_score"], ascending=[False, False], na_position="last"
+        ).reset_index(drop=True)
+
+    # ------------------------------------------------------------------ delegation
+    def _best_has(attr):
+        def check(self):
+            check_is_fitted(self, "best_estimator_")
+            return hasattr(self.best_estimator_, attr)
+        return check
+
+    @available_if(_best_has("predict"))
+    def predict(self, X):
+        """Predictions of ``best_estimator_``."""
+        return self.best_estimator_.predict(X)
+
+    @available_if(_best_has("predict_proba"))
+    def predict_proba(self, X):
+        """Class probabilities of ``best_estimator_``."""
+        return self.best_estimator_.predict_proba(X)
+
+    @available_if(_best_has("decision_function"))
+    def decision_function(self, X):
+        """Decision function of ``best_estimator_``."""
+        return self.best_estimator_.decision_function(X)
+
+    def score(self, X, y, sample_weight=None):
+        """Accuracy of ``best_estimator_`` on labeled data."""
+        check_is_fitted(self, "best_estimator_")
+        return self.best_estimator_.score(X, y, sample_weight=sample_weight)
+
+    def plot_report(self, path=None, ax=None):
+        """Score against cost (fit seconds per fold, log scale), the chosen point marked.
+
+        Parameters
+        ----------
+        path : str or path-like, default=None
+            Also save the figure there (PNG).
+        ax : matplotlib Axes, default=None
+
+        Returns
+        -------
+        fig : matplotlib Figure
+        """
+        check_is_fitted(self, "report_")
+        if ax is None:
+            import matplotlib.pyplot as plt
+
+            fig, ax = plt.subplots(figsize=(6.4, 4.2))
+        else:
+            fig = ax.figure
+        rep = self.report_.dropna(subset=["mean_score"])
+        cost = np.maximum(rep["fit_seconds"].to_numpy(float) / max(self.n_splits_, 1), 1e-3)
+        ax.errorbar(cost, rep["mean_score"], yerr=rep["std_score"], fmt="o", color="tab:blue",
+                    ecolor="0.7", capsize=2)
+        for x, yv, name in zip(cost, rep["mean_score"], rep["candidate"]):
+            ax.annotate(name, (x, yv), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        chosen = rep[rep["chosen"]]
+        if len(chosen):
+            i = chosen.index[0]
+            ax.plot(cost[list(rep.index).index(i)], chosen["mean_score"].iloc[0], marker="*",
+                    markersize=16, color="tab:red", label=f"chosen: {chosen['candidate'].iloc[0]}",
+                    linestyle="none")
+            ax.legend(loc="lower right", fontsize=8)
+        ax.set_xscale("log")
+        ax.set_xlabel("fit seconds per fold (log)")
+        ax.set_ylabel("mean CV score")
+        ax.set_title("TransferSearchCV: score against cost")
+        fig.tight_layout()
+        if path is not None:
+            fig.savefig(path, dpi=110)
+        return fig
