@@ -1,5 +1,5 @@
 """The ``tlestimators`` command: ``list-backbones``, ``info NAME``, ``demo``, ``bench``,
-``predict MODEL DATA``.
+``search DATA``, ``predict MODEL DATA``.
 
 Each subcommand is a ``cmd_*(args) -> int`` function and an ``_add_*(subparsers)``
 function listed in :data:`SUBCOMMANDS`; :func:`main` turns the toolkit's user errors
@@ -392,6 +392,50 @@ def cmd_predict(args) -> int:
     return 0
 
 
+def _unlabeled_target(path, modality, text_column):
+    """Items of ``--target``: an image folder (any layout, searched recursively) or a
+    CSV with a text column; they join the training data with label -1."""
+    ids, items = _predict_inputs([path], text_column)
+    kind = "text" if str(path).lower().endswith(".csv") else "image"
+    if kind != modality:
+        raise ValueError(f"--target {path!r} holds {kind} data but DATA holds {modality} data.")
+    return items
+
+
+def cmd_search(args) -> int:
+    """Pick backbone and strategy with TransferSearchCV; print the report; save the pick."""
+    import numpy as np
+
+    import tlestimators as tle
+    from tlestimators.estimators.search import BUDGETS
+
+    desc, modality, X, y, _ = _load_user_data(args.data, args)
+    y = np.asarray(y).astype(object)
+    print(desc)
+    if args.target:
+        Xt = _unlabeled_target(args.target, modality, args.text_column)
+        X = list(X) + list(Xt)
+        y = np.r_[y, np.full(len(Xt), -1, dtype=object)]
+        print(f"unlabeled target {args.target!r}: {len(Xt)} items (domain-adaptation candidates)")
+    budget = args.budget
+    budget = budget if budget in BUDGETS else float(budget)
+    search = tle.TransferSearchCV(backbones=args.backbone or None, budget=budget, cv=args.cv,
+                                  random_state=args.random_state, verbose=args.verbose)
+    search.fit(X, y)
+    cols = ["candidate", "strategy", "mean_score", "std_score", "fit_seconds", "resource",
+            "stopped", "chosen"]
+    print(search.report_[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print(f"chosen: {search.best_params_['candidate']} (search {search.search_seconds_:.1f} s)")
+    if args.save:
+        path = tle.save(search.best_estimator_, args.save, overwrite=args.overwrite,
+                        scores={"cross-validated score (search)": search.best_score_})
+        print(f"saved the chosen model to {path} (tlestimators predict {path} DATA)")
+    if args.plot:
+        search.plot_report(args.plot)
+        print(f"wrote {args.plot}")
+    return 0
+
+
 # --------------------------------------------------------------------------- parser
 # One function per subcommand adds its parser and sets ``func``; a new subcommand is a
 # ``cmd_*`` function, an ``_add_*`` function, and one entry in SUBCOMMANDS.
@@ -474,7 +518,48 @@ def _add_predict(sub) -> None:
     p.set_defaults(func=cmd_predict)
 
 
-SUBCOMMANDS = [_add_list_backbones, _add_info, _add_demo, _add_bench, _add_predict]
+def _budget(text):
+    from tlestimators.estimators.search import BUDGETS
+
+    if text in BUDGETS:
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(
+            f"budget must be seconds > 0 or one of {sorted(BUDGETS)}, got {text!r}")
+    return text
+
+
+def _add_search(sub) -> None:
+    p = sub.add_parser(
+        "search", help="pick backbone and strategy within a time budget (TransferSearchCV)",
+        description="Cross-validates zero-shot, frozen probes, fine-tuning and (with --target) "
+                    "domain adaptation, prints the report and saves the chosen model.",
+    )
+    p.add_argument("data", help="image folder (one sub-folder per class) or CSV with "
+                                "text,label columns")
+    p.add_argument("--target", default=None,
+                   help="unlabeled target data (image folder or text CSV): adds the "
+                        "domain-adaptation candidates, selected without target labels")
+    p.add_argument("--budget", type=_budget, default="fast",
+                   help="seconds, or fast (120) / default (600) / thorough (3600); default fast")
+    p.add_argument("--backbone", action="append", default=[],
+                   help="candidate backbone (repeatable; default per modality)")
+    p.add_argument("--cv", type=_positive_int, default=3, help="folds (default 3)")
+    p.add_argument("--save", default=None, help="directory to save the chosen model to")
+    p.add_argument("--overwrite", action="store_true", help="replace --save if it exists")
+    p.add_argument("--plot", default=None, help="PNG of score against cost")
+    p.add_argument("--text-column", default="text", help="CSV text column (default 'text')")
+    p.add_argument("--label-column", default="label", help="CSV label column (default 'label')")
+    p.add_argument("--random-state", type=int, default=0, help="seed (default 0)")
+    p.add_argument("--verbose", type=int, default=1, help="0 quiet, 1 progress (default)")
+    p.set_defaults(func=cmd_search)
+
+
+SUBCOMMANDS = [_add_list_backbones, _add_info, _add_demo, _add_bench, _add_search, _add_predict]
 
 
 def build_parser() -> argparse.ArgumentParser:

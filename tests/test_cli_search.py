@@ -1,0 +1,46 @@
+"""``tlestimators search DATA``: report printed, chosen model saved and usable."""
+
+from __future__ import annotations
+
+import pytest
+
+import tlestimators as tle
+from tlestimators.cli import main
+
+pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
+
+TEXTS = {
+    "sports": ["the team won the final match", "a late goal decided the game",
+               "the striker scored twice", "the coach praised the defence",
+               "fans cheered the winning run", "the tennis champion served an ace"],
+    "cooking": ["simmer the sauce for ten minutes", "bake the bread until golden",
+                "chop the onions and garlic", "whisk the eggs with sugar",
+                "season the soup with salt", "roast the vegetables in the oven"],
+}
+
+
+def test_search_cli_prints_report_and_saves_the_pick(tmp_path, capsys):
+    csv = tmp_path / "train.csv"
+    rows = [(t, lab) for lab, ts in TEXTS.items() for t in ts]
+    csv.write_text("text,label\n" + "\n".join(f'"{t}",{lab}' for t, lab in rows) + "\n")
+    out = tmp_path / "model"
+    png = tmp_path / "report.png"
+    assert main(["search", str(csv), "--budget", "5", "--cv", "2", "--verbose", "0",
+                 "--save", str(out), "--plot", str(png)]) == 0
+    text = capsys.readouterr().out
+    assert "CSV" in text and "candidate" in text and "chosen:" in text
+    assert "zero-shot[minilm]" in text  # the cheapest candidate always runs first
+    assert "budget" in text  # a 5 s budget cannot fit the fine-tuning candidate
+    assert png.stat().st_size > 5000
+    model = tle.load(out)
+    pred = model.predict(["the goalkeeper saved a penalty", "fry the fish in butter"])
+    assert set(pred) <= {"sports", "cooking"}
+    assert (out / "README.md").read_text().count("cross-validated score (search)") == 1
+
+
+def test_search_cli_rejects_bad_budget_and_data(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["search", str(tmp_path), "--budget", "-3"])
+    assert "budget must be seconds" in capsys.readouterr().err
+    assert main(["search", str(tmp_path / "missing.txt")]) == 1
+    assert "neither a directory" in capsys.readouterr().err
