@@ -16,7 +16,8 @@ __all__ = ["template_set", "class_words", "check_templates", "build_prompts", "T
 #: The default prompts of :class:`~tlestimators.ZeroShotTextClassifier`: generic,
 #: domain-free templates whose embeddings are averaged per class (chosen on TREC and
 #: SMS spam with bare class names; see ``benchmarks/results/zeroshot.md``).
-TEXT_TEMPLATES = ("{}.", "This text is about {}.", "This is an example of {}.")
+TEXT_TEMPLATES = ("{}", "This text is about {}.", "A text about {}.", "It is about {}.",
+                  "This is an example of {}.")
 
 
 def template_set(name: str) -> list[str]:

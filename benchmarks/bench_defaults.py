@@ -1,0 +1,223 @@
+"""Defaults against the three lines a scikit-learn user writes by hand (issue 11).
+
+For every data set in ``$TLE_DATA`` that fits a plain classification split
+(hymenoptera, PACS photo and PACS art_painting each on its own, sklearn's digits, TREC,
+SMS spam), on the same frozen embeddings and the same split:
+
+- ``FrozenFeatureClassifier(backbone)`` with DEFAULT parameters (only the backbone's
+  ``img_size``, the device and the feature-cache folder are set, the same for both);
+- ``make_pipeline(BackboneEmbedder(backbone), StandardScaler(), LogisticRegressionCV())``.
+
+Each data set is embedded once (``efficientnet_lite0`` at ``--img-size`` px for images,
+``minilm`` = all-MiniLM-L6-v2 for text) into a feature cache on disk, so both estimators
+read the same cached embeddings and their fit times compare the heads, not the encoder.
+Two timings per row: the whole ``fit`` with a warm cache (what a user waits for), and
+the head alone on the embedding matrix (``LinearProbeCV`` vs ``StandardScaler +
+LogisticRegressionCV``). Targets (issue 11): ours >= pipeline - 0.3 points on every row,
+head fit time <= 1.5x the pipeline's.
+
+Usage::
+
+    python benchmarks/bench_defaults.py [--data-dir DIR] [--img-size 160] [--threads 1]
+        [--cache-dir /tmp/tle_bench_defaults] [--datasets hymenoptera,pacs_photo,...]
+        [--no-frozen]   # heads only (LinearProbeCV vs LogisticRegressionCV)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import warnings
+from datetime import datetime, timezone
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results" / "defaults.md"
+ALL = ("hymenoptera", "pacs_photo", "pacs_art", "digits", "trec", "sms_spam")
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data-dir", default=os.environ.get("TLE_DATA"))
+    p.add_argument("--img-size", type=int, default=160,
+                   help="efficientnet_lite0 input size (default 160 px to fit a 2-core CPU budget)")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--cache-dir", default="/tmp/tle_bench_defaults",
+                   help="feature cache on disk (embeddings computed once, reused by reruns)")
+    p.add_argument("--datasets", default=",".join(ALL))
+    p.add_argument("--no-frozen", action="store_true",
+                   help="compare the heads only (skip the FrozenFeatureClassifier and pipeline fits)")
+    p.add_argument("--out", default=str(RESULTS))
+    return p.parse_args(argv)
+
+
+def load(name, root):
+    """(X_train, y_train, X_test, y_test, backbone, how the split was made)."""
+    import numpy as np
+    from sklearn.model_selection import train_test_split
+
+    from tlestimators import datasets as D
+
+    def split(X, y, how="stratified 70/30 split, random_state=0"):
+        X = np.asarray(X, dtype=object) if isinstance(X, list) else X
+        Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=0.3, stratify=y, random_state=0)
+        return Xtr, ytr, Xte, yte, how
+
+    if name == "hymenoptera":
+        Xtr, ytr = D.load_hymenoptera("train", data_dir=root)
+        Xte, yte = D.load_hymenoptera("val", data_dir=root)
+        return (Xtr, ytr, Xte, yte, "image", "train (245) / val (153)")
+    if name in ("pacs_photo", "pacs_art"):
+        X, y = D.load_pacs("photo" if name == "pacs_photo" else "art_painting", data_dir=root)
+        Xtr, ytr, Xte, yte, how = split(X, y)
+        return Xtr, ytr, Xte, yte, "image", how
+    if name == "digits":
+        from sklearn.datasets import load_digits
+
+        d = load_digits()
+        imgs = np.clip(np.rint(d.images * (255.0 / 16.0)), 0, 255).astype(np.uint8)
+        Xtr, ytr, Xte, yte, _ = split(imgs, d.target)
+        return Xtr, ytr, Xte, yte, "image", "8x8 grey upsampled; stratified 70/30, random_state=0"
+    if name == "trec":
+        Xtr, ytr = D.load_trec("train", data_dir=root)
+        Xte, yte = D.load_trec("test", data_dir=root)
+        return (Xtr, ytr, Xte, yte, "text", "train (5452) / TREC_10 test (500), 6 coarse labels")
+    if name == "sms_spam":
+        X, y = D.load_sms_spam(data_dir=root)
+        Xtr, ytr, Xte, yte, how = split(X, y)
+        return Xtr, ytr, Xte, yte, "text", how
+    raise ValueError(f"unknown data set {name!r}; choose from {ALL}")
+
+
+def timed(fn):
+    t = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(args.threads)
+    import numpy as np
+    import torch
+    from sklearn.linear_model import LogisticRegressionCV
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from tlestimators import BackboneEmbedder
+    from tlestimators.datasets import data_home
+    from tlestimators.probe import LinearProbeCV
+
+    torch.set_num_threads(args.threads)
+    try:
+        root = data_home(args.data_dir)
+    except FileNotFoundError as exc:
+        print(f"SKIPPED: data not found ({exc}); set --data-dir or TLE_DATA.")
+        return 0
+
+    rows = []
+    for name in args.datasets.split(","):
+        try:
+            Xtr, ytr, Xte, yte, modality, how = load(name, root)
+        except FileNotFoundError as exc:
+            print(f"{name}: SKIPPED ({exc})", flush=True)
+            continue
+        bb, kw = ("efficientnet_lite0", {"img_size": args.img_size}) if modality == "image" else ("minilm", None)
+        emb = BackboneEmbedder(bb, backbone_kwargs=kw, device="cpu", cache=args.cache_dir)
+        (Etr, t_embed) = timed(lambda: emb.fit_transform(Xtr))
+        Ete = emb.transform(Xte)
+        print(f"{name}: {len(ytr)} train / {len(yte)} test, {Etr.shape[1]}-d {bb}, embedded in {t_embed:.1f} s",
+              flush=True)
+        row = dict(name=name, how=how, bb=bb if kw is None else f"{bb} @ {args.img_size} px",
+                   n_tr=len(ytr), n_te=len(yte), d=Etr.shape[1], k=len(np.unique(ytr)))
+
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            ref, row["t_ref_head"] = timed(lambda: make_pipeline(StandardScaler(), LogisticRegressionCV()).fit(Etr, ytr))
+            row["ref_conv_warnings"] = sum("converge" in str(w.message).lower() for w in caught)
+        row["acc_ref"] = ref.score(Ete, yte)
+        row["C_ref"] = float(ref[-1].C_[0])
+        probe, row["t_probe"] = timed(lambda: LinearProbeCV().fit(Etr, ytr))
+        row["acc_probe"] = probe.score(Ete, yte)
+        row["C_probe"] = probe.C_
+        print(f"  heads: LinearProbeCV {row['acc_probe']:.4f} in {row['t_probe']:.2f} s (C={probe.C_:.3g}); "
+              f"StandardScaler+LogisticRegressionCV {row['acc_ref']:.4f} in {row['t_ref_head']:.2f} s "
+              f"(C={row['C_ref']:.3g})", flush=True)
+
+        if not args.no_frozen:
+            from tlestimators import FrozenFeatureClassifier
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                ours = FrozenFeatureClassifier(bb, backbone_kwargs=kw, device="cpu", cache=args.cache_dir)
+                ours, row["t_ours_fit"] = timed(lambda: ours.fit(Xtr, ytr))
+                row["acc_ours"] = ours.score(Xte, yte)
+                row["ours_head"] = type(getattr(ours, "head_", getattr(ours, "net_", None))).__name__
+                pipe = make_pipeline(BackboneEmbedder(bb, backbone_kwargs=kw, device="cpu", cache=args.cache_dir),
+                                     StandardScaler(), LogisticRegressionCV())
+                pipe, row["t_pipe_fit"] = timed(lambda: pipe.fit(Xtr, ytr))
+                row["acc_pipe"] = pipe.score(Xte, yte)
+            print(f"  estimators: FrozenFeatureClassifier() {row['acc_ours']:.4f} in {row['t_ours_fit']:.2f} s "
+                  f"(head {row['ours_head']}); pipeline {row['acc_pipe']:.4f} in {row['t_pipe_fit']:.2f} s",
+                  flush=True)
+        rows.append(row)
+
+    write(args, rows)
+    return 0
+
+
+def write(args, rows):
+    import numpy as np
+    import sklearn
+    import torch
+
+    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    L = ["# Defaults vs the hand-written scikit-learn baseline", "",
+         f"Produced by `python benchmarks/bench_defaults.py` on {when}; CPU, "
+         f"`torch.set_num_threads({args.threads})` and {args.threads} BLAS thread(s), shared 2-core machine "
+         f"(torch {torch.__version__}, scikit-learn {sklearn.__version__}). Images: `efficientnet_lite0` at "
+         f"{args.img_size} px (smaller than its native 224 px, to fit the CPU budget; both sides use the same "
+         "size); text: `minilm` (all-MiniLM-L6-v2, packaged weights, offline).", "",
+         "Every data set is embedded once into a feature cache on disk; both estimators read the same cached "
+         "embeddings and are scored on the same test split. Baseline: `make_pipeline(BackboneEmbedder(bb), "
+         "StandardScaler(), LogisticRegressionCV())` (its default scoring, accuracy; `max_iter=100`).", ""]
+    if not args.no_frozen and rows and "acc_ours" in rows[0]:
+        L += ["## FrozenFeatureClassifier with default parameters vs the pipeline", "",
+              "| data | split | backbone | train / test | ours acc | pipeline acc | diff (points) | target >= -0.3 "
+              "| ours fit s | pipeline fit s |", "|---|---|---|---|---|---|---|---|---|---|"]
+        for r in rows:
+            diff = 100 * (r["acc_ours"] - r["acc_pipe"])
+            L.append(f"| {r['name']} | {r['how']} | {r['bb']} | {r['n_tr']} / {r['n_te']} | {r['acc_ours']:.4f} "
+                     f"| {r['acc_pipe']:.4f} | {diff:+.1f} | {'met' if diff >= -0.3 else 'MISSED'} "
+                     f"| {r['t_ours_fit']:.2f} | {r['t_pipe_fit']:.2f} |")
+        L += ["", "Fit times include the backbone build and the cache look-ups of every training item "
+              "(warm cache), for both.", ""]
+    L += ["## The heads alone, on the same embedding matrices", "",
+          "`LinearProbeCV()` (the default head: standardise, C on a 10-point log grid by 5-fold stratified CV, "
+          "L-BFGS in torch, float64) vs `make_pipeline(StandardScaler(), LogisticRegressionCV())`.", "",
+          "| data | n_train x d, classes | probe acc | LRCV acc | diff (points) | probe C | LRCV C "
+          "| probe s | LRCV s | time ratio | target <= 1.5x |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        diff = 100 * (r["acc_probe"] - r["acc_ref"])
+        ratio = r["t_probe"] / r["t_ref_head"]
+        conv = f" ({r['ref_conv_warnings']} ConvergenceWarnings)" if r["ref_conv_warnings"] else ""
+        L.append(f"| {r['name']} | {r['n_tr']} x {r['d']}, {r['k']} | {r['acc_probe']:.4f} | {r['acc_ref']:.4f} "
+                 f"| {diff:+.1f} | {r['C_probe']:.3g} | {r['C_ref']:.3g}{conv} | {r['t_probe']:.2f} "
+                 f"| {r['t_ref_head']:.2f} | {ratio:.2f}x | {'met' if ratio <= 1.5 else 'MISSED'} |")
+    if rows:
+        g = np.exp(np.mean([np.log(r["t_probe"] / r["t_ref_head"]) for r in rows]))
+        L += ["", f"Geometric-mean head time ratio: {g:.2f}x."]
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text("\n".join(L) + "\n")
+    print("\n".join(L))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
