@@ -377,3 +377,22 @@ def test_search_cv_raises_on_a_plain_kfold_instead_of_nan_scores():
         DomainAdaptationSearchCV(MeanShiftLR(), {"lambda_max": [1.0]}, cv=KFold(3)).fit(X, y)
     s = DomainAdaptationSearchCV(MeanShiftLR(), {"lambda_max": [1.0]})
     assert clone(s).get_params()["param_grid"] == {"lambda_max": [1.0]}
+
+
+def test_search_cv_agreement_guard_refuses_a_model_that_rewrites_the_target_labels():
+    from tlestimators.model_selection import DomainAdaptationSearchCV, SafeDASelection
+
+    X, y, Xt, yt = mean_shifted()
+    likes_big_lambda = {"lam": lambda est, X, y: est.lambda_max}  # a scorer fooled by lambda
+    grid = {"lambda_max": [30.0]}  # shifts the boundary past every target row
+    guarded = DomainAdaptationSearchCV(
+        MeanShiftLR(), grid, cv=2, selection=SafeDASelection(scorers=likes_big_lambda)).fit(X, y)
+    rep = guarded.selection_report_
+    assert rep["winner"] != rep["source_only"]  # the scorer picked lambda 30 ...
+    assert rep["agreement"] < 0.8 and rep["fell_back"]  # ... the guard refused it
+    assert guarded.best_params_ == {"lambda_max": 0.0}
+    assert guarded.best_estimator_.lambda_max == 0.0
+    unguarded = DomainAdaptationSearchCV(
+        MeanShiftLR(), grid, cv=2,
+        selection=SafeDASelection(scorers=likes_big_lambda, min_agreement=None)).fit(X, y)
+    assert unguarded.best_params_ == {"lambda_max": 30.0}

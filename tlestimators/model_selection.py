@@ -11,12 +11,13 @@ from __future__ import annotations
 import numbers
 
 import numpy as np
+from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV, StratifiedKFold, StratifiedShuffleSplit
 from sklearn.model_selection._split import BaseCrossValidator
 
 # unlabeled_mask lives in data (the one (y, sample_domain) parser); re-exported here,
 # where it was first public
-from tlestimators.data import parse_domains, unlabeled_mask
+from tlestimators.data import num_samples, parse_domains, take, unlabeled_mask
 
 __all__ = [
     "SourceTargetKFold",
@@ -199,6 +200,12 @@ class SafeDASelection:
         candidate matches: source-only must always be a candidate.
     min_wins : int or "majority" or "all", default="majority"
         Scorers on which the ensemble winner must beat source-only to be chosen.
+    min_agreement : float or None, default=0.8
+        Used by :class:`DomainAdaptationSearchCV` after the refit: if the chosen model
+        agrees with a source-only model (refit on the same data) on fewer than this
+        fraction of the target rows' predictions, source-only is kept (one extra fit).
+        A plain GridSearchCV cannot apply it (its ``refit`` callable sees scores, not
+        models).
 
     Attributes
     ----------
@@ -207,10 +214,12 @@ class SafeDASelection:
         whether the safety rule fell back to source-only.
     """
 
-    def __init__(self, scorers=("dev", "iwv", "ent"), source_only=None, min_wins="majority"):
+    def __init__(self, scorers=("dev", "iwv", "ent"), source_only=None, min_wins="majority",
+                 min_agreement=0.8):
         self.scorers = scorers
         self.source_only = source_only
         self.min_wins = min_wins
+        self.min_agreement = min_agreement
 
     @property
     def scoring(self) -> dict:
@@ -283,7 +292,7 @@ class SafeDASelection:
 
     def __repr__(self):
         return (f"SafeDASelection(scorers={self.scorers!r}, source_only={self.source_only!r}, "
-                f"min_wins={self.min_wins!r})")
+                f"min_wins={self.min_wins!r}, min_agreement={self.min_agreement!r})")
 
 
 def _with_source_only(param_grid, source_only):
@@ -387,4 +396,28 @@ class DomainAdaptationSearchCV(GridSearchCV):
             if hasattr(search, attr):
                 setattr(self, attr, getattr(search, attr))
         self.selection_report_ = dict(sel.last_report_)
+        self._agreement_guard(sel, X, y, params)
         return self
+
+    def _agreement_guard(self, sel, X, y, params):
+        """Fall back to source-only when the chosen model changes too many target
+        predictions of the source-only model (a collapsed or over-aligned model)."""
+        rep = self.selection_report_
+        rep["agreement"] = None
+        t = sel.min_agreement
+        if t is None or rep["chosen"] == rep["source_only"] or not hasattr(self, "best_estimator_"):
+            return
+        i0 = rep["source_only"]
+        so_params = self.cv_results_["params"][i0]
+        so = clone(self.estimator).set_params(**so_params).fit(X, y, **params)
+        tgt = parse_domains(y, params.get("sample_domain"), who="DomainAdaptationSearchCV",
+                            n_samples=num_samples(X)).target_index
+        Xt = take(X, tgt)
+        agree = float(np.mean(np.asarray(self.best_estimator_.predict(Xt))
+                              == np.asarray(so.predict(Xt))))
+        rep["agreement"] = agree
+        if agree < t:
+            self.best_estimator_, self.best_index_ = so, i0
+            self.best_params_ = so_params
+            rep.update(chosen=i0, fell_back=True)
+
