@@ -411,7 +411,7 @@ def amazon(args, lines, all_rows):
         backbone="mlp", backbone_kwargs={"hidden_sizes": (50,), "activation": "sigmoid"},
         bottleneck=None, domain_head="mlp", optimizer="adam", lr=1e-3, max_epochs=epochs,
         batch_size=64, device="cpu", lambda_schedule="dann", lr_schedule="dann",
-        standardize=False,
+        standardize=None,  # no input standardisation: the paper's log1p counts as they are
     )
     common = _accepted(common)
     methods = discover_methods()
