@@ -181,13 +181,18 @@ def recipes():
     """name -> rule(keys, cands) -> chosen key (keys[0] is source-only)."""
     from tlestimators.model_selection import SafeDASelection
 
-    def lib(min_wins, scorers=SCORERS):
+    def lib(min_wins, scorers=SCORERS, guard=None):
         def rule(keys, cands):
             params = [{"lambda_max": 0.0} if k == "source-only" else {"lambda_max": 1.0, "k": k}
                       for k in keys]
             scores = {s: [cands[k]["scores"][s] for k in keys] for s in scorers}
-            return keys[SafeDASelection(scorers=scorers, min_wins=min_wins).select(
+            pick = keys[SafeDASelection(scorers=scorers, min_wins=min_wins).select(
                 params, scores)]
+            # the agreement guard as DomainAdaptationSearchCV applies it after the refit;
+            # here on the held-out target rows of the same split
+            if guard is not None and _agree(cands[pick], cands[keys[0]]) < guard:
+                pick = keys[0]
+            return pick
         return rule
 
     def single(s):
@@ -197,22 +202,21 @@ def recipes():
             return keys[int(np.argmax(v))]  # first max: source-only on ties
         return rule
 
-    def agree(keys, cands):
-        # DEV + IWV rank ensemble restricted to candidates that agree with source-only on
-        # >= 80 % of validation target rows (a guard against collapsed models)
-        so = cands[keys[0]]
-        ok = [k for k in keys if _agree(cands[k], so) >= 0.8]
-        return lib("majority", ("dev", "iwv"))(ok, cands)
-
+    d = SafeDASelection()
+    default = lib(d.min_wins, tuple(d.scorers), d.min_agreement)
     return {"DEV": single("dev"), "IWV": single("iwv"), "entropy": single("ent"),
-            "rank ensemble (no guard)": lib(0), "safe: majority (library default)":
-            lib("majority"), "safe: all scorers": lib("all"),
-            "safe: IWV and DEV both beat source-only": lib("all", ("iwv", "dev")),
-            "safe: IWV and entropy both beat source-only": lib("all", ("iwv", "ent")),
-            "safe DEV+IWV, agreement >= 0.8": agree}
+            "rank ensemble DEV+IWV+entropy (no guard)": lib(0),
+            "DEV+IWV+entropy, majority must beat source-only": lib("majority"),
+            "DEV+IWV+entropy, all must beat source-only": lib("all"),
+            "DEV+IWV both beat source-only": lib("all", ("iwv", "dev")),
+            "majority + agreement guard 0.8": lib("majority", SCORERS, 0.8),
+            "DEV+IWV both + agreement guard 0.8": lib("all", ("iwv", "dev"), 0.8),
+            "IWV + agreement guard 0.8": lib("all", ("iwv",), 0.8),
+            "IWV + agreement guard 0.9": lib("all", ("iwv",), 0.9),
+            DEFAULT_RECIPE: default}
 
 
-DEFAULT_RECIPE = "safe: majority (library default)"
+DEFAULT_RECIPE = "library default (SafeDASelection())"
 
 
 def summarise(recs, methods_order, grid=None):
