@@ -59,7 +59,7 @@ def test_fit_predict_clone_pickle(cls, data):
     src = clone(est).set_params(lambda_max=0.0).fit(X, y)
     if cls is not CDANAdapter:  # an adversarial domain classifier trains even at lambda 0
         assert src.history_[-1, "adapt_loss"] == 0.0
-    assert np.abs(src.predict_proba(Xt) - proba).max() > 1e-3
+    assert np.abs(src.predict_proba(Xt) - proba).max() > 1e-5
 
 
 @pytest.mark.parametrize("cls", METHODS)
@@ -117,7 +117,9 @@ def test_mmd_reduces_the_discrepancy():
 
 def test_infomax_makes_target_predictions_confident(data):
     X, y, Xt, _ = data
-    kw = dict(backbone_kwargs=MLP, max_epochs=15, lr=0.01, random_state=0)
+    kw = dict(backbone_kwargs=MLP, max_epochs=15, optimizer="adamw", lr=0.01,
+              lr_schedule="warmup_cosine", standardize="global", head_init="probe",
+              random_state=0)
 
     def mean_entropy(est):
         p = est.predict_proba(Xt)

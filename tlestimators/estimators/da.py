@@ -4,9 +4,11 @@ CDAN(+E) and information maximisation with self-training (SHOT-style).
 Each is a pure loss in :mod:`tlestimators.losses`, a criterion module of a few lines
 here, and a class that lists its parameters; training, data (``y == -1`` for unlabeled
 target rows, optional ``sample_domain``), freezing and prediction are
-:class:`~tlestimators.estimators._da.BaseDomainAdapter`, exactly as for
+``BaseDomainAdapter`` (``tlestimators.estimators._da``), exactly as for
 :class:`~tlestimators.DANNAdapter`. All of them run in ``GridSearchCV`` with a DA
-scorer and a source/target splitter (see the DANNAdapter Notes).
+scorer and a source/target splitter (see the DANNAdapter Notes), and all share
+DANNAdapter's defaults (the DANN paper's SGD recipe), so two methods differ only in
+their loss; :data:`DA_METHODS` maps short names to the classes.
 """
 
 from __future__ import annotations
@@ -49,26 +51,27 @@ _COMMON_PARAMETERS = """backbone : str or Backbone, default="mlp"
     lambda_schedule : {"dann", "constant"} or callable, default="dann"
         ``p -> factor`` ramping the weight with training progress ``p`` in [0, 1];
         ``"dann"`` is ``2 / (1 + exp(-10 p)) - 1``.
-    lr : float, default=1e-3
+    lr : float, default=0.01
         Learning rate of the heads and bottleneck.
-    lr_schedule : {"warmup_cosine", "dann", "constant"} or callable, default="warmup_cosine"
-        ``p -> lr factor`` applied every batch.
+    lr_schedule : {"dann", "warmup_cosine", "constant"} or callable, default="dann"
+        ``p -> lr factor`` applied every batch; ``"dann"`` is the DANN paper's
+        ``1 / (1 + 10 p) ** 0.75``.
     warmup : float in [0, 1), default=0.1
         Warm-up fraction of ``"warmup_cosine"``.
     backbone_lr : float, default=None
         Absolute rate of the trained backbone; ``None``: ``lr / 10`` for pretrained
         weights, ``lr`` for random ones.
-    optimizer : {"adamw", "adam", "sgd"} or torch.optim class, default="adamw"
+    optimizer : {"sgd", "adamw", "adam"} or torch.optim class, default="sgd"
     momentum : float in [0, 1], default=0.9
         SGD only.
-    weight_decay : float, default=0.01
+    weight_decay : float, default=0.0
     max_epochs : int, default=20
         Passes over the larger of the two domains.
     batch_size : int, default=64
         Samples per step; half from each domain with ``balanced=True``.
     balanced : bool, default=True
         Domain-balanced batches.
-    standardize : {"global", "per_feature"} or None, default="global"
+    standardize : {"global", "per_feature"} or None, default=None
         A fixed affine map, fitted on all rows (source and target) and stored in the
         network, in front of the first trained layer (2-D features, or a frozen
         backbone's embeddings): ``"global"`` removes the column means and divides by
@@ -76,9 +79,9 @@ _COMMON_PARAMETERS = """backbone : str or Backbone, default="mlp"
         any feature type while keeping its geometry; ``"per_feature"`` z-scores each
         column (which also amplifies near-constant, often domain-specific columns);
         ``None`` leaves the input as is. Sparse inputs are scaled, not centred.
-    head_init : {"probe", "random"}, default="probe"
-        Start the linear head from a cross-validated source-only logistic-regression
-        probe on the initial features.
+    head_init : {"probe", "random"}, default="random"
+        ``"probe"``: start the linear head from a cross-validated source-only
+        logistic-regression probe on the initial features.
     device : str, default="auto"
     random_state : int, RandomState or None, default=None
     verbose : int, default=0
@@ -174,7 +177,7 @@ class DeepCORALAdapter(BaseDomainAdapter):
     See Also
     --------
     DANNAdapter : adversarial alignment.
-    tlestimators.skada_bridge : shallow CORAL on frozen embeddings (skada).
+    tlestimators.skada_bridge.SkadaAdapter : skada's shallow CORAL on frozen embeddings.
 
     References
     ----------
@@ -196,9 +199,9 @@ class DeepCORALAdapter(BaseDomainAdapter):
 
     def __init__(self, backbone="mlp", *, backbone_kwargs=None, unfreeze="all",
                  bottleneck="auto", head="linear", lambda_max=1.0, lambda_schedule="dann",
-                 lr=1e-3, lr_schedule="warmup_cosine", warmup=0.1, backbone_lr=None,
-                 optimizer="adamw", momentum=0.9, weight_decay=0.01, max_epochs=20,
-                 batch_size=64, balanced=True, standardize="global", head_init="probe",
+                 lr=0.01, lr_schedule="dann", warmup=0.1, backbone_lr=None,
+                 optimizer="sgd", momentum=0.9, weight_decay=0.0, max_epochs=20,
+                 batch_size=64, balanced=True, standardize=None, head_init="random",
                  device="auto", random_state=None, verbose=0, cache=True):
         _store(self, locals())
 
@@ -241,9 +244,9 @@ class MMDAdapter(BaseDomainAdapter):
 
     def __init__(self, backbone="mlp", *, backbone_kwargs=None, unfreeze="all",
                  bottleneck="auto", head="linear", lambda_max=1.0, lambda_schedule="dann",
-                 lr=1e-3, lr_schedule="warmup_cosine", warmup=0.1, backbone_lr=None,
-                 optimizer="adamw", momentum=0.9, weight_decay=0.01, max_epochs=20,
-                 batch_size=64, balanced=True, standardize="global", head_init="probe",
+                 lr=0.01, lr_schedule="dann", warmup=0.1, backbone_lr=None,
+                 optimizer="sgd", momentum=0.9, weight_decay=0.0, max_epochs=20,
+                 batch_size=64, balanced=True, standardize=None, head_init="random",
                  device="auto", random_state=None, verbose=0, cache=True, sigmas=None):
         _store(self, locals())
 
@@ -290,9 +293,9 @@ class CDANAdapter(BaseDomainAdapter):
 
     def __init__(self, backbone="mlp", *, backbone_kwargs=None, unfreeze="all",
                  bottleneck="auto", head="linear", lambda_max=1.0, lambda_schedule="dann",
-                 lr=1e-3, lr_schedule="warmup_cosine", warmup=0.1, backbone_lr=None,
-                 optimizer="adamw", momentum=0.9, weight_decay=0.01, max_epochs=20,
-                 batch_size=64, balanced=True, standardize="global", head_init="probe",
+                 lr=0.01, lr_schedule="dann", warmup=0.1, backbone_lr=None,
+                 optimizer="sgd", momentum=0.9, weight_decay=0.0, max_epochs=20,
+                 batch_size=64, balanced=True, standardize=None, head_init="random",
                  device="auto", random_state=None, verbose=0, cache=True,
                  domain_head="mlp", entropy_conditioning=True):
         _store(self, locals())
@@ -348,9 +351,9 @@ class InfoMaxAdapter(BaseDomainAdapter):
 
     def __init__(self, backbone="mlp", *, backbone_kwargs=None, unfreeze="all",
                  bottleneck="auto", head="linear", lambda_max=1.0, lambda_schedule="dann",
-                 lr=1e-3, lr_schedule="warmup_cosine", warmup=0.1, backbone_lr=None,
-                 optimizer="adamw", momentum=0.9, weight_decay=0.01, max_epochs=20,
-                 batch_size=64, balanced=True, standardize="global", head_init="probe",
+                 lr=0.01, lr_schedule="dann", warmup=0.1, backbone_lr=None,
+                 optimizer="sgd", momentum=0.9, weight_decay=0.0, max_epochs=20,
+                 batch_size=64, balanced=True, standardize=None, head_init="random",
                  device="auto", random_state=None, verbose=0, cache=True,
                  diversity_weight=1.0, pseudo_label_threshold=None):
         _store(self, locals())
