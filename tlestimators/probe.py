@@ -394,6 +394,7 @@ class LinearProbeCV(ClassifierMixin, BaseEstimator):
                 f"LinearProbeCV's L-BFGS did not reach tol/100={self.tol / 100:g} in max_iter={self.max_iter} "
                 f"iterations at C={self.C_:.3g}; increase max_iter.",
                 ConvergenceWarning,
+                stacklevel=2,
             )
         W = W.cpu().numpy().astype(np.float64).reshape(-1 if k == 2 else k, X.shape[1])
         W = W.reshape(1, -1) if k == 2 else W

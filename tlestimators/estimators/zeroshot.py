@@ -28,9 +28,9 @@ from tlestimators.estimators._fewshot import fit_few_shot, normalize
 from tlestimators.estimators._netclassifier import LogitsClassifierMixin
 from tlestimators.estimators._prompts import (
     TEXT_TEMPLATES,
+    _r,
     build_prompts,
     check_templates,
-    _r,
     class_words,
     template_set,
 )
