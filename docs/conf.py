@@ -120,6 +120,8 @@ sphinx_gallery_conf = {
     "plot_gallery": RUN_EXAMPLES,
     "image_scrapers": ("matplotlib",),
     "capture_repr": (),  # printed output is the result; a bare expression's repr is noise
+    "reset_modules": ("matplotlib", "tle_gallery_check.reset_torch"),
+    "reset_modules_order": "both",
     "download_all_examples": False,
     "within_subsection_order": "FileNameSortKey",
     "doc_module": ("tlestimators",),

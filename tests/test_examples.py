@@ -1,8 +1,11 @@
-"""Every script in examples/ runs to the end in its fast mode (``TLE_FAST=1``).
+"""Every script in examples/ runs to the end in its fast mode (``TLE_FAST=1``), and one
+that plots leaves a figure.
 
 The examples are what users copy first; this keeps them working on every change. Each
 runs in its own process, from a scratch working directory (so files an example writes
 land there, not in the checkout), with the same offline settings as the test suite.
+``TLE_FAST=1`` is also the size the docs gallery executes (``make docs``): each example
+should stay under ~30 s on 2 CPU cores.
 """
 
 import ast
@@ -15,6 +18,40 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((ROOT / "examples").glob("*.py"))
+sys.path.insert(0, str(ROOT / "docs" / "_ext"))
+
+# Loaded through PYTHONPATH into the example's process: at exit, the main process (not
+# Dask/joblib workers) reports how many pyplot figures are open. sphinx-gallery scrapes
+# exactly those; a figure only saved with Figure.savefig would leave a blank thumbnail.
+_FIGURE_HOOK = """
+import atexit, os, sys
+
+_done = []
+
+def _tle_report_figures():
+    import multiprocessing
+    if _done or multiprocessing.parent_process() is not None:
+        return
+    _done.append(True)
+    n = -1
+    if "matplotlib.pyplot" in sys.modules:
+        n = len(sys.modules["matplotlib.pyplot"].get_fignums())
+    with open(os.environ["TLE_FIGURE_REPORT"], "w") as fh:
+        fh.write(str(n))
+
+# atexit runs last-registered first, and matplotlib registers Gcf.destroy_all (which
+# closes every figure) when pyplot is imported: report right before that runs.
+_register = atexit.register
+
+def _register_after(fn, *args, **kwargs):
+    out = _register(fn, *args, **kwargs)
+    if getattr(fn, "__name__", "") == "destroy_all":
+        _register(_tle_report_figures)
+    return out
+
+atexit.register = _register_after
+atexit.register(_tle_report_figures)  # no pyplot at all: report -1
+"""
 
 # The gallery the docs promise (issue: quickstart, grid search over strategies, domain
 # adaptation with unsupervised model selection, continual learning with the accuracy
@@ -50,18 +87,36 @@ def test_example_docstring_has_gallery_title(script):
 @pytest.mark.slow
 @pytest.mark.parametrize("script", EXAMPLES, ids=[p.stem for p in EXAMPLES])
 def test_example_runs_in_fast_mode(script, tmp_path):
+    from tle_gallery_check import example_plots
+
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(_FIGURE_HOOK)
+    report = tmp_path / "figures.txt"
     env = dict(
         os.environ,
         TLE_FAST="1",
         HF_HUB_OFFLINE="1",
         TRANSFORMERS_OFFLINE="1",
         MPLBACKEND="Agg",
-        PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+        TLE_FIGURE_REPORT=str(report),
+        PYTHONPATH=os.pathsep.join(
+            filter(None, [str(hook), str(ROOT), os.environ.get("PYTHONPATH")])
+        ),
     )
+    run = tmp_path / "run"
+    run.mkdir()
     proc = subprocess.run(
-        [sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True,
+        [sys.executable, str(script)], cwd=run, env=env, capture_output=True, text=True,
         timeout=600,
     )
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, f"{script.name} failed (exit {proc.returncode}):\n{out[-4000:]}"
     assert proc.stdout.strip(), f"{script.name} printed nothing"
+    if example_plots(script.read_text()):
+        n = int(report.read_text()) if report.is_file() else -1
+        assert n > 0, (
+            f"{script.name} plots but left no open pyplot figure (found {n}): the docs "
+            "gallery would show a blank thumbnail. Draw with matplotlib.pyplot and end with "
+            "plt.show() instead of only saving a Figure to a file."
+        )

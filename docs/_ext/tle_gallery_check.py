@@ -60,3 +60,21 @@ def setup(app):
     # sphinx-gallery generates (and executes) the gallery at builder-inited, priority 500.
     app.connect("builder-inited", _check, priority=900)
     return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}
+
+
+_TORCH_THREADS = []
+
+
+def reset_torch(gallery_conf, fname, when=None):
+    """sphinx-gallery ``reset_modules`` entry: every example starts with torch's default
+    thread count (an example may pin ``torch.set_num_threads(1)``; the gallery runs all
+    examples in one process) and the same seed."""
+    import sys
+
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return
+    if not _TORCH_THREADS:
+        _TORCH_THREADS.append(torch.get_num_threads())
+    torch.set_num_threads(_TORCH_THREADS[0])
+    torch.manual_seed(0)
