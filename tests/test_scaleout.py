@@ -220,8 +220,10 @@ def test_fitted_frozen_classifier_pickles_without_live_state(tmp_path):
 
     X, y = _data()
     (tmp_path / "log").mkdir()
-    est = FrozenFeatureClassifier(CountingMLP(tmp_path / "log"), max_epochs=5, device="cpu",
-                                  cache=str(tmp_path / "cache"), random_state=0).fit(X, y)
+    # head="mlp": a skorch net (the default probe head holds numpy arrays only)
+    est = FrozenFeatureClassifier(CountingMLP(tmp_path / "log"), head="mlp", max_epochs=5,
+                                  device="cpu", cache=str(tmp_path / "cache"),
+                                  random_state=0).fit(X, y)
     blob = pickle.dumps(est)  # plain pickle: fails on lambdas and open handles
     again = pickle.loads(blob)
     np.testing.assert_array_equal(again.predict(X), est.predict(X))
