@@ -306,8 +306,11 @@ class BaseDomainAdapter(NetClassifierMixin, ClassifierMixin, BackboneParamsMixin
     }
 
     def __sklearn_tags__(self):
+        from sklearn.utils import TransformerTags
+
         tags = super().__sklearn_tags__()
         tags.non_deterministic = False
+        tags.transformer_tags = TransformerTags()  # transform(): the adapted features
         return tags
 
     # ------------------------------------------------------------------ fit
@@ -334,8 +337,8 @@ class BaseDomainAdapter(NetClassifierMixin, ClassifierMixin, BackboneParamsMixin
         name = type(self).__name__
         if y is None:
             raise ValueError(
-                f"{name}.fit needs y: class labels for source rows and -1 for the "
-                "unlabeled target rows."
+                f"{name} requires y to be passed, but the target y is None: give class "
+                "labels for the source rows and -1 for the unlabeled target rows."
             )
         device = resolve_device(self.device)
         seed = check_random_state_int(self.random_state)
