@@ -168,7 +168,7 @@ def test_gallery_check_finds_an_example_that_plots_without_an_image(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["quickstart", "continual_learning", "domain_adaptation",
-                                  "zero_shot_text", "grid_search_strategies"])
+                                  "zero_shot_text", "grid_search_strategies", "strategy_search"])
 def test_the_promised_gallery_figures_are_drawn(name):
     """These examples back the issue's figures (learning curve, accuracy matrices, DA
     selection curve, zero/few-shot curve, score against cost): each must plot."""

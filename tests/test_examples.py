@@ -58,7 +58,7 @@ atexit.register(_tle_report_figures)  # no pyplot at all: report -1
 # matrix, zero-shot text, writing a plugin; plus scaling out on Dask).
 EXPECTED = {
     "quickstart", "grid_search_strategies", "domain_adaptation", "continual_learning",
-    "zero_shot_text", "write_a_plugin", "scale_out_dask",
+    "zero_shot_text", "write_a_plugin", "scale_out_dask", "strategy_search",
 }
 
 

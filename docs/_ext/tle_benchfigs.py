@@ -355,7 +355,8 @@ def plot_grouped(t, out, name, label_col, value_cols, title=None, ylabel=None, s
                label=t.header[c].replace("**", ""))
     ax.set_xticks(x, [r[label_col].replace("**", "") for r in rows], fontsize=7)
     if lo:
-        ax.set_ylim(min(lo) - 5, max(lo) + 3)
+        span = 5 if max(lo) > 1.5 else 0.05  # percents or fractions
+        ax.set_ylim(max(0, min(lo) - span), min(max(lo) + span * 0.6, 100 if span == 5 else 1.0))
     ax.set_ylabel(ylabel or "")
     ax.set_title(title or t.title, fontsize=9)
     ax.grid(axis="y", alpha=0.3)
@@ -421,6 +422,20 @@ def _block_cache(tables, out):
     return (figure(name, "A grid search over frozen heads with the feature cache off and on, "
                    "and the floor (one embedding pass plus the head fits).", width="80%")
             + list_table(t) + provenance(t)), [t]
+
+
+def _block_defaults(tables, out):
+    t = find(tables, file="defaults", columns=("data", "ours acc", "pipeline acc"))
+    if t is None:
+        return missing("The defaults-vs-pipeline table", "python benchmarks/bench_defaults.py"), []
+    name = plot_grouped(t, out, "frozen_defaults.png", t.col("data"),
+                        [t.col("ours acc"), t.col("pipeline acc")],
+                        title="FrozenFeatureClassifier() vs embeddings + LogisticRegressionCV",
+                        ylabel="test accuracy")
+    lines = figure(name, "The default head (a convex probe with its regularisation chosen by "
+                   "internal CV) against the hand-written scikit-learn pipeline on the same "
+                   "cached embeddings.", width="85%")
+    return lines + list_table(t) + provenance(t), [t]
 
 
 def _block_throughput(tables, out):
@@ -516,6 +531,7 @@ def user_guide_blocks(tables, out):
         return lines, used
 
     blocks["feature_extraction"] = join(_block_learning_curve(tables, out, "feature_extraction"),
+                                        _block_defaults(tables, out),
                                         _block_hymenoptera(tables, out), _block_cache(tables, out))
     blocks["fine_tuning"] = join(_block_learning_curve(tables, out, "fine_tuning"),
                                  _block_hymenoptera(tables, out))
@@ -647,7 +663,19 @@ def compared_blocks(tables, out):
 
     # Frozen features: a scikit-learn pipeline on the embeddings.
     rows, used = [], []
-    zs = find(tables, file="zeroshot", columns=("method", "accuracy"))
+    dflt = find(tables, file="defaults", columns=("data", "ours acc", "pipeline acc"))
+    zs = None if dflt is not None else find(tables, file="zeroshot", columns=("method", "accuracy"))
+    if dflt is not None:
+        oa, pa = dflt.col("ours acc"), dflt.col("pipeline acc")
+        of, pf = dflt.col("ours fit"), dflt.col("pipeline fit")
+        for r in dflt.rows:
+            rows.append(Versus(f"{r[0]}: accuracy", "FrozenFeatureClassifier()", num(r[oa]),
+                               "StandardScaler + LogisticRegressionCV", num(r[pa]), ""))
+            if of is not None and pf is not None:
+                rows.append(Versus(f"{r[0]}: fit seconds", "FrozenFeatureClassifier()",
+                                   num(r[of]), "StandardScaler + LogisticRegressionCV",
+                                   num(r[pf]), "s", higher_is_better=False))
+        used.append(dflt)
     if zs is not None:
         acc = zs.col("accuracy")
         ro, o = _row(zs, r"^FrozenFeatureClassifier, all labels", acc)
@@ -659,10 +687,10 @@ def compared_blocks(tables, out):
                 rows.append(Versus("TREC, all labels: fit seconds", ro[0], num(ro[fc]), rt[0],
                                    num(rt[fc]), "s", higher_is_better=False))
             used.append(zs)
-    for t in find(tables, file="defaults", columns=("accuracy",), first=False):
-        used.append(t)  # H7's head-vs-LogisticRegressionCV table, when it exists
-    blocks["sklearn"] = (_versus_table(rows, "scikit-learn") if rows else []) + \
-        [ln for t in used if t.file.startswith("defaults") for ln in list_table(t)] + provenance(*used)
+    heads = find(tables, file="defaults", columns=("probe acc", "LRCV acc"))
+    blocks["sklearn"] = (_versus_table(rows, "scikit-learn") if rows else []) + (
+        list_table(heads, caption="The heads alone, on the same embeddings") if heads else []
+    ) + provenance(*used, *([heads] if heads else []))
     if not used:
         blocks["sklearn"] = missing("The scikit-learn pipeline comparison",
                                     "python benchmarks/bench_zeroshot.py")
