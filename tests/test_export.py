@@ -47,6 +47,19 @@ def test_frozen_feature_estimator_parity_and_dynamic_batch(head, feats, tmp_path
     assert np.abs(runner.predict_proba(X[:7]) - est.predict_proba(X[:7])).max() < 1e-4
 
 
+def test_domain_adapter_and_rehearsal_parity(feats, tmp_path):
+    X, y = feats
+    y_da = np.r_[(X[:40, 0] > 0).astype(int), -np.ones(20, int)]
+    dann = tle.DANNAdapter("mlp", max_epochs=2, random_state=0).fit(X, y_da)
+    _parity(dann, X, tmp_path / "dann")
+    coral = tle.DeepCORALAdapter("mlp", max_epochs=2, random_state=0).fit(X, y_da)
+    _parity(coral, X, tmp_path / "coral")
+    learner = tle.RehearsalLearner("mlp", memory_size=10, max_epochs=2, random_state=0)
+    y3 = np.r_[np.full(20, "c"), np.full(20, "a"), np.full(20, "b")]  # out of label order
+    learner.partial_fit(X[:40], y3[:40]).partial_fit(X[40:], y3[40:])
+    _parity(learner, X, tmp_path / "rehearsal")
+
+
 def test_frozen_sklearn_head_parity(feats, tmp_path):
     from sklearn.linear_model import LogisticRegression
 

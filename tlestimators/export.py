@@ -128,14 +128,64 @@ def _parts(est):
         return est.backbone_, lin
     if name in ("FineTuneClassifier", "AcceleratedFineTuneClassifier"):
         module = net.module_
-        return module.backbone, module.head
+        return module.backbone or est.backbone_, module.head
     if name in ("ZeroShotCLIPClassifier", "ZeroShotTextClassifier"):
         return est.backbone_, _CosineHead.build(est.coef_, est.intercept_, est.logit_scale_)
+    if name == "RehearsalLearner":  # the grown head's columns, reordered as classes_
+        from torch import nn
+
+        module = net.module_
+        order = np.argsort(est.class_order_, kind="stable")
+        return module.backbone or est.backbone_, nn.Sequential(module.head, _Columns(order))
+    from tlestimators.estimators._da import BaseDomainAdapter
+
+    if isinstance(est, BaseDomainAdapter):  # scaler -> backbone -> bottleneck -> head
+        from torch import nn
+
+        m = net.module_
+        if m.backbone is None:  # frozen: the inputs of the scaler are its embeddings
+            return est.backbone_, nn.Sequential(m.scaler, m.bottleneck, m.head)
+        return _Chain(m.scaler, m.backbone), nn.Sequential(m.bottleneck, m.head)
     raise NotImplementedError(
-        f"export_onnx does not support {name} yet; supported: FrozenFeatureClassifier, "
-        "FineTuneClassifier, the zero-shot classifiers and estimators that define "
-        "_export_parts()."
+        f"export_onnx does not support {name}; supported: FrozenFeatureClassifier, "
+        "FineTuneClassifier, RehearsalLearner, the domain adapters, the zero-shot "
+        "classifiers and estimators that define _export_parts()."
     )
+
+
+def _Columns(order):
+    """A module picking logit columns in ``order`` (an ONNX Gather)."""
+    import torch
+    from torch import nn
+
+    class Columns(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.register_buffer("order", torch.as_tensor(np.asarray(order), dtype=torch.long))
+
+        def forward(self, z):
+            return z.index_select(1, self.order)
+
+    return Columns()
+
+
+def _Chain(pre, backbone):
+    """``backbone(pre(x))`` keeping the backbone's ``config`` (input scaling of DA)."""
+    from torch import nn
+
+    class Chain(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.pre, self.backbone = pre, backbone
+            self.config = backbone.config
+
+        def forward(self, x):
+            return self.backbone(self.pre(x))
+
+        def preprocess(self, items, train=False):
+            return self.backbone.preprocess(items, train=train)
+
+    return Chain()
 
 
 # --------------------------------------------------------------------------- export
@@ -214,8 +264,9 @@ def export_onnx(estimator, path, *, opset=17, overwrite=False):
     Parameters
     ----------
     estimator : fitted estimator
-        FrozenFeatureClassifier, FineTuneClassifier, ZeroShotCLIPClassifier,
-        ZeroShotTextClassifier, or any estimator defining ``_export_parts()``.
+        FrozenFeatureClassifier, FineTuneClassifier, RehearsalLearner, DANNAdapter and
+        the other domain adapters, ZeroShotCLIPClassifier, ZeroShotTextClassifier, or any
+        estimator defining ``_export_parts()``.
     path : str or path-like
         Directory to create.
     opset : int, default=17
