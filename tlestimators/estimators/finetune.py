@@ -25,6 +25,7 @@ from tlestimators.estimators._base import (
     resolve_device,
     resolve_optimizer,
     torch_seed,
+    unfreeze_constraint,
     validate_feature_input,
     validate_fit_data,
 )
@@ -61,17 +62,25 @@ class FineTuneClassifier(NetClassifierMixin, BackboneParamsMixin, ClassifierMixi
         module heads always start random.
     head_dropout : float, default=0.0
         Dropout in the head.
-    unfreeze : {"all", "head", "gradual"} or int, default="all"
+    unfreeze : {"all", "head", "gradual", "lora"} or int, default="all"
         ``"head"``: train the head only; ``k``: also the last ``k`` layer groups of the
         backbone (``backbone.layer_groups()``, ordered input -> output); ``"all"``:
         everything; ``"gradual"``: head only first, then one group more (from the
-        output side) every ``unfreeze_every`` epochs.
+        output side) every ``unfreeze_every`` epochs; ``"lora"``: the head and LoRA
+        adapters [5]_ (through ``peft``, see ``lora_kwargs``) train, every backbone
+        weight stays frozen; the adapters are merged into the weights at the end of
+        ``fit``, so prediction and ONNX export see a plain backbone.
+    lora_kwargs : dict, default=None
+        With ``unfreeze="lora"``: overrides of the per-family defaults of
+        :func:`tlestimators.backbones.lora.lora_targets` (``r``, ``lora_alpha``,
+        ``lora_dropout``, ``target_modules`` or any ``peft.LoraConfig`` field).
     unfreeze_every : int, default=1
         Epochs between two steps of gradual unfreezing.
     lr : float, default=1e-3
         Learning rate of the head.
     backbone_lr : float, default=None
-        Learning rate (absolute) of the last backbone group; ``None`` means ``lr / 10``.
+        Learning rate (absolute) of the last backbone group; ``None`` means ``lr / 10``
+        (``lr`` for the LoRA adapters, which start at zero).
     layer_decay : float in (0, 1], default=None
         Group ``i`` from the output gets ``backbone_lr * layer_decay ** i``; ``None``
         means no decay.
@@ -137,6 +146,11 @@ class FineTuneClassifier(NetClassifierMixin, BackboneParamsMixin, ClassifierMixi
     probe_ : LinearProbeCV or None
         The probe the head started from (``head_init="probe"`` with a linear head),
         fitted on the pretrained embeddings; ``probe_.C_`` is its regularisation.
+    lora_ : dict or None
+        With ``unfreeze="lora"``: the LoRA settings, the base weights' fingerprint and
+        the trained adapter weights (``"adapters"``). When the base weights come from
+        an installed package, pickling keeps only these (plus the head) and rebuilds
+        the backbone from the package on unpickle.
     n_features_in_ : int
         Number of input features (``features`` backbones only).
     feature_names_in_ : ndarray of str
@@ -168,6 +182,7 @@ class FineTuneClassifier(NetClassifierMixin, BackboneParamsMixin, ClassifierMixi
        CVPR 2019.
     .. [4] Kumar, Raghunathan, Jones, Ma and Liang, "Fine-Tuning can Distort Pretrained
        Features and Underperform Out-of-Distribution", ICLR 2022.
+    .. [5] Hu et al., "LoRA: Low-Rank Adaptation of Large Language Models", ICLR 2022.
 
     Examples
     --------
@@ -191,6 +206,8 @@ class FineTuneClassifier(NetClassifierMixin, BackboneParamsMixin, ClassifierMixi
             "patience", "class_weight", "num_workers", "cache", "device", "random_state",
             "verbose",
         ),
+        "unfreeze": unfreeze_constraint(("head", "all", "gradual", "lora")),
+        "lora_kwargs": [dict, None],
         "layer_decay": [Interval(Real, 0, 1, closed="right"), None],
         "warmup": [Interval(Real, 0, 1, closed="left")],
         "label_smoothing": [Interval(Real, 0, 1, closed="left")],
@@ -211,6 +228,7 @@ class FineTuneClassifier(NetClassifierMixin, BackboneParamsMixin, ClassifierMixi
         head_dropout=0.0,
         unfreeze="all",
         unfreeze_every=1,
+        lora_kwargs=None,
         lr=1e-3,
         backbone_lr=None,
         layer_decay=None,
@@ -240,6 +258,7 @@ class FineTuneClassifier(NetClassifierMixin, BackboneParamsMixin, ClassifierMixi
         self.head_dropout = head_dropout
         self.unfreeze = unfreeze
         self.unfreeze_every = unfreeze_every
+        self.lora_kwargs = lora_kwargs
         self.lr = lr
         self.backbone_lr = backbone_lr
         self.layer_decay = layer_decay
@@ -271,7 +290,13 @@ class FineTuneClassifier(NetClassifierMixin, BackboneParamsMixin, ClassifierMixi
         from tlestimators.callbacks import unfreeze_callbacks, warmup_cosine
 
         cbs = [("nan_guard", NaNLossGuard())]
-        freezing, groups, _ = unfreeze_callbacks(module, self.unfreeze, every=self.unfreeze_every)
+        if self.unfreeze == "lora":  # apply_lora already froze all but the adapters
+            from tlestimators.callbacks import layer_group_names
+
+            freezing, groups = [], layer_group_names(module, module.backbone.layer_groups())
+        else:
+            freezing, groups, _ = unfreeze_callbacks(module, self.unfreeze,
+                                                     every=self.unfreeze_every)
         cbs.extend(freezing)
         steps = self._steps_per_epoch(n_train) * self.max_epochs
         cbs.append(("lr_schedule", warmup_cosine(round(self.warmup * steps), steps)))
@@ -337,9 +362,16 @@ class FineTuneClassifier(NetClassifierMixin, BackboneParamsMixin, ClassifierMixi
                     lin = self.probe_.to_linear()
                     head[-1].weight.copy_(lin.weight)
                     head[-1].bias.copy_(lin.bias)
+            self.lora_ = None
+            if self.unfreeze == "lora":
+                from tlestimators.estimators._lora import start_lora
+
+                self.lora_ = start_lora(self, backbone)
             module = TransferModule(backbone, head)
             callbacks, groups = self._build_callbacks(module, n_train, es)
             backbone_lr = self.lr / 10 if self.backbone_lr is None else self.backbone_lr
+            if self.lora_ is not None and self.backbone_lr is None:
+                backbone_lr = self.lr
             cuda = str(device).startswith("cuda")
             # the collates read the backbone from the net, so it is pickled once
             collate_train = Collate(train=bool(self.augment))
@@ -372,6 +404,10 @@ class FineTuneClassifier(NetClassifierMixin, BackboneParamsMixin, ClassifierMixi
             )
             collate_train.net = collate_valid.net = net
             net.fit(TransferDataset(items, y_enc), y_enc)
+            if self.lora_ is not None:
+                from tlestimators.estimators._lora import finish_lora
+
+                finish_lora(self, net)
         self.classes_ = classes
         self.n_layer_groups_ = len(groups)
         self.net_ = net
@@ -395,6 +431,17 @@ class FineTuneClassifier(NetClassifierMixin, BackboneParamsMixin, ClassifierMixi
         if len(np.unique(y_train)) < len(classes):  # a class only in validation rows
             return None
         return probe.fit(Z, y_train)
+
+    def __getstate__(self):
+        from tlestimators.estimators._lora import lora_getstate
+
+        return lora_getstate(self, super().__getstate__())
+
+    def __setstate__(self, state):
+        from tlestimators.estimators._lora import lora_setstate
+
+        super().__setstate__(state)
+        lora_setstate(self)
 
     def _check_accelerator(self):
         """The accelerator to train with (validated), or None for plain skorch."""
