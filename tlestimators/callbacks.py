@@ -75,7 +75,7 @@ def check_unfreeze(unfreeze, n_groups=None, *, name="unfreeze", options=UNFREEZE
     unfreeze : {"head", "all", "gradual"} or int >= 0
         ``"head"``: backbone frozen; ``k``: the last ``k`` layer groups train; ``"all"``:
         every group; ``"gradual"``: head first, then one group more per step. Old
-        spellings in :data:`UNFREEZE_ALIASES` warn (``FutureWarning``) and map.
+        spellings in ``UNFREEZE_ALIASES`` warn (``FutureWarning``) and map.
     n_groups : int, default=None
         Layer groups of the backbone. ``None`` only normalises the value.
     name : str, default="unfreeze"

@@ -231,7 +231,7 @@ def _check_unit_range(X, name):
     )
 
 
-#: Decode large JPEG files in draft mode (see :func:`decode_image`). A switch for
+#: Decode large JPEG files in draft mode (see ``decode_image``). A switch for
 #: comparisons: cached embeddings are not keyed by it (clear the feature cache after
 #: changing it).
 JPEG_DRAFT = True
@@ -297,7 +297,7 @@ def load_image(item, min_size=None) -> torch.Tensor:
     """One item -> uint8 tensor ``(3, H, W)`` (float arrays -> float tensor in [0, 1]).
 
     The tensor is a channels-last view of the decoded ``(H, W, 3)`` pixels (no copy).
-    ``min_size`` allows draft decoding of large JPEG files (see :func:`decode_image`).
+    ``min_size`` allows draft decoding of large JPEG files (see ``decode_image``).
     """
     from PIL import ImageOps
 
@@ -326,7 +326,7 @@ class ImagePreprocessor:
 
     The eval path is the frozen-feature hot loop, so it does the least work per image:
     JPEG files are decoded in draft mode when much larger than the resize target
-    (:func:`decode_image`), resizing and cropping run on uint8 pixels (torch's
+    (``decode_image``), resizing and cropping run on uint8 pixels (torch's
     vectorised channels-last uint8 kernels; a stacked uint8 array is resized as one
     batch), each crop is written into one preallocated uint8 ``(N, H, W, 3)`` buffer, and
     the conversion to float and the mean/std normalisation run once per batch. The eval

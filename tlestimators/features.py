@@ -506,7 +506,7 @@ def _run_backbone(backbone, items, batch_size, device, verbose, desc="embedding"
 
     The loop body is only the forward pass and the copy out: inputs are prepared
     (decoded, resized, normalised, tokenised; pinned on CUDA) ahead in a background
-    thread (:data:`PREFETCH`), and BatchNorm is folded into the convolutions
+    thread (``PREFETCH``), and BatchNorm is folded into the convolutions
     (:func:`inference_module`).
     """
     import torch
@@ -743,7 +743,7 @@ def compute_embeddings(backbone, items, *, batch_size=64, device="cpu", cache=Tr
     -----
     The forward loop does nothing but forward passes: batch ``k + 1`` is prepared
     (decoded, resized, normalised or tokenised) in a background thread while batch
-    ``k`` runs (:data:`PREFETCH`), so at most two prepared batches are in memory
+    ``k`` runs (``PREFETCH``), so at most two prepared batches are in memory
     whatever the number of items, and eval-mode BatchNorm layers are folded into
     their convolutions (:func:`inference_module`).
     """

@@ -216,7 +216,7 @@ class LinearProbeCV(ClassifierMixin, BaseEstimator):
         L-BFGS iterations of the final refit.
     n_features_in_ : int
         Number of features seen in fit.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Defined when X has string column names.
 
     See Also

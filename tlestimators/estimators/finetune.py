@@ -72,7 +72,7 @@ class FineTuneClassifier(NetClassifierMixin, BackboneParamsMixin, ClassifierMixi
         ``fit``, so prediction and ONNX export see a plain backbone.
     lora_kwargs : dict, default=None
         With ``unfreeze="lora"``: overrides of the per-family defaults of
-        :func:`tlestimators.backbones.lora.lora_targets` (``r``, ``lora_alpha``,
+        ``tlestimators.backbones.lora.lora_targets`` (``r``, ``lora_alpha``,
         ``lora_dropout``, ``target_modules`` or any ``peft.LoraConfig`` field).
     unfreeze_every : int, default=1
         Epochs between two steps of gradual unfreezing.

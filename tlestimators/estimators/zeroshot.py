@@ -425,7 +425,7 @@ class ZeroShotTextClassifier(_PromptClassifier):
     templates : list of str, dict or None, default=None
         Format strings with ``{}`` applied to every class name (e.g.
         ``["This question asks for {}."]``; ``["{}"]`` uses the names as they are), or a
-        dict ``{label: [full prompts]}``. None: :data:`TEXT_TEMPLATES`, a generic
+        dict ``{label: [full prompts]}``. None: ``TEXT_TEMPLATES``, a generic
         ensemble that needs no domain words (the bare name, ``"This text is about {}."``,
         ``"A text about {}."``, ``"It is about {}."``, ``"This is an example of {}."``),
         chosen on TREC and SMS spam (``benchmarks/results/zeroshot_templates.md``).
