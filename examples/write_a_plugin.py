@@ -17,7 +17,8 @@ For a real package, put the same entry point in its ``pyproject.toml``::
 
 and ``pip install`` it (see ``plugins/tle-torchvision-backbones`` and ``docs/plugins.rst``).
 
-Run: ``python examples/write_a_plugin.py`` (``TLE_FAST=1`` for a quicker run).
+Run: ``python examples/write_a_plugin.py`` (``TLE_FAST=1``, as the docs gallery and the
+tests run it, for a quicker run: a few seconds).
 """
 
 import os
@@ -134,6 +135,20 @@ def main():
         acc = clf.score(X[n_train:], y[n_train:])
         print(f"FrozenFeatureClassifier on the plugin backbone: held-out accuracy {acc:.2f} "
               f"(chance 0.5), fit {time.perf_counter() - t0:.1f} s")
+
+        # What the plugin-backed estimator sees and says: held-out images, predictions.
+        import matplotlib.pyplot as plt
+
+        X_show, y_show = X[n_train:n_train + 8], y[n_train:n_train + 8]
+        pred = clf.predict(X_show)
+        fig, axes = plt.subplots(1, 8, figsize=(9, 1.8), layout="constrained")
+        for ax, img, p, t in zip(axes, X_show, pred, y_show):
+            ax.imshow(img)
+            ax.set_title(f"{p}" + ("" if p == t else f" (is {t})"), fontsize=8,
+                         color="black" if p == t else "red")
+            ax.axis("off")
+        fig.suptitle(f"tinycnn plugin + FrozenFeatureClassifier: held-out accuracy {acc:.2f}")
+        plt.show()
         sys.path.remove(tmp)
         refresh_backbones()
 
