@@ -12,6 +12,7 @@ from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from tlestimators import DANNAdapter
 from tlestimators.callbacks import DANNLRDecay, dann_lambda, dann_lr_factor
@@ -418,3 +419,49 @@ def test_predict_before_fit_and_wrong_width(fitted, problem):
         DANNAdapter().predict(X)
     with pytest.raises(ValueError, match="X has 4 features, but DANNAdapter is expecting 10"):
         fitted.predict(X[:, :4])
+
+
+class DANNCheckAdaptor(DANNAdapter):
+    """Test adaptor for sklearn's estimator checks.
+
+    The checks fit on plain supervised data, which DANNAdapter must refuse (it needs
+    unlabeled target rows). The adaptor appends the rows of X once more as unlabeled
+    target rows (y == -1) and fits DANNAdapter on that; everything else (parameters,
+    validation, prediction, transform, pickling) is DANNAdapter's own.
+    """
+
+    def fit(self, X, y, sample_domain=None):
+        if y is None:
+            return super().fit(X, y)
+        if hasattr(X, "iloc"):
+            import pandas as pd
+
+            X2 = pd.concat([X, X], ignore_index=True)
+        elif sparse.issparse(X):
+            X2 = sparse.vstack([X, X]).tocsr()
+        else:
+            X2 = np.concatenate([np.asarray(X), np.asarray(X)])
+        y = np.asarray(y)
+        if y.ndim == 2:  # a column vector: DANNAdapter warns and ravels it
+            return super().fit(X2, np.concatenate([y, -np.ones_like(y)]))
+        if y.dtype.kind in "OUS":
+            y2 = np.concatenate([y.astype(object), np.full(len(y), -1, dtype=object)])
+        else:
+            y2 = np.r_[y, -np.ones(len(y), dtype=y.dtype)]
+        return super().fit(X2, y2)
+
+
+DANN_EXPECTED_FAILED = {
+    "check_classifiers_classes": (
+        "the check also uses the labels {-1, 1}: -1 is the unlabeled-target marker "
+        "(sklearn's semi-supervised convention), so a class named -1 cannot be learned"),
+}
+
+
+@parametrize_with_checks(
+    [DANNCheckAdaptor(backbone_kwargs={"hidden_sizes": (16,)}, max_epochs=20, random_state=0,
+                      device="cpu")],
+    expected_failed_checks=lambda est: DANN_EXPECTED_FAILED,
+)
+def test_sklearn_estimator_checks_through_the_da_adaptor(estimator, check):
+    check(estimator)

@@ -20,7 +20,7 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 from skorch.dataset import unpack_data
@@ -281,8 +281,8 @@ class AdversarialCriterion(nn.Module):
 
 
 # --------------------------------------------------------------------------- estimator
-class BaseDomainAdapter(NetClassifierMixin, ClassifierMixin, BackboneParamsMixin,
-                        BaseEstimator):
+class BaseDomainAdapter(NetClassifierMixin, ClassifierMixin, TransformerMixin,
+                        BackboneParamsMixin, BaseEstimator):
     """Shared parameters, ``fit``, prediction and scoring of the deep DA estimators.
 
     A subclass documents its parameters, lists them in ``__init__`` and implements
@@ -306,11 +306,9 @@ class BaseDomainAdapter(NetClassifierMixin, ClassifierMixin, BackboneParamsMixin
     }
 
     def __sklearn_tags__(self):
-        from sklearn.utils import TransformerTags
-
         tags = super().__sklearn_tags__()
         tags.non_deterministic = False
-        tags.transformer_tags = TransformerTags()  # transform(): the adapted features
+        tags.transformer_tags.preserves_dtype = ["float32"]  # transform: float32 features
         return tags
 
     # ------------------------------------------------------------------ fit
@@ -340,6 +338,10 @@ class BaseDomainAdapter(NetClassifierMixin, ClassifierMixin, BackboneParamsMixin
                 f"{name} requires y to be passed, but the target y is None: give class "
                 "labels for the source rows and -1 for the unlabeled target rows."
             )
+        if np.ndim(y) == 2 and np.shape(y)[1] == 1:
+            from sklearn.utils.validation import column_or_1d
+
+            y = column_or_1d(y, warn=True)
         device = resolve_device(self.device)
         seed = check_random_state_int(self.random_state)
         unfreeze = check_unfreeze(self.unfreeze)
@@ -354,7 +356,8 @@ class BaseDomainAdapter(NetClassifierMixin, ClassifierMixin, BackboneParamsMixin
         n_target = int(dom.is_target.sum())
         if n_target < 2:
             raise ValueError(
-                f"{name} needs at least 2 target samples to adapt to, got {n_target}."
+                f"{name} needs at least 2 target samples to adapt to; got {n_target} "
+                "sample(s) of the target domain."
             )
         self.classes_, y_lab = encode_labels(np.asarray(y)[dom.labeled], name)
         y_enc = np.full(n, -1, dtype=np.int64)
