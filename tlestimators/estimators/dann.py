@@ -183,6 +183,11 @@ class DANNAdapter(BaseDomainAdapter):
     79.8 / 84.7 vs 81.2 / 86.0; see the issue note). Any of these settings can be
     chosen without target labels by a grid search with a DA scorer.
 
+    ``fit`` refuses data without unlabeled target rows, so scikit-learn's
+    ``check_estimator`` (which fits on plain supervised data) runs through a test
+    adaptor that appends the rows of ``X`` once more as target rows
+    (``tests/test_dann.py``); the one check that cannot pass uses ``-1`` as a class.
+
     The loss is ``L_task(source) + L_domain`` where the domain classifier sees the
     features through a gradient-reversal layer of strength ``lambda_p``: the
     classifier learns at full rate while the features receive ``-lambda_p`` times its
