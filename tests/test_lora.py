@@ -174,3 +174,19 @@ def test_lora_on_feature_backbone_full_pickle():
     again = pickle.loads(pickle.dumps(clf))
     np.testing.assert_array_equal(again.predict_proba(X), clf.predict_proba(X))
     assert lora_state_dict(clf.net_.module_.backbone) == {}
+
+
+def test_lora_fitted_estimator_exports_plain_weights(tmp_path):
+    pytest.importorskip("onnxruntime")
+    from _tiny_backbones import TinyConvBackbone, make_image_blobs
+
+    from tlestimators.export import OnnxClassifier, export_onnx
+
+    X, y = make_image_blobs(12, 16)
+    est = FineTuneClassifier(TinyConvBackbone(), unfreeze="lora",
+                             lora_kwargs={"r": 2},  # generic family: the Linear proj
+                             max_epochs=2, random_state=0, device="cpu")
+    est.fit(X, y)
+    assert not has_lora(est.net_.module_.backbone)
+    runner = OnnxClassifier(export_onnx(est, tmp_path / "onnx"))
+    assert np.abs(runner.predict_proba(X) - est.predict_proba(X)).max() < 1e-4
