@@ -385,16 +385,18 @@ def test_prediction_api_from_the_shared_mixin(fitted, problem):
     assert list(est.feature_names_in_) == cols
 
 
-def test_pickle_stores_the_backbone_once():
-    """The fitted backbone lives in the net's module only (not again in collates,
-    a preprocessor attribute or the LR scheduler's optimizer reference)."""
+@pytest.mark.parametrize("unfreeze", ["all", "head"])
+def test_pickle_stores_the_backbone_once(unfreeze):
+    """The fitted backbone is pickled once: in the net's module when trained, as
+    ``backbone_`` when frozen (not again in collates, a preprocessor attribute, the
+    net's ``module`` init parameter or the LR scheduler's optimizer reference)."""
     import io
 
     rng = np.random.default_rng(0)
     X = rng.normal(size=(120, 400)).astype(np.float32)
     y = np.r_[rng.integers(0, 2, 60), -np.ones(60, int)]
     clf = DANNAdapter(backbone_kwargs={"hidden_sizes": (256, 256)}, domain_head="linear",
-                      max_epochs=1, random_state=0).fit(X, y)
+                      unfreeze=unfreeze, max_epochs=1, random_state=0, cache=False).fit(X, y)
 
     def nbytes(obj):
         buf = io.BytesIO()
@@ -402,6 +404,8 @@ def test_pickle_stores_the_backbone_once():
         return buf.getbuffer().nbytes
 
     held = nbytes(clf.net_.module_.state_dict()) + nbytes(clf.net_.optimizer_.state_dict())
+    if unfreeze == "head":  # the frozen backbone is outside the trained module
+        held += nbytes(clf.backbone_.state_dict())
     assert nbytes(clf.backbone_.state_dict()) > 0.6e6
     assert len(pickle.dumps(clf)) <= 1.2 * held
 
