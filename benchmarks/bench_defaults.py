@@ -236,6 +236,14 @@ def write(args, rows):
     if rows:
         g = np.exp(np.mean([np.log(r["t_probe"] / r["t_ref_head"]) for r in rows]))
         L += ["", f"Geometric-mean head time ratio: {g:.2f}x."]
+    L += ["", "Notes", "",
+          "- Where the two pick a different C, it is the tie rule: both see the same CV accuracy curve "
+          "(same grid, stratified folds); LogisticRegressionCV takes the first (smallest) C of a tie, "
+          "`LinearProbeCV` the tied C with the lowest held-out log-loss.",
+          "- `FrozenFeatureClassifier` passes its `random_state` to the probe, which then shuffles the folds; "
+          "the pipeline's folds are unshuffled.",
+          "- `LogisticRegressionCV` stops at `max_iter=100` (ConvergenceWarnings counted in the C column); "
+          "the probe solves its final refit to tol/100."]
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text("\n".join(L) + "\n")
     print("\n".join(L))
