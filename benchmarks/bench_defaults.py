@@ -237,8 +237,8 @@ def write(args, rows):
         g = np.exp(np.mean([np.log(r["t_probe"] / r["t_ref_head"]) for r in rows]))
         L += ["", f"Geometric-mean head time ratio: {g:.2f}x."]
     L += ["", "Notes", "",
-          "- Where the two pick a different C, it is the tie rule: both see the same CV accuracy curve "
-          "(same grid, stratified folds); LogisticRegressionCV takes the first (smallest) C of a tie, "
+          "- Where the two pick a different C, it is the tie rule: both score the same grid by stratified-fold CV "
+          "accuracy (the probe's path in float32); LogisticRegressionCV takes the first (smallest) C of a tie, "
           "`LinearProbeCV` the tied C with the lowest held-out log-loss.",
           "- `FrozenFeatureClassifier` passes its `random_state` to the probe, which then shuffles the folds; "
           "the pipeline's folds are unshuffled.",
