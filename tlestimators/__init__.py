@@ -29,6 +29,7 @@ _LAZY = {
     "RehearsalLearner": "tlestimators.estimators.rehearsal",
     "ZeroShotCLIPClassifier": "tlestimators.estimators.zeroshot",
     "ZeroShotTextClassifier": "tlestimators.estimators.zeroshot",
+    "ContrastiveFewShotClassifier": "tlestimators.estimators.contrastive",
     "TransferSearchCV": "tlestimators.estimators.search",
     # shipping a fitted model
     "save": "tlestimators.io",
