@@ -331,7 +331,7 @@ def test_search_cv_adds_source_only_and_refits_the_selected_candidate():
     rep = search.selection_report_
     assert search.best_index_ == rep["chosen"] and lams[rep["source_only"]] == 0.0
     assert search.best_estimator_.lambda_max == lams[rep["chosen"]]
-    for k in ("dev", "iwv", "ent"):
+    for k in ("dev", "iwv"):
         assert np.all(np.isfinite(search.cv_results_[f"mean_test_{k}"]))
     np.testing.assert_array_equal(search.predict(Xt), search.best_estimator_.predict(Xt))
 
@@ -364,7 +364,7 @@ def test_safe_selection_plugs_into_gridsearchcv():
     gs = GridSearchCV(MeanShiftLR(), {"lambda_max": [0.0, 1.0]}, scoring=sel.scoring,
                       refit=sel, cv=SourceTargetKFold(2, random_state=0)).fit(X, y)
     assert gs.best_index_ == sel.last_report_["chosen"]
-    assert set(sel.scoring) == {"dev", "iwv", "ent"}
+    assert set(sel.scoring) == {"dev", "iwv"}
 
 
 def test_search_cv_raises_on_a_plain_kfold_instead_of_nan_scores():

@@ -179,18 +179,24 @@ class SafeDASelection:
     or, with the splitter and the source-only candidate added for you,
     :class:`DomainAdaptationSearchCV`.
 
-    The rule (chosen on the benchmarks, see the domain-adaptation guide):
+    The rule (chosen on ``benchmarks/bench_da.py``, see the domain-adaptation guide):
 
     1. every scorer ranks the candidates by its mean validation score; a candidate's
-       ensemble rank is the mean of its ranks (DEV, IWV and entropy by default);
+       ensemble rank is the mean of its ranks (DEV and IWV by default);
     2. the best ensemble rank wins, ties going to source-only;
-    3. the winner replaces source-only only if it beats source-only on at least
-       ``min_wins`` of the scorers; otherwise source-only is kept. No single scorer
-       can push an adaptation that the others see as harmful.
+    3. the winner replaces source-only only if it beats source-only on ``min_wins`` of
+       the scorers (all of them by default); otherwise source-only is kept;
+    4. (:class:`DomainAdaptationSearchCV` only) after the refit, the winner must agree
+       with a source-only model on at least ``min_agreement`` of the target rows'
+       predictions, else source-only is kept: a model that rewrites most target
+       labels has collapsed or over-aligned, whatever the scorers say.
+
+    Entropy is available (``"ent"``) but not a default: on the benchmarks it rewards
+    collapsed, over-confident models more often than any other scorer.
 
     Parameters
     ----------
-    scorers : sequence of {"dev", "iwv", "ent", "circ"} or dict, default=("dev", "iwv", "ent")
+    scorers : sequence of {"dev", "iwv", "ent", "circ"} or dict, default=("dev", "iwv")
         Names of the built-in scorers (deep embedded validation, importance-weighted
         validation, negative target prediction entropy, circular validation), or a
         dict ``name -> scorer``. ``"circ"`` costs one extra fit per candidate and fold.
@@ -198,7 +204,7 @@ class SafeDASelection:
         The parameters that make a candidate the source-only model (for a skada
         pipeline: ``{"skadaadapter": "passthrough"}``). Selection raises if no
         candidate matches: source-only must always be a candidate.
-    min_wins : int or "majority" or "all", default="majority"
+    min_wins : int or "majority" or "all", default="all"
         Scorers on which the ensemble winner must beat source-only to be chosen.
     min_agreement : float or None, default=0.8
         Used by :class:`DomainAdaptationSearchCV` after the refit: if the chosen model
@@ -214,7 +220,7 @@ class SafeDASelection:
         whether the safety rule fell back to source-only.
     """
 
-    def __init__(self, scorers=("dev", "iwv", "ent"), source_only=None, min_wins="majority",
+    def __init__(self, scorers=("dev", "iwv"), source_only=None, min_wins="all",
                  min_agreement=0.8):
         self.scorers = scorers
         self.source_only = source_only
@@ -331,7 +337,8 @@ class DomainAdaptationSearchCV(GridSearchCV):
     whose candidates always include the source-only model (``selection.source_only``
     is added to the grid if missing), and whose winner is chosen by
     :class:`SafeDASelection` (a rank ensemble of label-free scorers that falls back to
-    source-only unless most scorers agree the adaptation helps). Fit it like the
+    source-only unless every scorer sees the adaptation beat it, and unless the adapted
+    model still agrees with source-only on most target predictions). Fit it like the
     estimator: ``fit(X, y)`` with ``y == -1`` for unlabeled target rows.
 
     Parameters
@@ -339,7 +346,7 @@ class DomainAdaptationSearchCV(GridSearchCV):
     estimator : DA estimator or pipeline
     param_grid : dict or list of dicts
     selection : SafeDASelection, default=None
-        ``None``: ``SafeDASelection()`` (DEV + IWV + entropy) with source-only =
+        ``None``: ``SafeDASelection()`` (DEV + IWV, agreement guard 0.8) with source-only =
         ``{"lambda_max": 0.0}`` for our DA estimators, or ``{step: "passthrough"}``
         for a pipeline with a skada adapter step (:mod:`tlestimators.skada_bridge`).
     cv : int or splitter, default=3
