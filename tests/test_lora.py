@@ -190,3 +190,24 @@ def test_lora_fitted_estimator_exports_plain_weights(tmp_path):
     assert not has_lora(est.net_.module_.backbone)
     runner = OnnxClassifier(export_onnx(est, tmp_path / "onnx"))
     assert np.abs(runner.predict_proba(X) - est.predict_proba(X)).max() < 1e-4
+
+
+def test_open_clip_image_tower_attention_merges_exactly():
+    pytest.importorskip("open_clip")
+    from test_openclip_backbone import TINY_CFG
+
+    bb = create_backbone("open_clip/tiny", pretrained=False, model_cfg=TINY_CFG).eval()
+    x = torch.rand(2, 3, 32, 32)
+    settings = apply_lora(bb)
+    assert settings["family"] == "open_clip"
+    assert settings["target_modules"] and all(
+        n.startswith("visual.") and n.endswith(".attn") for n in settings["target_modules"])
+    _perturb_adapters(bb)
+    bb.eval()
+    with torch.no_grad():
+        adapted = bb(x)
+    merge_lora(bb)
+    assert not has_lora(bb)
+    assert isinstance(bb.model.visual.transformer.resblocks[0].attn, torch.nn.MultiheadAttention)
+    with torch.no_grad():
+        assert (bb(x) - adapted).abs().max() <= 1e-5

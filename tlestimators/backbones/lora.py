@@ -228,9 +228,11 @@ def merge_lora(backbone: nn.Module) -> nn.Module:
 
     inner = _inner(backbone)
     targets = [(n, m) for n, m in inner.named_modules() if isinstance(m, BaseTunerLayer)]
-    # deepest first is not needed (LoRA layers do not nest), but parents must be found
-    # before a replacement changes the tree
-    for name, module in targets:
+    # outermost only: peft's MultiheadAttention layer holds tuner layers of its own,
+    # which its unload handles
+    outer = [(n, m) for n, m in targets
+             if not any(n.startswith(o + ".") for o, _ in targets if o != n)]
+    for name, module in outer:
         parent_name, _, child = name.rpartition(".")
         parent = inner.get_submodule(parent_name) if parent_name else inner
         if hasattr(module, "unload_and_optionally_merge_module"):  # nn.MultiheadAttention
