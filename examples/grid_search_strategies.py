@@ -9,12 +9,15 @@ layer group, gradual unfreezing, everything). The frozen candidates share their
 embeddings through the feature cache: every image is embedded once for all folds and
 grid points. Data: sklearn's 8x8 digits, upsampled by the backbone's preprocessing.
 
-Run ``TLE_FAST=1 python examples/grid_search_strategies.py`` for a seconds-long run.
+The figure plots each candidate's cross-validated accuracy against its fit time.
+``TLE_FAST=1`` (the docs gallery, the tests) uses 200 images at 48 px, two folds and
+two fine-tuning candidates: about 30 s on 2 CPU cores.
 """
 
 import os
 import time
 
+import matplotlib.pyplot as plt
 import numpy as np
 from sklearn.datasets import load_digits
 from sklearn.model_selection import GridSearchCV, StratifiedKFold, train_test_split
@@ -23,9 +26,9 @@ from sklearn.pipeline import Pipeline
 from tlestimators import FineTuneClassifier, FrozenFeatureClassifier
 
 FAST = os.environ.get("TLE_FAST") == "1"
-IMG = 32 if FAST else 48
-N_TRAIN = 60 if FAST else 300
-EPOCHS = 1 if FAST else 4
+IMG = 48 if FAST else 64
+N_TRAIN = 200 if FAST else 400
+EPOCHS = 4 if FAST else 8
 
 digits = load_digits()
 images = np.rint(digits.images * (255 / 16)).astype(np.uint8)
@@ -34,19 +37,22 @@ X, X_test, y, y_test = train_test_split(images, digits.target, train_size=N_TRAI
 
 common = {"backbone": "efficientnet_lite0", "backbone_kwargs": {"img_size": IMG},
           "random_state": 0}
-frozen = FrozenFeatureClassifier(**common, max_epochs=10 if FAST else 60)
+frozen = FrozenFeatureClassifier(**common)
 tuned = FineTuneClassifier(**common, lr=2e-3, backbone_lr=1e-3, max_epochs=EPOCHS,
                            augment=False)  # flips would turn digits into other digits
 
 pipe = Pipeline([("clf", frozen)])
 param_grid = [
     {"clf": [frozen], "clf__head": ["linear", "mlp"]},
-    {"clf": [tuned], "clf__unfreeze": [1, "gradual", "all"]},
+    {"clf": [tuned], "clf__unfreeze": [1, "all"] if FAST else [1, "gradual", "all"]},
 ]
 t = time.perf_counter()
-search = GridSearchCV(pipe, param_grid, cv=StratifiedKFold(3, shuffle=True, random_state=0))
+search = GridSearchCV(pipe, param_grid, cv=StratifiedKFold(2 if FAST else 3, shuffle=True,
+                                                           random_state=0))
 search.fit(X, y)
-print(f"grid search over 5 strategies x 3 folds: {time.perf_counter() - t:.0f} s")
+n_cand = len(search.cv_results_["params"])
+print(f"grid search over {n_cand} strategies x {search.n_splits_} folds: "
+      f"{time.perf_counter() - t:.0f} s")
 
 res = search.cv_results_
 rows = []
@@ -60,3 +66,26 @@ for mean, std, fit_s, name in sorted(rows, reverse=True):
     print(f"{name:<44} {mean:>6.3f}+-{std:.3f} {fit_s:>7.1f}")
 best = search.best_params_
 print(f"best: {type(best['clf']).__name__} -> test accuracy {search.score(X_test, y_test):.3f}")
+
+# %%
+# Score against cost
+# ------------------
+# Each candidate's cross-validated accuracy against its mean fit time. The frozen
+# candidates' times are small because they share the cached embeddings: after the first
+# fold, a frozen fit is a head fit.
+fig, ax = plt.subplots(figsize=(6.4, 4), layout="constrained")
+for k, (mean, std, fit_s, name) in enumerate(rows):
+    frozen_row = name.startswith("Frozen")
+    ax.errorbar(fit_s, mean, yerr=std, fmt="o" if frozen_row else "s", capsize=3,
+                color="C0" if frozen_row else "C1")
+    ax.annotate(name.replace("Classifier", ""), (fit_s, mean), textcoords="offset points",
+                xytext=(5, 4), fontsize=7)
+i = search.best_index_
+ax.plot(res["mean_fit_time"][i], res["mean_test_score"][i], "r*", ms=16, label="chosen")
+ax.set_xscale("log")
+ax.set_xlabel("mean fit time per fold, s (log scale)")
+ax.set_ylabel("cross-validated accuracy")
+ax.set_title("Transfer strategies on digits: accuracy against cost")
+ax.grid(alpha=0.3)
+ax.legend(loc="lower right")
+plt.show()
