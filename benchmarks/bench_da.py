@@ -225,6 +225,11 @@ def summarise(recs, methods_order, grid=None):
     rules = recipes()
     rows = []
     for rec in recs:
+        want = ["source-only"] + [f"{m}@{lam:g}" for m in methods_order for lam in (grid or [])]
+        missing = [k for k in want if k not in rec["cands"]]
+        if missing:  # a run still in progress (or cut short): leave it out of the tables
+            log(f"  {rec['pair']} seed {rec['seed']}: incomplete (no {missing[:3]}...), skipped")
+            continue
         c = {k: v for k, v in rec["cands"].items()
              if grid is None or k == "source-only" or float(k.split("@")[1]) in grid}
         c = {k: v for k, v in c.items() if k == "source-only" or k.split("@")[0] in methods_order}
