@@ -130,7 +130,6 @@ sphinx_gallery_conf = {
     "within_subsection_order": "FileNameSortKey",
     "doc_module": ("tlestimators",),
     "backreferences_dir": "gen_modules/backreferences",
-    "reference_url": {"tlestimators": None},
     "remove_config_comments": True,
     "abort_on_example_error": RUN_EXAMPLES,
     "min_reported_time": 1,
