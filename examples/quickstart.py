@@ -114,6 +114,7 @@ for name, accs in curve.items():
 ax.axhline(0.1, color="grey", ls=":", label="chance")
 ax.set_xscale("log")
 ax.set_xticks(sizes, [str(s) for s in sizes])
+ax.minorticks_off()
 ax.set_xlabel("labelled images per class")
 ax.set_ylabel("test accuracy (300 digits)")
 ax.set_title(f"EfficientNet-Lite0 on 8x8 digits at {IMG} px, {STEPS} fine-tuning steps")

@@ -117,6 +117,7 @@ ax.axhline(zero_bare, color="C3", ls=":", label=f"zero-shot, bare codes ({zero_b
 ax.axhline(1 / len(labels), color="grey", lw=0.8, label="chance")
 ax.set_xscale("log", base=2)
 ax.set_xticks(shots, [str(k) for k in shots])
+ax.minorticks_off()
 ax.set_xlabel("labelled questions per class")
 ax.set_ylabel("test accuracy")
 ax.set_title("TREC question type, minilm embeddings" if real else "hand-written questions")
