@@ -211,3 +211,18 @@ def test_open_clip_image_tower_attention_merges_exactly():
     assert isinstance(bb.model.visual.transformer.resblocks[0].attn, torch.nn.MultiheadAttention)
     with torch.no_grad():
         assert (bb(x) - adapted).abs().max() <= 1e-5
+
+
+def test_lora_on_sentence_encoder_pickles_by_reference():
+    X = ["great film", "loved it", "wonderful acting", "awful plot", "boring and bad",
+         "terrible movie"] * 2
+    y = [1, 1, 1, 0, 0, 0] * 2
+    clf = FineTuneClassifier("minilm", unfreeze="lora", max_epochs=2, batch_size=6,
+                             device="cpu", random_state=0).fit(X, y)
+    assert clf.lora_["settings"]["family"] == "bert" and clf.lora_["by_reference"]
+    assert clf.score(X, y) == 1.0
+    full = sum(t.numel() * t.element_size()
+               for t in clf.net_.module_.backbone.state_dict().values())
+    blob = pickle.dumps(clf)
+    assert len(blob) < 0.05 * full
+    np.testing.assert_array_equal(pickle.loads(blob).predict_proba(X), clf.predict_proba(X))

@@ -525,6 +525,12 @@ class TransferNet(NeuralNetClassifier):
 
     def infer(self, x, **fit_params):
         with _autocast_context(self.device):
+            if isinstance(x, dict):
+                # a tokenised text batch is ONE input of the backbone; skorch would
+                # spread a dict over the module's keyword arguments
+                from skorch.utils import to_tensor
+
+                return self.module_(to_tensor(x, device=self.device), **fit_params)
             return super().infer(x, **fit_params)
 
     def get_loss(self, y_pred, y_true, *args, **kwargs):
