@@ -234,6 +234,12 @@ def cmd_demo(args) -> int:
 
     from tlestimators.data import take
 
+    if args.data is None and args.backbone is None and args.strategies is None:
+        # the showcase: search, continual stream and domain shift on digits
+        from tlestimators._demo import run_digits_showcase
+
+        return run_digits_showcase(args, table=_table, predict=cmd_predict)
+    args.strategies = args.strategies or list(DEFAULT_STRATEGIES)
     if args.data is None:
         desc, modality, X, y, pix = _load_digits()
     else:
@@ -467,10 +473,13 @@ def _add_demo(sub) -> None:
     p.add_argument("--backbone", default=None,
                    help=f"backbone name (default {DEFAULT_IMAGE_BACKBONE} for images, "
                         f"{DEFAULT_TEXT_BACKBONE} for text)")
-    p.add_argument("--strategies", type=_strategies, default=list(DEFAULT_STRATEGIES),
+    p.add_argument("--strategies", type=_strategies, default=None,
                    help="comma-separated subset of: " + ", ".join(STRATEGIES) + " (default "
                         + ",".join(DEFAULT_STRATEGIES) + "; fine-tuning trains the whole "
-                        "network and takes minutes on a CPU)")
+                        "network and takes minutes on a CPU). Without --data, --backbone "
+                        "and --strategies the demo is the digits showcase: strategy "
+                        "search, continual stream and domain shift, each against its "
+                        "naive baseline")
     p.add_argument("--img-size", type=_positive_int, default=64,
                    help="backbone input resolution in pixels (default 64: fast on CPU)")
     p.add_argument("--test-size", type=_fraction, default=0.25,
