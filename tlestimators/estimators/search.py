@@ -209,6 +209,14 @@ class TransferSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
     best_index_, best_params_, best_score_, best_estimator_, classes_, n_splits_,
     search_seconds_, refit_time_
 
+    See Also
+    --------
+    sklearn.model_selection.GridSearchCV : an exhaustive search over one estimator's grid.
+    tlestimators.model_selection.DomainAdaptationSearchCV : label-free selection of one
+        adaptation method's parameters.
+    tlestimators.FrozenFeatureClassifier : the frozen-probe candidate.
+    tlestimators.FineTuneClassifier : the fine-tuning candidate.
+
     Examples
     --------
     >>> from sklearn.datasets import make_classification
@@ -590,6 +598,7 @@ class TransferSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
                     linestyle="none")
             ax.legend(loc="lower right", fontsize=8)
         ax.set_xscale("log")
+        ax.minorticks_off()
         ax.set_xlabel("fit seconds per fold (log)")
         ax.set_ylabel("mean CV score")
         ax.set_title("TransferSearchCV: score against cost")
