@@ -40,7 +40,8 @@ CLASS_NAMES = {
              "LOC": "location", "NUM": "number"},
     "sms": {"ham": "ham", "spam": "spam"},
 }
-METHODS = ("lr", "zeroshot_linear", "ours", "ours_prior", "setfit")
+METHODS = ("lr", "zeroshot_linear", "ours", "ours_prior", "ours_samepairs",
+           "ours_prior_samepairs", "setfit")
 
 
 def load(name, n_test):
@@ -96,12 +97,20 @@ def run_method(method, dataset, Xtr, ytr, Xte, yte, seed, test_emb):
                                      device="cpu", random_state=seed).fit(list(Xtr), ytr)
         fit_s = time.perf_counter() - t0
         pred = clf.predict(Xte)
-    elif method in ("ours", "ours_prior"):
+    elif method.startswith("ours"):
         from tlestimators.estimators.contrastive import ContrastiveFewShotClassifier
 
+        params = {}
+        if method.endswith("_samepairs"):
+            # as many pairs as SetFit's default "oversampling" draws: twice the larger of
+            # the unique positive / negative pair counts
+            counts = np.unique(ytr, return_counts=True)[1]
+            pos = int(sum(c * (c - 1) // 2 for c in counts))
+            neg = len(ytr) * (len(ytr) - 1) // 2 - pos
+            params["num_iterations"] = max(1, round(2 * max(pos, neg) / (2 * len(ytr))))
         clf = ContrastiveFewShotClassifier(
-            class_names=CLASS_NAMES[dataset] if method == "ours_prior" else None,
-            device="cpu", random_state=seed).fit(list(Xtr), ytr)
+            class_names=CLASS_NAMES[dataset] if "prior" in method else None,
+            device="cpu", random_state=seed, **params).fit(list(Xtr), ytr)
         fit_s = time.perf_counter() - t0
         pred = clf.predict(Xte)
     elif method == "setfit":
@@ -176,6 +185,8 @@ def render():
         "  epoch, cosine loss; LinearProbeCV head);",
         "- `ours_prior`: the same with `class_names` (bare names: TREC codes spelled out,",
         "  'ham'/'spam'): prompts join the pairs, anchored-probe head;",
+        "- `*_samepairs`: `num_iterations` set so that the pair count matches SetFit's",
+        "  default (2 x max(unique positive, unique negative pairs)); prompts add pairs;",
         "- `setfit`: setfit 1.2.0 `Trainer` with its defaults (batch 16, 1 epoch,",
         "  oversampling pairs, LogisticRegression head).",
         "",
