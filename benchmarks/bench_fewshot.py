@@ -165,8 +165,11 @@ def main(argv=None):
 
 def render():
     rows = [json.loads(ln) for ln in open(JSONL)] if JSONL.exists() else []
-    groups = {}
+    last = {}  # a fit run twice (resumed runs): its latest row
     for r in rows:
+        last[(r["dataset"], r["shots"], r["method"], r["seed"])] = r
+    groups = {}
+    for r in last.values():
         groups.setdefault((r["dataset"], r["shots"], r["method"]), []).append(r)
     lines = [
         "# Few-shot text: ours vs SetFit 1.2 vs LogisticRegression on embeddings",
