@@ -436,3 +436,23 @@ def test_features_and_data_import_nothing_from_estimators():
     """)
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr[-2000:]
+
+
+def test_pretrained_frozen_backbone_is_shared_across_random_states():
+    # random_state seeds random-init builds; pretrained weights do not depend on it, so a
+    # grid over seeds must reuse one build (and its embeddings) instead of rebuilding
+    from tlestimators import FrozenFeatureClassifier
+    from tlestimators.features import frozen_backbone
+
+    kw = {"img_size": 32}
+    a = frozen_backbone(FrozenFeatureClassifier("efficientnet_lite0", backbone_kwargs=kw,
+                                                random_state=0))
+    b = frozen_backbone(FrozenFeatureClassifier("efficientnet_lite0", backbone_kwargs=kw,
+                                                random_state=1))
+    assert a is b
+    rand = {"pretrained": False, "img_size": 32}
+    c = frozen_backbone(FrozenFeatureClassifier("efficientnet_lite0", backbone_kwargs=rand,
+                                                random_state=0))
+    d = frozen_backbone(FrozenFeatureClassifier("efficientnet_lite0", backbone_kwargs=rand,
+                                                random_state=1))
+    assert c is not d and c.fingerprint() != d.fingerprint()

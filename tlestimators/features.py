@@ -297,6 +297,7 @@ def backbone_fingerprint(backbone) -> str:
 
 
 _BUILT: OrderedDict = OrderedDict()
+_SEED_FREE: set = set()  # build keys whose weights do not depend on the seed
 _BUILT_MAX = 4
 _BUILT_LOCK = threading.Lock()
 
@@ -326,11 +327,14 @@ def frozen_backbone(estimator, n_features=None):
     kwargs = estimator._check_backbone_kwargs()
     try:
         seed = getattr(estimator, "_backbone_seed", lambda: None)()
-        key = _build_key(estimator.backbone.lower(), kwargs, n_features) + (seed,)
-        hash(key)
+        base = _build_key(estimator.backbone.lower(), kwargs, n_features)
+        hash(base)
     except TypeError:
         return estimator._make_backbone(n_features)
     with _BUILT_LOCK:
+        # the seed only matters for randomly initialised weights: pretrained builds are
+        # shared by every random_state (a grid over seeds must not rebuild minilm)
+        key = base + ((None,) if base in _SEED_FREE else (seed,))
         bb = _BUILT.get(key)
         if bb is not None:
             _BUILT.move_to_end(key)
@@ -338,6 +342,10 @@ def frozen_backbone(estimator, n_features=None):
     bb = estimator._make_backbone(n_features)
     bb.requires_grad_(False)
     bb.eval()
+    if not str(getattr(bb.config, "weights", "random")).startswith("random"):
+        key = base + (None,)
+        with _BUILT_LOCK:
+            _SEED_FREE.add(base)
     with _BUILT_LOCK:
         _BUILT[key] = bb
         while len(_BUILT) > _BUILT_MAX:
