@@ -25,7 +25,7 @@ def showcase(request):
 
     buf = io.StringIO()
     with redirect_stdout(buf):
-        rc = main(["demo", "--limit", "600"])
+        rc = main(["demo", "--limit", "400", "--img-size", "32"])
     return rc, buf.getvalue()
 
 
