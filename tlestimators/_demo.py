@@ -76,9 +76,9 @@ def _log(msg):
 # --------------------------------------------------------------------------- (a) search
 def search_vs_fixed(images, y, tr, te, *, sizes=(32, 64), fixed_size=64, cv=3, seed=0):
     """TransferSearchCV over pixels and frozen probes vs the fixed frozen probe."""
-    from tlestimators.estimators.search import TransferSearchCV
-
     import warnings
+
+    from tlestimators.estimators.search import TransferSearchCV
 
     cands = [("pixels + logistic regression", _pixel_model(seed))]
     cands += [(f"probe[efficientnet_lite0@{s}px]", _probe(s, seed)) for s in sizes]
