@@ -115,7 +115,7 @@ x = np.arange(len(lambdas))
 ax_acc.plot(x, target_acc, "k-o")
 ax_acc.set_ylabel("target test accuracy\n(hidden during selection)")
 ax_acc.grid(alpha=0.3)
-for k, name in enumerate(scoring):
+for name in scoring:
     v = np.asarray(search.cv_results_[f"mean_test_{name}"], dtype=float)
     span = np.ptp(v) or 1.0
     (line,) = ax_sc.plot(x, (v - v.min()) / span, "-s", label=name)

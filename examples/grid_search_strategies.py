@@ -74,7 +74,7 @@ print(f"best: {type(best['clf']).__name__} -> test accuracy {search.score(X_test
 # candidates' times are small because they share the cached embeddings: after the first
 # fold, a frozen fit is a head fit.
 fig, ax = plt.subplots(figsize=(6.4, 4), layout="constrained")
-for k, (mean, std, fit_s, name) in enumerate(rows):
+for mean, std, fit_s, name in rows:
     frozen_row = name.startswith("Frozen")
     ax.errorbar(fit_s, mean, yerr=std, fmt="o" if frozen_row else "s", capsize=3,
                 color="C0" if frozen_row else "C1")
