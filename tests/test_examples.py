@@ -27,10 +27,12 @@ _FIGURE_HOOK = """
 import atexit, os, sys
 
 _done = []
+# only the example's own process reports: worker processes (multiprocessing, loky, dask)
+# inherit this variable with the main process's pid and exit later than it does
+os.environ.setdefault("TLE_FIGURE_MAIN_PID", str(os.getpid()))
 
 def _tle_report_figures():
-    import multiprocessing
-    if _done or multiprocessing.parent_process() is not None:
+    if _done or str(os.getpid()) != os.environ.get("TLE_FIGURE_MAIN_PID"):
         return
     _done.append(True)
     n = -1
