@@ -447,7 +447,7 @@ class FineTuneClassifier(NetClassifierMixin, BackboneParamsMixin, ClassifierMixi
         """The accelerator to train with (validated), or None for plain skorch."""
         if self.accelerator is None:
             return None
-        from tlestimators.estimators.accelerated import check_accelerator
+        from tlestimators.estimators._accelerate import check_accelerator
 
         return check_accelerator(self.accelerator, self.unfreeze)
 
@@ -456,7 +456,7 @@ class FineTuneClassifier(NetClassifierMixin, BackboneParamsMixin, ClassifierMixi
         variant when an accelerator is in use."""
         if self.accelerator_ is None:
             return TransferNet(**net_kwargs)
-        from tlestimators.estimators.accelerated import make_accelerated_net
+        from tlestimators.estimators._accelerate import make_accelerated_net
 
         return make_accelerated_net(self.accelerator_, **net_kwargs)
 
