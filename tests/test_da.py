@@ -164,3 +164,80 @@ def test_input_scaler_global_keeps_geometry_per_feature_zscores():
     sc = input_scaler(S, "global")
     assert torch.count_nonzero(sc.mean) == 0  # sparse input: scaled, not centred
     assert sc.std.unique().numel() == 1
+
+
+# ----------------------------------------------------------------- consensus selection
+def test_consensus_selection_hand_computed():
+    from tlestimators.model_selection import SafeDASelection
+
+    params = [{"lambda_max": 0.0}, {"lambda_max": 0.3}, {"lambda_max": 1.0},
+              {"lambda_max": 3.0}]
+    so = [0, 0, 0, 0, 0, 1, 1, 1, 1, 1]
+    a = [0, 0, 0, 1, 1, 1, 1, 1, 1, 1]  # agrees with so on 8/10
+    b = [0, 0, 0, 1, 1, 1, 1, 1, 1, 0]  # 7/10
+    c = [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]  # collapsed: 5/10, not eligible at 0.7
+    sel = SafeDASelection()
+    # vote over {so, a, b}: rows 3, 4 -> 1 (a, b), row 9 -> 1 (so, a); so = a except
+    # rows 3, 4 -> a agrees with the vote on 10/10, b on 9/10, so on 8/10
+    assert sel.select_by_consensus(params, [so, a, b, c]) == 1
+    rep = sel.last_report_
+    assert rep["eligible"] == [True, True, True, False]
+    np.testing.assert_allclose(rep["agreement_with_source_only"], [1.0, 0.8, 0.7, 0.5])
+    np.testing.assert_allclose(rep["agreement_with_vote"][:3], [0.8, 1.0, 0.9])
+    # without the guard the collapsed model joins the vote and wins it
+    assert SafeDASelection(min_agreement=None).select_by_consensus(
+        params, [so, a, b, c]) in (1, 3)
+    # a tie between source-only and an adapted model goes to source-only
+    assert sel.select_by_consensus(params[:3], [so, so, so]) == 0
+    with pytest.raises(ValueError, match="target_predictions must have shape"):
+        sel.select_by_consensus(params, [so, a])
+    with pytest.raises(ValueError, match="rule must be"):
+        SafeDASelection(rule="vote").select_by_consensus(params, [so, a, b, c])
+    with pytest.raises(ValueError, match="min_agreement must be"):
+        SafeDASelection(min_agreement=2.0).select_by_consensus(params, [so, a, b, c])
+
+
+def test_search_cv_consensus_picks_an_adapted_model_that_beats_source_only():
+    from sklearn.base import BaseEstimator, ClassifierMixin
+    from sklearn.linear_model import LogisticRegression
+
+    from tlestimators.model_selection import DomainAdaptationSearchCV
+
+    class ShiftLR(ClassifierMixin, BaseEstimator):
+        def __init__(self, lambda_max=0.0):
+            self.lambda_max = lambda_max
+
+        def fit(self, X, y):
+            src = np.asarray(y) != -1
+            self.shift_ = X[~src].mean(0) - X[src].mean(0)
+            self.lr_ = LogisticRegression().fit(X[src] + self.lambda_max * self.shift_,
+                                                np.asarray(y)[src])
+            self.classes_ = self.lr_.classes_
+            return self
+
+        def predict(self, X):
+            return self.lr_.predict(X)
+
+        def predict_proba(self, X):
+            return self.lr_.predict_proba(X)
+
+        def transform(self, X):
+            return X
+
+    rng = np.random.default_rng(0)
+    Zs, Zt = rng.normal(size=(300, 2)), rng.normal(size=(300, 2))
+    X = np.vstack([Zs, Zt + [0.6, 0.0]])  # moves 23 % of the target rows across
+    y = np.r_[(Zs[:, 0] > 0).astype(int), -np.ones(300, int)]
+    Xt, yt = Zt + [0.6, 0.0], (Zt[:, 0] > 0).astype(int)
+    # most candidates correct most of the shift: their majority is near the truth
+    search = DomainAdaptationSearchCV(
+        ShiftLR(), {"lambda_max": [0.2, 0.9, 1.0, 1.1, 30.0]}, cv=2).fit(X, y)
+    rep = search.selection_report_
+    lams = [p["lambda_max"] for p in search.cv_results_["params"]]
+    assert rep["rule"] == "consensus" and lams[rep["source_only"]] == 0.0
+    assert not rep["eligible"][lams.index(30.0)]  # rewrites most target labels
+    assert search.best_params_["lambda_max"] in (0.9, 1.0, 1.1)
+    acc = np.mean(search.predict(Xt) == yt)
+    assert acc > np.mean(ShiftLR().fit(X, y).predict(Xt) == yt) + 0.1
+    np.testing.assert_array_equal(search.best_estimator_.predict(Xt), search.predict(Xt))
+    assert np.isfinite(search.cv_results_["mean_test_dev"]).all()
