@@ -500,6 +500,10 @@ def _autocast_context(device):
     return autocast_context(device)
 
 
+#: placeholder pickled instead of a net's ``module`` parameter when it is ``module_``
+SAME_AS_MODULE = "<the trained module_>"
+
+
 class TransferNet(NeuralNetClassifier):
     """``NeuralNetClassifier`` with mixed precision on CUDA and merged param groups.
 
@@ -510,6 +514,42 @@ class TransferNet(NeuralNetClassifier):
       :func:`layer_group_names`); groups with identical options are merged afterwards
       so the optimizer keeps its fused multi-tensor paths.
     """
+
+    # skorch pickles module_/optimizer_ in a separate blob, so the init parameter
+    # ``module`` (usually the very same instance) would be pickled a second time:
+    # store the trained module once.
+    # An LR-scheduler callback's ``lr_scheduler_`` holds the optimizer, which would be
+    # pickled a second time (with its state) outside skorch's module/optimizer blob and
+    # come back as a stale copy; skorch rebuilds it at every ``on_train_begin``.
+    def __getstate__(self):
+        state = super().__getstate__()
+        if state.get("module") is not None and state.get("module") is self.__dict__.get("module_"):
+            state["module"] = SAME_AS_MODULE
+        copies: dict = {}
+
+        def without_scheduler(cb):
+            if getattr(cb, "lr_scheduler_", None) is None:
+                return cb
+            if id(cb) not in copies:
+                copies[id(cb)] = copy.copy(cb)
+                copies[id(cb)].lr_scheduler_ = None
+            return copies[id(cb)]
+
+        for key in ("callbacks", "callbacks_"):
+            cbs = state.get(key)
+            if isinstance(cbs, list):
+                state[key] = [
+                    (item[0], without_scheduler(item[1]))
+                    if isinstance(item, tuple) and len(item) == 2 else without_scheduler(item)
+                    for item in cbs
+                ]
+        return state
+
+    def __setstate__(self, state):
+        same = isinstance(state.get("module"), str) and state["module"] == SAME_AS_MODULE
+        super().__setstate__(state)
+        if same:
+            self.module = self.module_
 
     def get_params_for_optimizer(self, prefix, named_parameters):
         args, kwargs = super().get_params_for_optimizer(prefix, named_parameters)
