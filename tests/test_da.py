@@ -51,6 +51,11 @@ def test_fit_predict_clone_pickle(cls, data):
     # the method's loss was in the objective once lambda ramped up
     assert est.history_[-1, "lambda"] > 0.9
     assert abs(est.history_[-1, "adapt_loss"]) > 0
+    # only the adversarial method has a domain classifier; the others say nan (documented)
+    assert np.isnan(est.domain_accuracy_) == (cls is not CDANAdapter)
+    if cls is CDANAdapter:
+        assert 0.0 <= est.domain_accuracy_ <= 1.0
+    assert "domain_accuracy_" in cls.__doc__ and "nan" in cls.__doc__
     c = clone(est)
     assert not hasattr(c, "net_") and c.get_params() == est.get_params()
     restored = pickle.loads(pickle.dumps(est))

@@ -179,3 +179,68 @@ from _zeroshot_adaptor import zero_shot_check_instances  # noqa: E402
                          expected_failed_checks=lambda est: ZERO_SHOT_EXPECTED_FAILED)
 def test_sklearn_estimator_checks_zero_shot(estimator, check):
     check(estimator)
+
+
+# Deep domain adaptation (Deep CORAL, MMD, CDAN, InfoMax): fit needs unlabeled target
+# rows, which sklearn's checks never pass; the adaptor below appends the rows of X once
+# more as target rows (y == -1), as tests/test_dann.py does for DANNAdapter. Everything
+# else (parameters, validation, prediction, transform, pickling) is the class's own.
+from tlestimators import CDANAdapter, DeepCORALAdapter, InfoMaxAdapter, MMDAdapter  # noqa: E402
+
+
+class _DuplicateAsTarget:
+    def fit(self, X, y, sample_domain=None):
+        if y is None:
+            return super().fit(X, y)
+        from scipy import sparse
+
+        if hasattr(X, "iloc"):
+            import pandas as pd
+
+            X2 = pd.concat([X, X], ignore_index=True)
+        elif sparse.issparse(X):
+            X2 = sparse.vstack([X, X]).tocsr()
+        else:
+            X2 = np.concatenate([np.asarray(X), np.asarray(X)])
+        y = np.asarray(y)
+        if y.ndim == 2:
+            return super().fit(X2, np.concatenate([y, -np.ones_like(y)]))
+        if y.dtype.kind in "OUS":
+            y2 = np.concatenate([y.astype(object), np.full(len(y), -1, dtype=object)])
+        else:
+            y2 = np.r_[y, -np.ones(len(y), dtype=y.dtype)]
+        return super().fit(X2, y2)
+
+
+# module-level classes (pickle finds them by name); the class names stay the same
+class DeepCORALCheck(_DuplicateAsTarget, DeepCORALAdapter):
+    pass
+
+
+class MMDCheck(_DuplicateAsTarget, MMDAdapter):
+    pass
+
+
+class CDANCheck(_DuplicateAsTarget, CDANAdapter):
+    pass
+
+
+class InfoMaxCheck(_DuplicateAsTarget, InfoMaxAdapter):
+    pass
+
+
+DA_CHECK_CLASSES = [DeepCORALCheck, MMDCheck, CDANCheck, InfoMaxCheck]
+DA_EXPECTED_FAILED = {
+    "check_classifiers_classes": (
+        "the check also uses the labels {-1, 1}: -1 is the unlabeled-target marker "
+        "(sklearn's semi-supervised convention), so a class named -1 cannot be learned"),
+}
+
+
+@parametrize_with_checks(
+    [c(backbone_kwargs={"hidden_sizes": (16,)}, max_epochs=8, random_state=0, device="cpu")
+     for c in DA_CHECK_CLASSES],
+    expected_failed_checks=lambda est: DA_EXPECTED_FAILED,
+)
+def test_sklearn_estimator_checks_deep_da(estimator, check):
+    check(estimator)

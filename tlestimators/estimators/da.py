@@ -98,7 +98,14 @@ _COMMON_ATTRIBUTES = """classes_ : ndarray
         The trained net; ``history_`` holds per epoch ``task_loss``, ``adapt_loss``,
         ``lambda``, ``lr`` and the method's statistics.
     n_source_, n_target_ : int
-        Source and target rows seen in ``fit``."""
+        Source and target rows seen in ``fit``.
+    domain_accuracy_ : float
+        Accuracy of the domain classifier over the last epoch's training batches
+        (near 0.5: the features no longer reveal the domain). Only the adversarial
+        methods have a domain classifier (CDAN here, and DANNAdapter); for Deep CORAL,
+        MMD and InfoMax it is ``nan``. To check their alignment without one,
+        cross-validate a classifier of the domain on ``transform(X)`` (near 0.5
+        accuracy: aligned) or follow ``history_[:, "adapt_loss"]`` over epochs."""
 
 
 def _document(cls):
@@ -276,8 +283,6 @@ class CDANAdapter(BaseDomainAdapter):
     Attributes
     ----------
     %(common_attributes)s
-    domain_accuracy_ : float
-        Domain-classifier accuracy over the last epoch.
 
     References
     ----------
