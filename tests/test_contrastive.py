@@ -4,10 +4,16 @@ import pickle
 
 import numpy as np
 import pytest
+import torch
 from sklearn.base import clone
 
 from tlestimators.estimators._fewshot import ALPHA_GRID
-from tlestimators.estimators.contrastive import ContrastiveFewShotClassifier, sample_pairs
+from tlestimators.estimators.contrastive import (
+    ContrastiveFewShotClassifier,
+    all_pairs_loss,
+    balanced_batches,
+    sample_pairs,
+)
 
 TEXTS = ["great film", "loved every minute", "wonderful acting",
          "awful plot", "boring and bad", "terrible movie"]
@@ -25,15 +31,37 @@ def test_sample_pairs_is_setfit_sampling():
     assert (pairs[:, 2] == 1).sum() == 3 * 5 and (pairs[:, 2] == 0).sum() == 3 * 6
 
 
+def test_balanced_batches():
+    y = np.array([0] * 3 + [1] * 10 + [2])
+    for b in balanced_batches(y, 8, 5, np.random.default_rng(0)):
+        assert len(b) == len(set(b.tolist())) == 8
+        # shares as equal as the class sizes allow: the singleton class, then 3 + 4
+        assert sorted(np.bincount(y[b], minlength=3).tolist()) == [1, 3, 4]
+    (b,) = balanced_batches(y, 32, 1, np.random.default_rng(0))
+    assert sorted(b.tolist()) == list(range(len(y)))  # batch_size > n: every row once
+
+
+def test_all_pairs_loss_by_hand():
+    # unit vectors at 0, 90 and 0 degrees; labels a, a, b
+    emb = torch.tensor([[1.0, 0.0], [0.0, 2.0], [3.0, 0.0]])
+    y = torch.tensor([0, 0, 1])
+    # same-label pairs (self pairs included): (0,0) cos 1, (1,1) 1, (2,2) 1, (0,1) 0
+    pos = (0 + 0 + 0 + 1) / 4
+    # different-label pairs: (0,2) cos 1, (1,2) cos 0
+    neg = (1 + 0) / 2
+    assert float(all_pairs_loss(emb, y)) == pytest.approx(0.5 * pos + 0.5 * neg)
+
+
 @pytest.fixture(scope="module")
 def fitted():
-    return ContrastiveFewShotClassifier(num_iterations=2, max_epochs=3, lr=1e-4, device="cpu",
+    return ContrastiveFewShotClassifier(max_epochs=4, device="cpu",
                                         random_state=0).fit(TEXTS, LABELS)
 
 
 def test_learns_and_predicts(fitted):
     assert fitted.loss_curve_[-1] < fitted.loss_curve_[0]
-    assert fitted.n_pairs_ == 2 * 2 * len(TEXTS)
+    # one batch of all 6 texts per epoch: 21 pairs (self pairs included) per step
+    assert fitted.n_steps_ == 4 and fitted.n_pairs_ == 4 * 21
     np.testing.assert_array_equal(fitted.predict(NEW), ["pos", "neg"])
     assert fitted.probe_ is not None and fitted.alpha_ is None
     assert not any(p.requires_grad for p in fitted.backbone_.parameters())
@@ -46,14 +74,23 @@ def test_pickles_and_clones(fitted):
     assert c.get_params() == fitted.get_params() and not hasattr(c, "backbone_")
 
 
+def test_sampled_pairs_learn_too():
+    clf = ContrastiveFewShotClassifier(pairs="sampled", num_iterations=2, max_epochs=3,
+                                       lr=1e-4, device="cpu", random_state=0).fit(TEXTS, LABELS)
+    assert clf.loss_curve_[-1] < clf.loss_curve_[0]
+    assert clf.n_pairs_ == 3 * 2 * 2 * len(TEXTS) and clf.n_steps_ == 3 * 2
+    np.testing.assert_array_equal(clf.predict(NEW), ["pos", "neg"])
+
+
 def test_label_name_prior():
     clf = ContrastiveFewShotClassifier(class_names={"pos": "positive", "neg": "negative"},
-                                       num_iterations=1, device="cpu", random_state=0)
+                                       max_epochs=1, device="cpu", random_state=0)
     clf.fit(TEXTS, LABELS)
     assert clf.alpha_ in ALPHA_GRID and clf.probe_ is None
     assert clf.coef_.shape == (2, clf.backbone_.num_features)
-    # the prompts joined the pair pool: 6 texts + 2 classes x the default templates
-    assert clf.n_pairs_ > 2 * len(TEXTS)
+    # the prompts joined the pool: 6 texts + 2 classes x the default templates, one batch
+    n = len(TEXTS) + 2 * 5
+    assert clf.n_steps_ == 1 and clf.n_pairs_ == n * (n + 1) // 2
     np.testing.assert_array_equal(clf.predict(NEW), ["pos", "neg"])
     proba = pickle.loads(pickle.dumps(clf)).predict_proba(NEW)
     np.testing.assert_allclose(proba, clf.predict_proba(NEW), atol=1e-6)
@@ -62,5 +99,9 @@ def test_label_name_prior():
 def test_bad_input():
     with pytest.raises(ValueError, match="num_iterations"):
         ContrastiveFewShotClassifier(num_iterations=0).fit(TEXTS, LABELS)
+    with pytest.raises(ValueError, match="pairs"):
+        ContrastiveFewShotClassifier(pairs="all").fit(TEXTS, LABELS)
+    with pytest.raises(ValueError, match="batch_size"):
+        ContrastiveFewShotClassifier(batch_size=1).fit(TEXTS, LABELS)
     with pytest.raises(ValueError, match="text backbone"):
         ContrastiveFewShotClassifier("mlp", device="cpu").fit(np.ones((6, 3)), LABELS)
