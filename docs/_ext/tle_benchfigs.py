@@ -365,23 +365,40 @@ def plot_grouped(t, out, name, label_col, value_cols, title=None, ylabel=None, s
 
 
 def plot_da_selection(t, out, lam_col, acc_col, score_cols):
-    """A selection curve: each label-free scorer and the target accuracy against lambda."""
+    """A selection curve: the (hidden) target accuracy against lambda on top, each
+    label-free scorer below (rescaled to [0, 1], as scorers live on different scales),
+    each scorer's pick starred in both panels."""
+    import numpy as np
+
     rows = sorted((r for r in t.rows if num(r[lam_col]) is not None), key=lambda r: num(r[lam_col]))
-    lam = [num(r[lam_col]) for r in rows]
-    fig = _fig()
-    ax = fig.subplots()
-    ax.plot(lam, [num(r[acc_col]) for r in rows], "k-o", label=t.header[acc_col])
-    ax.set_xlabel(t.header[lam_col])
-    ax.set_ylabel(t.header[acc_col])
-    ax.set_xscale("symlog", linthresh=0.1)
-    ax2 = ax.twinx()
+    lam = np.array([num(r[lam_col]) for r in rows])
+    acc = np.array([num_sd(r[acc_col]) for r in rows], dtype=float)
+    fig = _fig(6.4, 5.2)
+    ax_acc, ax_sc = fig.subplots(2, 1, sharex=True)
+    ax_acc.errorbar(lam, acc[:, 0], yerr=acc[:, 1], fmt="k-o", capsize=3,
+                    label=t.header[acc_col])
+    ax_acc.set_ylabel(t.header[acc_col] + "\n(target labels: plot only)", fontsize=8)
     for i, c in enumerate(score_cols):
-        ax2.plot(lam, [num(r[c]) for r in rows], "--s", color=f"C{i}", label=t.header[c])
-    ax2.set_ylabel("scorer value (higher = chosen)")
-    h1, l1 = ax.get_legend_handles_labels()
-    h2, l2 = ax2.get_legend_handles_labels()
-    ax.legend(h1 + h2, l1 + l2, fontsize=7)
-    ax.set_title(t.title, fontsize=9)
+        v = np.array([num(r[c]) if num(r[c]) is not None else np.nan for r in rows])
+        if np.all(np.isnan(v)):
+            continue
+        span = np.nanmax(v) - np.nanmin(v)
+        scaled = (v - np.nanmin(v)) / span if span > 0 else np.ones_like(v)
+        pick = int(np.nanargmax(v))
+        name = t.header[c].replace(" score", "")
+        ax_sc.plot(lam, scaled, "--s", color=f"C{i}", label=name)
+        ax_sc.plot(lam[pick], 1.0, "*", ms=13, color=f"C{i}")
+        ax_acc.plot(lam[pick], acc[pick, 0], "*", ms=13, color=f"C{i}",
+                    label=f"{name} picks {lam[pick]:g}")
+    for ax in (ax_acc, ax_sc):
+        ax.set_xscale("symlog", linthresh=max(min((x for x in lam if x > 0), default=0.1), 1e-3))
+        ax.grid(alpha=0.3)
+    ax_sc.set_xticks(lam, [f"{x:g}" for x in lam], fontsize=7)
+    ax_sc.set_xlabel(t.header[lam_col] + " (0 = source-only; symlog scale)")
+    ax_sc.set_ylabel("scorer value, rescaled\n(star: the scorer's pick)", fontsize=8)
+    ax_acc.legend(fontsize=7)
+    ax_sc.legend(fontsize=7)
+    ax_acc.set_title(t.title, fontsize=9)
     return _save(fig, "da_selection_curve.png", out)
 
 
@@ -439,7 +456,7 @@ def _block_defaults(tables, out):
 
 
 def _block_throughput(tables, out):
-    t = find(tables, file="backbones", columns=("backbone", "baseline emb/s"))
+    t = find(tables, file="backbones", columns=("backbone", ("baseline", "/s")))
     if t is None:
         return missing("The embedding-throughput table", "python benchmarks/bench_backbones.py"), []
     return list_table(t) + provenance(t), [t]
@@ -458,7 +475,8 @@ def _block_zero_shot(tables, out):
 
 def _block_da(tables, out):
     lines, used = [], []
-    sel = find(tables, file="da", columns=("lambda", ("target", "accuracy")))
+    sel = (find(tables, file="da_curve", columns=("lambda", ("target", "accuracy")))
+           or find(tables, file="da", columns=("lambda", ("target", "accuracy"))))
     if sel is not None:
         lam = sel.col("lambda")
         acc = sel.col("target", "accuracy")
@@ -467,13 +485,26 @@ def _block_da(tables, out):
                                                                             "score"))]
         if scores:
             lines += figure(plot_da_selection(sel, out, lam, acc, scores),
-                            "Label-free selection: each scorer and the (hidden) target accuracy "
-                            "against the adaptation strength.")
-            lines += list_table(sel) + provenance(sel)
+                            "Label-free selection: the target test accuracy (top; no scorer "
+                            "sees it) and each scorer's value (bottom) against the adaptation "
+                            "strength; a star marks the lambda each scorer would pick.")
+            lines += list_table(sel)
+            picks = find(tables, file=sel.file, columns=("scorer", "pick"))
+            if picks is not None:
+                lines += list_table(picks)
+            lines += provenance(sel)
             used.append(sel)
     if not used:
         lines += missing("A selection curve (scorer value and target accuracy against lambda)",
-                         "python benchmarks/bench_da.py")
+                         "python benchmarks/bench_da_curve.py")
+    rules = find(tables, file="da", heading="selection rules", columns=("rule", "worst gap"))
+    if rules is not None:
+        lines += list_table(rules) + provenance(rules)
+        used.append(rules)
+    for t in find(tables, file="da.md", columns=("pair", "source-only", "selected (all"),
+                  first=False):
+        lines += list_table(t) + provenance(t)
+        used.append(t)
     amazon = find(tables, columns=("pair", "source-only", "ours"))
     if amazon is not None:
         cols = [amazon.col("source-only"), amazon.col("ours")]
@@ -511,6 +542,72 @@ def _block_continual(tables, out):
     return lines, [t]
 
 
+def plot_fewshot(t, out):
+    """Few-shot text: accuracy of each method, grouped by (data set, labels per class)."""
+    import numpy as np
+
+    dc, kc, mc, ac = t.col("dataset"), t.col("labels"), t.col("method"), t.col("accuracy")
+    groups, methods = {}, []
+    for r in t.rows:
+        mean, sd = num_sd(r[ac])
+        if mean is None:
+            continue
+        groups.setdefault(f"{r[dc]}, {r[kc]}/class", {})[r[mc]] = (mean, sd)
+        if r[mc] not in methods:
+            methods.append(r[mc])
+    fig = _fig(7.2, 3.6)
+    ax = fig.subplots()
+    x = np.arange(len(groups))
+    width = 0.8 / max(len(methods), 1)
+    for k, m in enumerate(methods):
+        vals = [g.get(m, (np.nan, 0.0)) for g in groups.values()]
+        ax.bar(x + (k - (len(methods) - 1) / 2) * width, [v[0] for v in vals], width,
+               yerr=[v[1] for v in vals] if any(v[1] for v in vals) else None,
+               label=m, color="k" if m.lower() == "setfit" else f"C{k}")
+    ax.set_xticks(x, list(groups), fontsize=8)
+    ax.set_ylabel(t.header[ac])
+    ax.set_ylim(0, 1)
+    ax.set_title(t.title, fontsize=9)
+    ax.grid(axis="y", alpha=0.3)
+    fig.set_size_inches(7.2, 4.4)
+    fig.legend(*ax.get_legend_handles_labels(), fontsize=7, loc="outside lower center", ncol=4)
+    return _save(fig, "fewshot_setfit.png", out)
+
+
+def _block_fewshot(tables, out):
+    t = find(tables, file="fewshot", columns=("dataset", "labels", "method", "accuracy"))
+    if t is None:
+        return missing("The few-shot comparison (ours, SetFit, logistic regression)",
+                       "python benchmarks/bench_fewshot.py"), []
+    lines = figure(plot_fewshot(t, out), "Few labelled texts per class: our few-shot paths, "
+                   "SetFit (black) and a logistic regression on the same frozen embeddings, "
+                   "test accuracy (mean and standard deviation over the seeds run).")
+    return lines + list_table(t) + provenance(t), [t]
+
+
+def _block_lora(tables, out):
+    t = find(tables, file="lora", columns=("method", "accuracy", "trainable"))
+    if t is None:
+        return missing("The LoRA vs full fine-tuning table", "python benchmarks/bench_lora.py"), []
+    return list_table(t) + provenance(t), [t]
+
+
+def _block_search(tables, out):
+    t = find(tables, file="search", columns=("exhaustive pick", "search pick"))
+    if t is None:
+        return missing("The TransferSearchCV vs exhaustive-grid table",
+                       "python benchmarks/bench_search.py"), []
+    return list_table(t) + provenance(t), [t]
+
+
+def _block_export(tables, out):
+    used, lines = [], []
+    for t in find(tables, file="export", columns=("model",), first=False):
+        lines += list_table(t) + provenance(t)
+        used.append(t)
+    return lines, used
+
+
 def _header(page):
     return [
         f".. This file is generated by docs/_ext/tle_benchfigs.py from benchmarks/results/"
@@ -534,13 +631,14 @@ def user_guide_blocks(tables, out):
                                         _block_defaults(tables, out),
                                         _block_hymenoptera(tables, out), _block_cache(tables, out))
     blocks["fine_tuning"] = join(_block_learning_curve(tables, out, "fine_tuning"),
-                                 _block_hymenoptera(tables, out))
+                                 _block_hymenoptera(tables, out), _block_lora(tables, out))
     blocks["domain_adaptation"] = _block_da(tables, out)
     blocks["continual_learning"] = _block_continual(tables, out)
-    blocks["zero_shot"] = _block_zero_shot(tables, out)
-    blocks["scaling"] = join(_block_cache(tables, out), _block_throughput(tables, out))
+    blocks["zero_shot"] = join(_block_zero_shot(tables, out), _block_fewshot(tables, out))
+    blocks["scaling"] = join(_block_cache(tables, out), _block_throughput(tables, out),
+                             _block_export(tables, out))
     blocks["choosing"] = join(_block_learning_curve(tables, out, "choosing"),
-                              _block_zero_shot(tables, out))
+                              _block_zero_shot(tables, out), _block_search(tables, out))
     return blocks
 
 
@@ -571,11 +669,13 @@ def _versus_table(rows, library):
     lines = [f".. list-table:: tlestimators against {library}", "   :header-rows: 1", "",
              "   * - task", "     - tlestimators", "     - value", f"     - {library}",
              "     - value", "     - better"]
+    def fmt(x, unit):
+        return "--" if x is None else f"{x:g} {unit}".strip()
+
     for v in rows:
-        fmt = (lambda x: "--" if x is None else f"{x:g} {v.unit}".strip())
         lines += [f"   * - {rst_cell(v.task)}", f"     - {rst_cell(v.ours_name)}",
-                  f"     - {fmt(v.ours)}", f"     - {rst_cell(v.theirs_name)}",
-                  f"     - {fmt(v.theirs)}", f"     - {v.verdict()}"]
+                  f"     - {fmt(v.ours, v.unit)}", f"     - {rst_cell(v.theirs_name)}",
+                  f"     - {fmt(v.theirs, v.unit)}", f"     - {v.verdict()}"]
     lines.append("")
     won = sum(v.verdict() == "**ours**" for v in rows)
     lost = sum(v.verdict() == "**theirs**" for v in rows)
@@ -625,6 +725,19 @@ def compared_blocks(tables, out):
                     rows.append(Versus(f"{r[0]} seconds per epoch", "DANNAdapter", float(m[0]),
                                        "skada.deep.DANN", float(m[1]), "s", higher_is_better=False))
         used.append(digits)
+    # bench_da.py: the library's label-free selection (SafeDASelection over every method
+    # and lambda) against skada's adapters run in the same process on the same split
+    for t in find(tables, file="da.md", columns=("pair", "selected (all"), first=False):
+        sel = t.col("selected (all")
+        skada_cols = [i for i, h in enumerate(t.header) if "skada" in h.lower()]
+        data = t.title.split("(")[0].strip()
+        for r in t.rows:
+            pair = r[t.col("pair")].replace("**", "")
+            for c in skada_cols:
+                rows.append(Versus(f"{data} {pair}", "DA estimators, label-free selection",
+                                   num(r[sel]), t.header[c], num(r[c]), "%"))
+        if skada_cols:
+            used.append(t)
     blocks["da"] = (_versus_table(rows, "skada") + provenance(*used) if rows
                     else missing("A skada comparison", "python benchmarks/bench_dann.py"))
 
@@ -652,9 +765,36 @@ def compared_blocks(tables, out):
         blocks["continual"] = missing("The Avalanche side-by-side", "python benchmarks/bench_continual.py")
 
     # Few-shot text: SetFit.
+    fs = find(tables, file="fewshot", columns=("dataset", "labels", "method", "accuracy"))
     sf = [t for t in find(tables, columns=("method",), first=False)
           if any("setfit" in r[0].lower() for r in t.rows)]
-    if sf:
+    if fs is not None and any(r[fs.col("method")].strip().lower() == "setfit" for r in fs.rows):
+        dc, kc, mc, ac = fs.col("dataset"), fs.col("labels"), fs.col("method"), fs.col("accuracy")
+        tc = fs.col("fit s")
+        groups = {}
+        for r in fs.rows:
+            groups.setdefault((r[dc], r[kc]), {})[r[mc].strip()] = r
+        rows = []
+        for (data, k), by in groups.items():
+            theirs = by.get("setfit")
+            if theirs is None:
+                continue
+            for ours_key in ("ours", "zeroshot_linear"):
+                ours = by.get(ours_key)
+                if ours is None:
+                    continue
+                name = {"ours": "ContrastiveFewShotClassifier()",
+                        "zeroshot_linear": "ZeroShotTextClassifier(few_shot='linear')"}[ours_key]
+                rows.append(Versus(f"{data}, {k} labels/class: accuracy", name,
+                                   num_sd(ours[ac])[0], "SetFit (defaults)", num_sd(theirs[ac])[0],
+                                   "", sd=_sd(ours[ac], theirs[ac])))
+                if tc is not None:
+                    rows.append(Versus(f"{data}, {k} labels/class: fit seconds", name,
+                                       num(ours[tc]), "SetFit (defaults)", num(theirs[tc]), "s",
+                                       higher_is_better=False))
+        blocks["setfit"] = (_versus_table(rows, "SetFit")
+                            + list_table(fs, caption="Every method of the run") + provenance(fs))
+    elif sf:
         t = sf[0]
         blocks["setfit"] = list_table(t, rows=[r for r in t.rows if re.search(
             r"setfit|few-shot|zero-shot", r[0], flags=re.I)]) + provenance(t)
@@ -696,16 +836,24 @@ def compared_blocks(tables, out):
                                     "python benchmarks/bench_zeroshot.py")
 
     # Embedding: the plain loops of timm and sentence-transformers.
-    bb = find(tables, file="backbones", columns=("backbone", "baseline emb/s"))
+    bb = find(tables, file="backbones", columns=("backbone", ("baseline", "/s")))
     if bb is not None:
         rows = []
-        oc, bc, bn = bb.col("tlestimators"), bb.col("baseline emb/s"), bb.col("baseline")
-        current = None
+        oc, bc = bb.col("tlestimators", "/s"), bb.col("baseline", "/s")
+        bn = next(i for i, h in enumerate(bb.header) if h.strip().lower() == "baseline") \
+            if any(h.strip().lower() == "baseline" for h in bb.header) else bc
+        unit = bb.header[oc].split()[-1] if oc is not None else "/s"
+        current, ours_name, ours_v, ablation = None, "compute_embeddings", None, False
         for r in bb.rows:
             if r[0]:
                 current = f"{r[0]}, {r[1]}"
+            if r[oc]:
+                # "8.7 (ours, no prefetch)": an ablation row of the benchmark, not a comparison
+                ablation = "(" in r[oc]
                 ours_v = num(r[oc])
-            rows.append(Versus(current, "compute_embeddings", ours_v, r[bn], num(r[bc]), "emb/s"))
+            if ablation:
+                continue
+            rows.append(Versus(current, ours_name, ours_v, r[bn], num(r[bc]), unit))
         blocks["embedding"] = _versus_table(rows, "the plain loop") + provenance(bb)
     else:
         blocks["embedding"] = missing("The throughput table", "python benchmarks/bench_backbones.py")
