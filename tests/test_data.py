@@ -296,7 +296,9 @@ def _jpeg(path, w, h, seed=0):
     ],
 )
 def test_large_jpegs_are_draft_decoded_never_below_the_target(tmp_path, size, min_size,
-                                                               decoded):
+                                                               decoded, monkeypatch):
+    # the mechanism at gap 2 (the default gap, 8, is tested in test_features.py)
+    monkeypatch.setattr(data, "DRAFT_REDUCING_GAP", 2.0)
     p = _jpeg(tmp_path / "a.jpg", *size)
     arr = data.decode_image(p, min_size)
     assert arr.dtype == np.uint8 and arr.shape == (decoded[1], decoded[0], 3)

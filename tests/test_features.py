@@ -307,14 +307,14 @@ def test_prepared_batches_and_decoded_images_alive_at_once_are_bounded(
 
     monkeypatch.setattr(features, "PREFETCH", prefetch)
     batches, decoded = [], []
-    orig_decode = data.decode_image
+    orig_decode = data._decode
 
     def decode(path, min_size=None):
-        arr = orig_decode(path, min_size)
+        arr, full = orig_decode(path, min_size)
         decoded.append(weakref.ref(arr))
-        return arr
+        return arr, full
 
-    monkeypatch.setattr(data, "decode_image", decode)
+    monkeypatch.setattr(data, "_decode", decode)
 
     class Slow(TinyConvBackbone):
         max_batches = max_images = 0
@@ -456,3 +456,95 @@ def test_pretrained_frozen_backbone_is_shared_across_random_states():
     d = frozen_backbone(FrozenFeatureClassifier("efficientnet_lite0", backbone_kwargs=rand,
                                                 random_state=1))
     assert c is not d and c.fingerprint() != d.fingerprint()
+
+
+def test_cpu_images_are_prepared_and_run_one_forward_piece_at_a_time(tmp_path, monkeypatch):
+    # memory: on CPU a batch of images is never held whole (decoded or as activations)
+    sizes = []
+
+    class Recording(TinyConvBackbone):
+        def preprocess(self, items, train=False):
+            sizes.append(len(items))
+            return super().preprocess(items, train)
+
+        def forward(self, batch):
+            sizes.append(-len(batch))
+            return super().forward(batch)
+
+    bb = Recording()
+    paths = _image_files(tmp_path, 11)
+    whole = compute_embeddings(bb, bb.check_input(paths), batch_size=64, cache=False)
+    assert sizes[0] == 11  # a piece of 4 * 224^2 pixels holds all 11 16-px images
+    monkeypatch.setattr(features, "CPU_FORWARD_PIXELS", 3 * 16 * 16)
+    sizes.clear()
+    out = compute_embeddings(bb, bb.check_input(paths), batch_size=64, cache=False)
+    prepared = [s for s in sizes if s > 0]
+    assert prepared == [3, 3, 3, 2] and max(-s for s in sizes if s < 0) == 3
+    np.testing.assert_allclose(out, whole, rtol=1e-5, atol=1e-6)
+
+
+def _photo_jpeg(path, w, h, seed=0):
+    """A JPEG with detail at every scale (what makes draft decoding differ)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    img = np.zeros((h, w, 3), np.float32)
+    for k in range(1, 8):  # octaves of noise, upsampled: texture at all frequencies
+        small = rng.random((max(2, h >> k), max(2, w >> k), 3)).astype(np.float32)
+        t = torch.from_numpy(small).permute(2, 0, 1)[None]
+        img += torch.nn.functional.interpolate(t, (h, w), mode="bilinear")[0].permute(
+            1, 2, 0).numpy() / 7
+    Image.fromarray((img * 255).clip(0, 255).astype(np.uint8)).save(path, quality=92)
+    return str(path)
+
+
+@pytest.mark.parametrize("size, short, drafted", [
+    (224, 2048, False),  # 1/2 would leave 1024 < 8 x 256: decoded in full
+    (224, 4096, True),   # 1/2 leaves 2048 = 8 x 256
+    (64, 1168, True),    # 1/2 leaves 584 = 8 x 73
+    (64, 1000, False),   # 1/2 would leave 500 < 584
+])
+def test_draft_decoding_is_used_for_large_jpegs_only_above_the_gap(
+        tmp_path, monkeypatch, size, short, drafted):
+    from tlestimators import data
+
+    p = str(tmp_path / "a.jpg")
+    from PIL import Image
+
+    Image.new("RGB", (short + short // 3, short), (10, 200, 30)).save(p)
+    resize = data.ImagePreprocessor((3, size, size), (0.5,) * 3, (0.5,) * 3,
+                                    augment=False).resize_size
+    arr, full = data._decode(p, resize)
+    assert full == (short, short + short // 3)
+    assert (min(arr.shape[:2]) < short) == drafted
+    assert min(arr.shape[:2]) >= min(short, data.DRAFT_REDUCING_GAP * resize)
+    monkeypatch.setattr(data, "JPEG_DRAFT", False)
+    assert data._decode(p, resize)[0].shape[:2] == full
+
+
+def test_draft_decoded_crops_match_the_full_decode(tmp_path, monkeypatch):
+    """The default gap keeps a draft-decoded crop within rounding of the full decode's,
+    and the resize uses the full image's geometry (DCT scaling rounds the sides up:
+    337 x 500 at 1/2 is 169 x 250, whose own aspect gives a long side one pixel short
+    and so a centre crop one pixel off)."""
+    from tlestimators import data
+
+    pre = data.ImagePreprocessor((3, 64, 64), (0.5,) * 3, (0.5,) * 3, augment=False)
+
+    def crops(path):
+        monkeypatch.setattr(data, "JPEG_DRAFT", False)
+        full = pre([path])
+        monkeypatch.setattr(data, "JPEG_DRAFT", True)
+        return full, pre([path])
+
+    big = _photo_jpeg(tmp_path / "big.jpg", 1560, 1170)  # 1/2 at the default gap
+    assert data._decode(big, pre.resize_size)[0].shape[:2] == (585, 780)
+    full, draft = crops(big)
+    assert (full - draft).abs().max() * 0.5 * 255 <= 1.01  # one uint8 level
+    # geometry, at a gap where the DCT scale rounds the aspect ratio
+    monkeypatch.setattr(data, "DRAFT_REDUCING_GAP", 2.0)
+    odd = _photo_jpeg(tmp_path / "odd.jpg", 337, 500, seed=1)
+    assert data._decode(odd, pre.resize_size)[0].shape[:2] == (250, 169)
+    full, draft = crops(odd)
+    shifted = full.roll(1, dims=-2)  # what a crop one pixel off looks like
+    assert (full - draft).abs().mean() < 0.5 * (full - shifted).abs().mean()

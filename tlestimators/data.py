@@ -236,18 +236,28 @@ def _check_unit_range(X, name):
 #: changing it).
 JPEG_DRAFT = True
 #: Draft decoding stops at a scale at least this many times the resize target, so the
-#: antialiased resize still does the last >= 2x of the reduction (Pillow's own
-#: ``Image.thumbnail(reducing_gap=2.0)`` rule): DCT-domain scaling alone aliases like a
-#: box filter (cosine 0.991 to a full decode on hymenoptera's largest photos, 0.9992
-#: with this gap).
-DRAFT_REDUCING_GAP = 2.0
+#: antialiased resize after it still does the last >= 8x of the reduction. Decoding at
+#: DCT scale 1/k amounts to a k x k block average before the resize (its errors match
+#: Pillow's ``Image.reduce(k)`` + resize), and only a large remaining reduction hides that
+#: prefilter. Pillow's own rule (``reducing_gap=2`` in ``Image.thumbnail``; ``>= 3``
+#: "indistinguishable in most cases" for viewing) is too coarse for frozen features:
+#: measured at 64 px on hymenoptera's 398 files against a full decode, gap 2 moved the
+#: resized crops by up to 51 levels (embedding cosine 0.975 to the plain timm loop),
+#: 3 by 27 (0.994), 4 by 11 (0.995), 6 by 1 (0.9990), 8 by 1 (0.9994, as without
+#: draft: torch vs PIL resize rounding). The price: at 224 px (256 px resize) only
+#: JPEGs with a short side >= 4096 px are draft-decoded.
+DRAFT_REDUCING_GAP = 8.0
 
 
 def _draft_request(size, min_size):
     """The smallest ``(w, h)`` whose short side is ``min_size``, same aspect as ``size``."""
     w, h = size
     r = min_size / min(w, h)
-    return (math.ceil(w * r), math.ceil(h * r))
+    # Pillow takes the DCT scale 1/k with side // k >= request on both sides: the short
+    # side decides; the long one is rounded down so that it never vetoes that scale
+    # (5461 x 4096 for 2048: a request of 2731 x 2048 would rule out 1/2)
+    return (math.ceil(w * r) if w <= h else int(w * r),
+            math.ceil(h * r) if h <= w else int(h * r))
 
 
 def _rgb_array(im) -> np.ndarray:
@@ -276,21 +286,32 @@ def decode_image(path, min_size=None) -> np.ndarray:
         decoded in draft mode (libjpeg's DCT scaling by 1/2, 1/4 or 1/8,
         :meth:`PIL.Image.Image.draft`) at the smallest scale whose short side is still
         ``>= DRAFT_REDUCING_GAP * min_size``, which is several times cheaper than a full
-        decode followed by a large downscale (at 64 px, most photos). Draft mode never
-        goes below that size, and other formats are decoded in full.
+        decode followed by a large downscale. Draft mode never goes below that size, and
+        other formats are decoded in full. The array is then smaller than the file's
+        image: resize it with the geometry of the full image (``_decode`` returns its
+        size), not with its own aspect ratio, which DCT scaling rounds.
     """
+    return _decode(path, min_size)[0]
+
+
+def _decode(path, min_size=None):
+    """``(decode_image(path, min_size), (H, W) of the full-resolution oriented image)``."""
     from PIL import Image, ImageOps
 
     try:
         with Image.open(path) as im:
+            full = im.size
             if JPEG_DRAFT and min_size is not None and im.format == "JPEG":
                 target = DRAFT_REDUCING_GAP * min_size
                 if min(im.size) >= 2 * target:  # else no DCT scale (1/2 ...) fits
                     im.draft("RGB", _draft_request(im.size, target))
+            decoded = im.size
             ImageOps.exif_transpose(im, in_place=True)
-            return _rgb_array(im)
+            arr = _rgb_array(im)
     except Exception as exc:
         raise ValueError(f"image file {path!r} could not be decoded: {exc}") from exc
+    turned = (arr.shape[1], arr.shape[0]) != decoded  # EXIF rotated it by 90 degrees
+    return arr, ((full[0], full[1]) if turned else (full[1], full[0]))
 
 
 def load_image(item, min_size=None) -> torch.Tensor:
@@ -299,6 +320,11 @@ def load_image(item, min_size=None) -> torch.Tensor:
     The tensor is a channels-last view of the decoded ``(H, W, 3)`` pixels (no copy).
     ``min_size`` allows draft decoding of large JPEG files (see ``decode_image``).
     """
+    return _load(item, min_size)[0]
+
+
+def _load(item, min_size=None):
+    """``(load_image(item, min_size), (H, W) of the full-resolution image)``."""
     from PIL import ImageOps
 
     if isinstance(item, np.ndarray):
@@ -308,12 +334,13 @@ def load_image(item, min_size=None) -> torch.Tensor:
                 t = t.unsqueeze(0).expand(3, -1, -1)
             else:
                 t = t.permute(2, 0, 1)
-        return t
+        return t, tuple(t.shape[-2:])
     if isinstance(item, str):
-        arr = decode_image(item, min_size)
+        arr, full = _decode(item, min_size)
     else:
         arr = _rgb_array(ImageOps.exif_transpose(item))
-    return torch.from_numpy(arr).permute(2, 0, 1)
+        full = arr.shape[:2]
+    return torch.from_numpy(arr).permute(2, 0, 1), tuple(full)
 
 
 class ImagePreprocessor:
@@ -379,6 +406,24 @@ class ImagePreprocessor:
         x = batch_nhwc.permute(0, 3, 1, 2).to(torch.float32)  # keeps NHWC memory
         return x.sub_(shift).mul_(scale)
 
+    def _eval_geometry(self, geom, img, full_hw):
+        """Resize + centre crop ``img``, with the geometry of the full-resolution image.
+
+        A draft-decoded JPEG (``decode_image``) is smaller than its file's image and DCT
+        scaling rounds its sides up, so its own aspect ratio can give a resized long side
+        one pixel off, which shifts the centre crop by a pixel (cosine 0.93 at 64 px). It
+        is resized to the size the full image would get (torchvision's rule), instead."""
+        if tuple(img.shape[-2:]) == tuple(full_hw):
+            return geom(img)
+        from torchvision.transforms import InterpolationMode
+        from torchvision.transforms.v2 import functional as F
+
+        (h, w), s = full_hw, self.resize_size
+        size = [s, int(s * w / h)] if h <= w else [int(s * h / w), s]
+        img = F.resize(img, size, interpolation=InterpolationMode(self.interpolation),
+                       antialias=True)
+        return F.center_crop(img, list(self.input_size[-2:]))
+
     def __call__(self, items, train=False) -> torch.Tensor:
         geom, tr, tail, _, _ = self._built or self._build()
         if train and self.augment:
@@ -393,7 +438,7 @@ class ImagePreprocessor:
         out = None
         floats = []
         for i, it in enumerate(items):
-            crop = geom(load_image(it, self.resize_size))
+            crop = self._eval_geometry(geom, *_load(it, self.resize_size))
             if crop.dtype != torch.uint8:  # a float (3, H, W) array inside a list
                 floats.append((i, crop))
                 continue

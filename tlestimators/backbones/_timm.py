@@ -17,7 +17,6 @@ to timm's layout in memory (:func:`lukemelas_to_timm`) and loaded with ``strict=
 from __future__ import annotations
 
 import difflib
-import functools
 import importlib
 import numbers
 import os
@@ -118,10 +117,11 @@ def lukemelas_to_timm(state_dict: dict, model: nn.Module) -> dict:
     return out
 
 
-@functools.lru_cache(maxsize=4)
 def _read_weights_cached(path: str, mtime_ns: int) -> dict:
-    # One read (+ conversion later) per process for installed weights: every estimator
-    # clone and CV fold building efficientnet_lite0 reuses it; load_state_dict copies.
+    # Not memoised: a process-lifetime copy of the state dict (18 MB for
+    # efficientnet_lite0) would sit next to every model's own weights (load_state_dict
+    # copies) for a saving of one file read (~0.1 s) per build; frozen estimators
+    # share one built backbone anyway (features.frozen_backbone).
     from tlestimators.backbones._weights import read_state_dict
 
     return read_state_dict(path)
