@@ -301,7 +301,7 @@ class BaseDomainAdapter(NetClassifierMixin, ClassifierMixin, TransformerMixin,
         "momentum": [Interval(Real, 0, 1, closed="both")],
         "batch_size": [Interval(Integral, 2, None, closed="left")],
         "balanced": ["boolean"],
-        "standardize": [StrOptions({"global", "per_feature"}), None],
+        "standardize": [StrOptions({"auto", "global", "per_feature"}), None],
         "head_init": [StrOptions({"probe", "random"})],
     }
 
@@ -403,8 +403,11 @@ class BaseDomainAdapter(NetClassifierMixin, ClassifierMixin, TransformerMixin,
         else:
             inputs = items
         scaler = nn.Identity()
-        if self.standardize is not None and (frozen or modality == "features"):
-            scaler = input_scaler(inputs, self.standardize)
+        how = self.standardize
+        if how == "auto":  # dense features and frozen embeddings: one global scale
+            how = None if hasattr(inputs, "tocsr") else "global"
+        if how is not None and (frozen or modality == "features"):
+            scaler = input_scaler(inputs, how)
         width = self.bottleneck
         if width == "auto":
             width = 256 if frozen else None
