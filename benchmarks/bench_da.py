@@ -68,6 +68,51 @@ TUNED_DANN_AMAZON = {"B->D": 82.2, "B->E": 80.0, "B->K": 83.4, "D->B": 80.4, "D-
                      "D->K": 83.6, "E->B": 75.0, "E->D": 76.9, "E->K": 86.8, "K->B": 74.9,
                      "K->D": 78.5, "K->E": 85.9}
 SCORERS = ("dev", "iwv", "ent")
+OLD_DEFAULTS = "old defaults (SGD 0.01, raw inputs)"
+DEFAULTS, DEFAULTS_0 = "defaults", "defaults, lambda 0"
+SKIP_CANDIDATES = False  # --only-extras: fit the extra columns, not the candidates
+
+
+def defaults_pair(X, y, X_test, y_test, seed):
+    """``DANNAdapter(random_state=seed)`` and the same at ``lambda_max=0``: what a new user
+    gets, and whether its adaptation beats its own source-only fit."""
+    from tlestimators import DANNAdapter
+
+    def fn(lam):
+        def run(tr):
+            m = DANNAdapter(lambda_max=lam, random_state=seed, device="cpu").fit(
+                X[tr], y[tr])
+            return np.mean(m.predict(X_test) == y_test)
+        return run
+    return {DEFAULTS: fn(1.0), DEFAULTS_0: fn(0.0)}
+
+
+def defaults_table(title, recs, lines, lr_key="logistic regression"):
+    """Per pair (mean over the seeds that have both): defaults vs its lambda 0 vs LR."""
+    pairs = list(dict.fromkeys(r["pair"] for r in recs))
+    lines += [f"### {title}: DANNAdapter() defaults vs its own lambda=0", "",
+              f"| pair | seeds | {DEFAULTS} | {DEFAULTS_0} | difference | logistic regression "
+              f"| {OLD_DEFAULTS} |", "|---|---|---|---|---|---|---|"]
+    agg, n_ok, n_all = [], 0, 0
+    for p in pairs:
+        rr = [r["extra"] for r in recs if r["pair"] == p
+              and DEFAULTS in r.get("extra", {}) and DEFAULTS_0 in r.get("extra", {})]
+        if not rr:
+            continue
+        d, d0 = np.mean([e[DEFAULTS] for e in rr]), np.mean([e[DEFAULTS_0] for e in rr])
+        lr = [e[lr_key] for e in rr if lr_key in e]
+        old = [e[OLD_DEFAULTS] for e in rr if OLD_DEFAULTS in e]
+        agg.append((d, d0, np.mean(lr) if lr else np.nan))
+        n_ok += d >= d0
+        n_all += 1
+        lines.append(f"| {p} | {len(rr)} | {d:.1f} | {d0:.1f} | {d - d0:+.1f} | "
+                     + (f"{np.mean(lr):.1f}" if lr else "") + " | "
+                     + (f"{np.mean(old):.1f}" if old else "") + " |")
+    if agg:
+        a = np.array(agg)
+        lines += [f"| **mean ({n_all})** | | {a[:, 0].mean():.1f} | {a[:, 1].mean():.1f} | "
+                  f"{(a[:, 0] - a[:, 1]).mean():+.1f} | {np.nanmean(a[:, 2]):.1f} | |", "",
+                  f"Defaults >= their own lambda=0 on {n_ok} of {n_all} pairs (seed means).", ""]
 
 
 def log(*a):
@@ -145,8 +190,11 @@ def run_pair(store, label, X, y, X_test, y_test, seed, methods, grid, common, ex
     rec = json.loads(path.read_text()) if path.is_file() else {"pair": label, "seed": seed,
                                                                 "cands": {}}
     tr, va = next(SourceTargetShuffleSplit(1, test_size=0.2, random_state=seed).split(X, y))
+    old = rec.get("extra", {}).pop("DANN defaults", None)  # measured with the SGD defaults
+    if old is not None:
+        rec["extra"][OLD_DEFAULTS] = old
     for key, cls, params in candidates(methods, grid):
-        if key in rec["cands"]:
+        if key in rec["cands"] or SKIP_CANDIDATES:
             continue
         have = cls().get_params()  # each method takes its own subset (no domain_head in CORAL)
         est = cls(**{k: v for k, v in common.items() if k in have}, **params,
@@ -202,21 +250,31 @@ def recipes():
             return keys[int(np.argmax(v))]  # first max: source-only on ties
         return rule
 
-    d = SafeDASelection()
-    default = lib(d.min_wins, tuple(d.scorers), d.min_agreement)
+    def consensus(t):
+        def rule(keys, cands):
+            params = [{"lambda_max": 0.0} if k == "source-only" else {"lambda_max": 1.0, "k": k}
+                      for k in keys]
+            preds = [cands[k]["pred_val_target"] for k in keys]
+            return keys[SafeDASelection(min_agreement=t).select_by_consensus(params, preds)]
+        return rule
+
     return {"DEV": single("dev"), "IWV": single("iwv"), "entropy": single("ent"),
             "rank ensemble DEV+IWV+entropy (no guard)": lib(0),
             "DEV+IWV+entropy, majority must beat source-only": lib("majority"),
             "DEV+IWV+entropy, all must beat source-only": lib("all"),
             "DEV+IWV both beat source-only": lib("all", ("iwv", "dev")),
             "majority + agreement guard 0.8": lib("majority", SCORERS, 0.8),
-            "DEV+IWV both + agreement guard 0.8": lib("all", ("iwv", "dev"), 0.8),
             "IWV + agreement guard 0.8": lib("all", ("iwv",), 0.8),
             "IWV + agreement guard 0.9": lib("all", ("iwv",), 0.9),
-            DEFAULT_RECIPE: default}
+            "consensus, agreement >= 0.6": consensus(0.6),
+            "consensus, agreement >= 0.8": consensus(0.8),
+            "consensus, no agreement floor": consensus(None),
+            SCORE_RECIPE: lib("all", ("dev", "iwv"), 0.8),
+            DEFAULT_RECIPE: consensus(SafeDASelection(rule="consensus")._min_agreement())}
 
 
-DEFAULT_RECIPE = "library default (SafeDASelection())"
+DEFAULT_RECIPE = "library default (SafeDASelection(): consensus, agreement >= 0.7)"
+SCORE_RECIPE = "previous default (SafeDASelection(rule='scores'): DEV+IWV + guard 0.8)"
 
 
 def summarise(recs, methods_order, grid=None):
@@ -407,7 +465,6 @@ def amazon(args, lines, all_rows):
     from sklearn.decomposition import TruncatedSVD
     from sklearn.linear_model import LogisticRegression
 
-    from tlestimators import DANNAdapter
     from tlestimators.datasets import AMAZON_DOMAINS, DatasetNotFoundError, load_amazon
 
     try:
@@ -452,10 +509,6 @@ def amazon(args, lines, all_rows):
                 return np.mean(LogisticRegression(C=1.0, max_iter=2000).fit(
                     X[src], y[src]).predict(Xte) == yte)
 
-            def defaults(tr, X=X, y=y, Xte=Xte, yte=yte, seed=seed):
-                m = DANNAdapter(random_state=seed, device="cpu").fit(X[tr], y[tr])
-                return np.mean(m.predict(Xte) == yte)
-
             def sk_coral(tr, X=X, y=y, Xte=Xte, yte=yte, seed=seed):
                 import skada
                 svd = TruncatedSVD(100, random_state=seed).fit(X[tr])
@@ -470,15 +523,17 @@ def amazon(args, lines, all_rows):
                                     batch_size=64, seed=seed)
                 return np.mean(pred == yte)
 
-            extra = {"logistic regression": lr_src, "DANN defaults": defaults,
+            extra = {"logistic regression": lr_src, **defaults_pair(X, y, Xte, yte, seed),
                      "skada CORAL + LR (SVD-100)": sk_coral}
             if not args.no_skada_deep:
                 extra["skada DANN (working disc.)"] = sk_dann
             recs.append(run_pair(store, p, X, y, Xte, yte, seed, methods, grid, common, extra))
     if not recs:
         return
+    all_recs = recs
     rows = summarise(recs, list(methods), grid)
-    extra_cols = [e for e in ("logistic regression", "DANN defaults", "skada CORAL + LR (SVD-100)",
+    extra_cols = [e for e in ("logistic regression", DEFAULTS, DEFAULTS_0, OLD_DEFAULTS,
+                              "skada CORAL + LR (SVD-100)",
                               "skada DANN (working disc.)") if any(e in r["extra"] for r in rows)]
     note = (f"5000-50-2 sigmoid MLP (the paper's net), Adam 1e-3, {epochs} epochs, batches of 64; "
             f"lambda grid {grid}; seeds {args.seed_list}; methods found: {list(methods)}. "
@@ -486,10 +541,12 @@ def amazon(args, lines, all_rows):
             "label-free scores on the other 20 %; accuracy on the target *test* file. "
             "*selected* = SafeDASelection over source-only + that method's lambdas; "
             "*selected (all methods)* = the same rule over every candidate. "
-            "*DANN defaults* = `DANNAdapter(random_state=seed)`. Tuned DANN (bench_dann.py, "
+            f"*{DEFAULTS}* = `DANNAdapter(random_state=seed)`, *{DEFAULTS_0}* the same with "
+            "`lambda_max=0`. Tuned DANN (bench_dann.py, "
             "20 epochs, full data, lambda by DEV, 3 seeds) kept for reference.")
     table("Amazon reviews (DANN paper files)", note, rows, list(methods), extra_cols, lines,
           reference=("tuned DANN (earlier run)", TUNED_DANN_AMAZON))
+    defaults_table("Amazon", all_recs, lines)
     all_rows += rows
 
 
@@ -527,7 +584,6 @@ def pacs(args, lines, all_rows):
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from tlestimators import DANNAdapter
     from tlestimators.datasets import DatasetNotFoundError, load_pacs
 
     try:
@@ -546,7 +602,8 @@ def pacs(args, lines, all_rows):
     common = _accepted(dict(backbone="mlp", backbone_kwargs={"hidden_sizes": ()},
                             unfreeze="all", bottleneck=256, domain_head="mlp",
                             optimizer="adam", lr=1e-3, weight_decay=1e-4,
-                            max_epochs=epochs, batch_size=64, device="cpu"))
+                            max_epochs=epochs, batch_size=64, device="cpu",
+                            standardize=None))  # the stored runs' setting
     methods = discover_methods()
     grid = args.grid or [0.1, 0.3, 1.0]
     store = OUT / f"pacs_e{epochs}"
@@ -564,10 +621,6 @@ def pacs(args, lines, all_rows):
             lr = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=3000))
             return np.mean(lr.fit(F[src], y[src].astype(str)).predict(Ft) == yt.astype(str))
 
-        def defaults(tr, seed=seed):
-            m = DANNAdapter(random_state=seed, device="cpu").fit(F[tr], y[tr])
-            return np.mean(m.predict(Ft) == yt)
-
         def shallow(adapter, seed=seed):
             def fn(tr, seed=seed):
                 yy = np.array([-1 if (isinstance(v, int) and v == -1) else str(v) for v in y],
@@ -577,15 +630,16 @@ def pacs(args, lines, all_rows):
 
         import skada
 
-        extra = {"logistic regression": lr_src, "DANN defaults": defaults,
+        extra = {"logistic regression": lr_src, **defaults_pair(F, y, Ft, yt, seed),
                  "skada CORAL + LR": shallow(skada.CORALAdapter()),
                  "skada SA + LR": shallow(skada.SubspaceAlignmentAdapter(n_components=128))}
         recs.append(run_pair(store, "P->A", F, y, Ft, yt, seed, methods, grid, common, extra))
     if not recs:
         return
     rows = summarise(recs, list(methods), grid)
-    extra_cols = [e for e in ("logistic regression", "DANN defaults", "skada CORAL + LR",
-                              "skada SA + LR") if any(e in r["extra"] for r in rows)]
+    extra_cols = [e for e in ("logistic regression", DEFAULTS, DEFAULTS_0, OLD_DEFAULTS,
+                              "skada CORAL + LR", "skada SA + LR")
+                  if any(e in r["extra"] for r in rows)]
     note = (f"Frozen efficientnet_lite0 (224 px) features, {len(Fs)} photo + {len(Ft)} art; "
             f"DA nets: 256-unit bottleneck + linear head, Adam 1e-3, {epochs} epochs; lambda "
             f"grid {grid}; seeds {args.seed_list}; methods found: {list(methods)}. Accuracy on "
@@ -593,6 +647,7 @@ def pacs(args, lines, all_rows):
             "as reported there), oracle 77.6.")
     table("PACS photo -> art_painting (frozen efficientnet_lite0)", note, rows, list(methods),
           extra_cols, lines)
+    defaults_table("PACS", recs, lines)
     all_rows += rows
 
 
@@ -645,7 +700,7 @@ def digits(args, lines, all_rows):
     epochs = args.epochs or (3 if args.quick else 5)
     common = _accepted(dict(backbone=SmallCNN(), head="linear", domain_head="mlp",
                             optimizer="adam", lr=1e-3, max_epochs=epochs, batch_size=64,
-                            device="cpu"))
+                            device="cpu", standardize=None))  # the stored runs' setting
     methods = discover_methods()
     grid = args.grid or [0.3, 1.0]
     store = OUT / f"digits_e{epochs}"
@@ -1086,6 +1141,10 @@ def main(argv=None):
     ap.add_argument("--collect-only", action="store_true",
                     help="fit nothing; rebuild the tables from the stored runs")
     ap.add_argument("--output", default=str(RESULTS / "da.md"))
+    ap.add_argument("--note", default=None,
+                    help="a paragraph (or @file) saying what was run, put under the header")
+    ap.add_argument("--only-extras", action="store_true",
+                    help="fit only the extra columns (defaults, LR, skada), not the candidates")
     ap.add_argument("--extra-seeds", default=None,
                     help="dann_amazon: also run source-only and DANN with these seeds")
     ap.add_argument("--resume", action="store_true",
@@ -1094,11 +1153,19 @@ def main(argv=None):
     args.seed_list = ([int(s) for s in args.seeds.split(",")] if args.seeds
                       else [0] if args.quick else [0, 1, 2])
     args.grid = [float(g) for g in args.grid.split(",")] if args.grid else None
+    global SKIP_CANDIDATES
+    SKIP_CANDIDATES = args.only_extras
     torch.set_num_threads(1)
     cmd = "python benchmarks/bench_da.py " + " ".join(argv if argv is not None else sys.argv[1:])
     lines = ["# Domain-adaptation benchmarks", "",
              f"Generated by `{cmd.strip()}` on {time.strftime('%Y-%m-%d %H:%M')} (CPU, torch "
-             f"{torch.__version__}, 1 torch thread; 2 threads for the PACS embedding pass).", ""]
+             f"{torch.__version__}, 1 torch thread; 2 threads for the PACS embedding pass; "
+             f"load average {os.getloadavg()[0]:.0f} when written).", ""]
+    if args.note:
+        note = args.note
+        if note.startswith("@"):
+            note = Path(note[1:]).read_text().strip()
+        lines += [note, ""]
     all_rows = []
     t0 = time.time()
     for sec in args.sections.split(","):
