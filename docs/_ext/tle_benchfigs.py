@@ -665,7 +665,9 @@ class Versus:
         return "**ours**" if better else "**theirs**"
 
 
-def _versus_table(rows, library):
+def _versus_table(rows, library, losses=None):
+    if losses is not None:
+        losses += [(library, v) for v in rows if v.verdict() == "**theirs**"]
     lines = [f".. list-table:: tlestimators against {library}", "   :header-rows: 1", "",
              "   * - task", "     - tlestimators", "     - value", f"     - {library}",
              "     - value", "     - better"]
@@ -696,6 +698,7 @@ def _sd(*cells):
 
 def compared_blocks(tables, out):
     blocks = {}
+    losses = []  # (library, Versus) of every row the other library wins
 
     # Domain adaptation: skada.
     rows, used = [], []
@@ -733,12 +736,14 @@ def compared_blocks(tables, out):
         data = t.title.split("(")[0].strip()
         for r in t.rows:
             pair = r[t.col("pair")].replace("**", "")
+            if pair.startswith("mean") and len(t.rows) <= 2:
+                continue  # the mean of one pair repeats that pair
             for c in skada_cols:
                 rows.append(Versus(f"{data} {pair}", "DA estimators, label-free selection",
                                    num(r[sel]), t.header[c], num(r[c]), "%"))
         if skada_cols:
             used.append(t)
-    blocks["da"] = (_versus_table(rows, "skada") + provenance(*used) if rows
+    blocks["da"] = (_versus_table(rows, "skada", losses) + provenance(*used) if rows
                     else missing("A skada comparison", "python benchmarks/bench_dann.py"))
 
     # Continual learning: Avalanche.
@@ -760,7 +765,7 @@ def compared_blocks(tables, out):
                 rows.append(Versus(f"split digits, {task}: training time", ro[0], num(ro[tc]),
                                    rt[0], num(rt[tc]), "s", higher_is_better=False,
                                    sd=_sd(ro[tc], rt[tc])))
-        blocks["continual"] = _versus_table(rows, "Avalanche") + provenance(av)
+        blocks["continual"] = _versus_table(rows, "Avalanche", losses) + provenance(av)
     else:
         blocks["continual"] = missing("The Avalanche side-by-side", "python benchmarks/bench_continual.py")
 
@@ -792,7 +797,7 @@ def compared_blocks(tables, out):
                     rows.append(Versus(f"{data}, {k} labels/class: fit seconds", name,
                                        num(ours[tc]), "SetFit (defaults)", num(theirs[tc]), "s",
                                        higher_is_better=False))
-        blocks["setfit"] = (_versus_table(rows, "SetFit")
+        blocks["setfit"] = (_versus_table(rows, "SetFit", losses)
                             + list_table(fs, caption="Every method of the run") + provenance(fs))
     elif sf:
         t = sf[0]
@@ -828,7 +833,7 @@ def compared_blocks(tables, out):
                                    num(rt[fc]), "s", higher_is_better=False))
             used.append(zs)
     heads = find(tables, file="defaults", columns=("probe acc", "LRCV acc"))
-    blocks["sklearn"] = (_versus_table(rows, "scikit-learn") if rows else []) + (
+    blocks["sklearn"] = (_versus_table(rows, "scikit-learn", losses) if rows else []) + (
         list_table(heads, caption="The heads alone, on the same embeddings") if heads else []
     ) + provenance(*used, *([heads] if heads else []))
     if not used:
@@ -854,7 +859,7 @@ def compared_blocks(tables, out):
             if ablation:
                 continue
             rows.append(Versus(current, ours_name, ours_v, r[bn], num(r[bc]), unit))
-        blocks["embedding"] = _versus_table(rows, "the plain loop") + provenance(bb)
+        blocks["embedding"] = _versus_table(rows, "the plain loop", losses) + provenance(bb)
     else:
         blocks["embedding"] = missing("The throughput table", "python benchmarks/bench_backbones.py")
 
@@ -867,6 +872,19 @@ def compared_blocks(tables, out):
             "Not measured: no CLIP weights are installable on the machines that produced "
             "these results, so ``benchmarks/bench_zeroshot.py`` skips its PACS CLIP check "
             "(``--clip-weights FILE`` runs it). Until then there is no number to compare.", ""]
+    # Where we lose: every row above that the other library wins, in one place.
+    if losses:
+        lines = [".. list-table:: Rows where the other library is better", "   :header-rows: 1", "",
+                 "   * - against", "     - task", "     - tlestimators", "     - theirs"]
+        for lib, v in losses:
+            def fmt(x, unit=v.unit):
+                return "--" if x is None else f"{x:g} {unit}".strip()
+            lines += [f"   * - {rst_cell(lib)}", f"     - {rst_cell(v.task)}",
+                      f"     - {rst_cell(v.ours_name)}: {fmt(v.ours)}",
+                      f"     - {rst_cell(v.theirs_name)}: {fmt(v.theirs)}"]
+        blocks["losses"] = lines + [""]
+    else:
+        blocks["losses"] = ["No measured row where the other library is better.", ""]
     return blocks
 
 
