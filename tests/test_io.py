@@ -238,3 +238,43 @@ def test_model_card_content(feats, tmp_path):
     for needle in ("FrozenFeatureClassifier", "neg, pos", "accuracy (held-out)", "0.9100",
                    "training samples", "Intended use", "torch", "| max_epochs |"):
         assert needle in card, needle
+
+
+def test_lora_finetune_saved_as_adapters_over_package_reference(tmp_path):
+    """A LoRA fine-tune over package weights: only the adapters (+ head) are written,
+    load rebuilds base + adapters and predicts exactly; other base weights are refused."""
+    pytest.importorskip("peft")
+    X, y = make_image_blobs(8, 32)
+    est = tle.FineTuneClassifier("efficientnet_lite0", backbone_kwargs={"img_size": 32},
+                                 unfreeze="lora", max_epochs=1, batch_size=8, lr=1e-2,
+                                 device="cpu", random_state=0).fit(X, y)
+    p = save(est, tmp_path / "lora")
+    full = save(est, tmp_path / "full", include_backbone=True)
+
+    def size(d):
+        return sum(os.path.getsize(os.path.join(r, f)) for r, _, fs in os.walk(d) for f in fs)
+
+    n_weights = sum(t.numel() * t.element_size()
+                    for t in est.net_.module_.backbone.state_dict().values())
+    n_adapters = sum(t.numel() * t.element_size() for t in est.lora_["adapters"].values())
+    # adapters + head + config, not the 13 MB of merged weights (the pickle holds the same)
+    assert size(p) < n_adapters + 300_000 < 0.1 * n_weights < size(full)
+    cfg = json.loads((p / "config.json").read_text())
+    nodes = [o["$backbone_lora"] for o in cfg["objects"] if o and "$backbone_lora" in o]
+    assert len(nodes) == 1 and nodes[0]["name"] == "efficientnet_lite0"
+    assert nodes[0]["fingerprint"] == est.lora_["base_fingerprint"]
+    for d in (p, full):
+        loaded = load(d)
+        assert np.abs(loaded.predict_proba(X) - est.predict_proba(X)).max() == 0.0
+    loaded = load(p)
+    assert loaded.lora_["by_reference"] and set(loaded.lora_["adapters"]) == set(
+        est.lora_["adapters"])
+    assert len(pickle.dumps(loaded)) < 0.1 * n_weights  # still pickles by reference
+
+    card = (p / "README.md").read_text()
+    assert "LoRA" in card and est.lora_["base_fingerprint"] in card
+
+    nodes[0]["fingerprint"] = "0" * 64  # adapters trained on other base weights
+    (p / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(FingerprintMismatchError, match=r"LoRA adapters.*'efficientnet_lite0'"):
+        load(p)

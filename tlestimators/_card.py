@@ -77,6 +77,7 @@ def model_card(estimator, config, *, scores=None, data_summary=None) -> str:
                 f"- Weights fingerprint: `{bb.get('fingerprint')}`", ""]
     else:
         out += ["- (see the parameters below)", ""]
+    out += _lora_lines(final, config)
     params = config.get("params") or {}
     out += ["## Parameters", "", _table(sorted((k, f"`{json.dumps(v)}`") for k, v in
                                                params.items()), ["parameter", "value"]), ""]
@@ -112,6 +113,25 @@ def model_card(estimator, config, *, scores=None, data_summary=None) -> str:
         f"Saved at {config.get('saved_at')}.", "",
     ]
     return "\n".join(out)
+
+
+def _lora_lines(final, config) -> list:
+    """What a LoRA fine-tune changed and what the directory holds of it."""
+    lora = getattr(final, "lora_", None)
+    if not isinstance(lora, dict) or lora.get("adapters") is None:
+        return []
+    st = lora.get("settings") or {}
+    n = sum(int(t.numel()) for t in lora["adapters"].values())
+    by_ref = any(isinstance(o, dict) and "$backbone_lora" in o
+                 for o in config.get("objects") or ())
+    out = [f"- Fine-tuned with LoRA ({st.get('family')} family, r={st.get('r')}, "
+           f"alpha={st.get('lora_alpha')}): {n:,} adapter weights, merged into the backbone "
+           "for prediction.",
+           f"- Base weights fingerprint: `{lora.get('base_fingerprint')}`."]
+    if by_ref:
+        out.append("- Stored as the adapters only: `load` rebuilds the base backbone from its "
+                   "package, refuses other weights (fingerprint), and merges them again.")
+    return out + [""]
 
 
 def _pipeline_tag(modality):

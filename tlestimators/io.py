@@ -27,7 +27,10 @@ starts with a fresh optimizer, as ``RehearsalLearner`` does at each experience a
 Backbones whose weights come from an installed package (``config.weights`` starting
 with ``"package:"``) and are unchanged are stored by reference: registry name, creation
 arguments and weights fingerprint. :func:`load` rebuilds them from the package and
-refuses a fingerprint mismatch (:class:`FingerprintMismatchError`). Pass
+refuses a fingerprint mismatch (:class:`FingerprintMismatchError`). A LoRA-fine-tuned
+backbone (``FineTuneClassifier(unfreeze="lora")``) over package weights is stored the
+same way plus its adapter weights and LoRA settings; :func:`load` rebuilds the base,
+checks its fingerprint, and merges the adapters again, as unpickling does. Pass
 ``include_backbone=True`` to copy the weights into the directory instead.
 """
 
@@ -268,12 +271,20 @@ class _Writer:
         if is_estimator:
             self.estimators.append(obj)
         try:
-            if type(obj).__getstate__ is not object.__getstate__ and not hasattr(obj, "_modules"):
+            if hasattr(obj, "_state_for_save") and not hasattr(obj, "_modules"):
+                # e.g. a LoRA FineTuneClassifier: its pickle state swaps the backbone for
+                # pickled bytes; here the backbone stays and is written as adapters
+                state = obj._state_for_save()
+            elif type(obj).__getstate__ is not object.__getstate__ and not hasattr(obj, "_modules"):
                 state = obj.__getstate__()
             elif hasattr(obj, "__dict__"):
                 state = dict(vars(obj))
             else:
                 raise TypeError(f"Cannot save a {name} (no __dict__ or __getstate__).")
+            if _is_skorch_callback(obj):
+                # a fitted LRScheduler holds the optimizer, and through it every trained
+                # tensor a second time: fit-time state that ``initialize()`` rebuilds
+                state = {k: (None if _is_optim_state(v) else v) for k, v in state.items()}
             if hasattr(obj, "_modules"):  # nn.Module: hooks are process state, not model state
                 state = {k: (type(v)() if _is_hook_dict(k) else v) for k, v in state.items()}
             self.objects[idx] = {"$object": name, "state": self.encode(state)}
@@ -331,10 +342,32 @@ class _Writer:
         weights = str(getattr(bb.config, "weights", ""))
         fp = bb.fingerprint()
         fresh_fp = info.pop("_fresh_fp")
+        lora = self._lora_of(bb)
+        if lora is not None and weights.startswith("package:") and not self.include_backbone \
+                and fresh_fp == lora["base_fingerprint"]:
+            # package base weights + LoRA merged in: the base by reference, the adapters
+            settings = {k: v for k, v in lora["settings"].items() if k != "family"}
+            return {"$backbone_lora": {
+                **info, "weights": weights, "fingerprint": lora["base_fingerprint"],
+                "family": lora["settings"].get("family"), "settings": self.encode(settings),
+                "adapters": {k: self.encode(v) for k, v in lora["adapters"].items()},
+            }}
         if weights.startswith("package:") and not self.include_backbone and fresh_fp == fp:
             return {"$backbone_ref": {**info, "fingerprint": fp, "weights": weights}}
         state = {k: self.encode(v) for k, v in bb.state_dict().items()}
         return {"$backbone_state": {**info, "state": state}}
+
+    def _lora_of(self, bb):
+        """The ``lora_`` record of the estimator being written when ``bb`` is its fitted
+        (merged) backbone whose base weights come from a package; else ``None``."""
+        est = self.estimators[-1]
+        lora = getattr(est, "lora_", None)
+        net = getattr(est, "net_", None)
+        if (not isinstance(lora, dict) or not lora.get("by_reference")
+                or lora.get("adapters") is None or net is None
+                or getattr(getattr(net, "module_", None), "backbone", None) is not bb):
+            return None
+        return lora
 
     def _pure_sklearn(self, obj) -> bool:
         try:
@@ -366,6 +399,20 @@ _NET_FITTED_ATTRS = ("classes_inferred_",)
 def _is_hook_dict(key: str) -> bool:
     return key.endswith("_hooks") or key.endswith("_hooks_with_kwargs") or key.endswith(
         "_hooks_always_called") or key == "_state_dict_pre_hooks"
+
+
+def _is_skorch_callback(obj) -> bool:
+    try:
+        from skorch.callbacks import Callback
+    except ImportError:  # pragma: no cover
+        return False
+    return isinstance(obj, Callback)
+
+
+def _is_optim_state(v) -> bool:
+    import torch
+
+    return isinstance(v, (torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler))
 
 
 def _is_skorch_net(obj) -> bool:
@@ -507,6 +554,10 @@ class _Reader:
             out = self._load_skops(node["$skops"])
         elif "$backbone_ref" in node:
             out = _backbone_from_reference(node["$backbone_ref"])
+        elif "$backbone_lora" in node:
+            info = node["$backbone_lora"]
+            out = _backbone_from_lora(info, self.decode(info["settings"]),
+                                      {k: self.decode(v) for k, v in info["adapters"].items()})
         elif "$backbone_state" in node:
             info = node["$backbone_state"]
             state = {k: self.decode(v) for k, v in info["state"].items()}
@@ -518,9 +569,11 @@ class _Reader:
 
     def _build_net(self, idx, node):
         cls = _resolve(node["$skorch"], trusted=self.trusted)
-        params = self.decode(node["params"])
-        net = cls(**params)
+        # registered before its parameters are decoded: parameters that point back at the
+        # net (FineTuneClassifier's collate functions) must get this net, not a second one
+        net = cls.__new__(cls)
         self.built[idx] = net
+        net.__init__(**self.decode(node["params"]))
         if node["initialized"]:
             module = self.decode(node["module"])
             net.initialize()
@@ -583,6 +636,30 @@ def _backbone_from_reference(ref):
             "include_backbone=True."
         )
     _restore_mode(bb, ref)
+    return bb
+
+
+def _backbone_from_lora(info, settings, adapters):
+    """Rebuild the package backbone, check its base fingerprint, put the saved LoRA
+    adapters on and merge them (what fit did at its end)."""
+    from tlestimators.backbones.lora import apply_lora, load_lora_state_dict, merge_lora
+    from tlestimators.backbones.registry import create_backbone
+    from tlestimators.features import backbone_fingerprint
+
+    bb = create_backbone(info["name"], **info["kwargs"])
+    fp = backbone_fingerprint(bb)
+    if fp != info["fingerprint"]:
+        raise FingerprintMismatchError(
+            f"The model stores only LoRA adapters ({info.get('family')}) over the backbone "
+            f"{info['name']!r} ({info['weights']}), whose weights installed here have "
+            f"fingerprint {fp[:16]}..., but the adapters were trained on "
+            f"{info['fingerprint'][:16]}.... Install the package version the model was "
+            "trained with, or save it with include_backbone=True."
+        )
+    apply_lora(bb, settings)
+    load_lora_state_dict(bb, adapters)
+    merge_lora(bb)
+    _restore_mode(bb, info)
     return bb
 
 

@@ -435,7 +435,12 @@ class FineTuneClassifier(NetClassifierMixin, BackboneParamsMixin, ClassifierMixi
     def __getstate__(self):
         from tlestimators.estimators._lora import lora_getstate
 
-        return lora_getstate(self, super().__getstate__())
+        return lora_getstate(self, self._state_for_save())
+
+    def _state_for_save(self):
+        """The state with the fitted (merged) backbone in place: :func:`tlestimators.save`
+        writes a LoRA backbone as its base's reference plus ``lora_["adapters"]`` itself."""
+        return super().__getstate__()
 
     def __setstate__(self, state):
         from tlestimators.estimators._lora import lora_setstate
