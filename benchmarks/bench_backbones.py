@@ -201,12 +201,13 @@ def stage_profile(bb, plain, paths, batch, reps):
     geom = (pre._built or pre._build())[0]
     size = pre.input_size[-2:]
     o = {}
-    o["decode"], arrs = timed(lambda: [data.decode_image(q, pre.resize_size) for q in paths])
+    o["decode"], arrs = timed(lambda: [data._decode(q, pre.resize_size) for q in paths])
 
     def resize():
         buf = torch.empty((n, *size, 3), dtype=torch.uint8)
-        for i, a in enumerate(arrs):
-            buf[i].copy_(geom(torch.from_numpy(a).permute(2, 0, 1)).permute(1, 2, 0))
+        for i, (a, full) in enumerate(arrs):
+            t = torch.from_numpy(a).permute(2, 0, 1)
+            buf[i].copy_(pre._eval_geometry(geom, t, full).permute(1, 2, 0))
         return buf
 
     o["resize/crop"], buf = timed(resize)
@@ -214,8 +215,9 @@ def stage_profile(bb, plain, paths, batch, reps):
     o["layout"], xo = timed(lambda: xo.contiguous(memory_format=torch.channels_last))
     module = features.inference_module(bb, xo[:batch])
     with torch.inference_mode():
-        o["forward"], zo = timed(lambda: torch.cat(
-            [module(xo[i:i + batch]) for i in range(0, n, batch)]))
+        o["forward"], zo = timed(lambda: torch.cat(  # in CPU pieces, as compute_embeddings
+            [module(q) for i in range(0, n, batch)
+             for q in features._pieces(xo[i:i + batch], False)]))
     o["copy out"], _ = timed(lambda: zo.float().cpu().numpy().copy())
     e2e = {}
     for pf in (0, 1):
@@ -254,17 +256,23 @@ def bench_image_set(args, rows, size, src, paths, n, variants):
     fns["cl"] = lambda: plain.embed(sel, batch, True)
     r = interleaved(fns, n, rounds)
     ref = plain.embed(sel, batch, True)
-    cos = min_cosine(ours(bb, sel, batch), ref)
-    cos_nodraft = min_cosine(ours(bb, sel, batch, draft=False), ref)
+    ref_nchw = plain.embed(sel, batch, False)
+    z = ours(bb, sel, batch)
+    cos = {"ours": min_cosine(z, ref), "nchw": min_cosine(z, ref_nchw)}
+    variant = {"ours, no prefetch": dict(prefetch=0), "ours, no BN folding": dict(fold=False),
+               "ours, no draft": dict(draft=False)}
+    for k, kw in variant.items():
+        if k in r:
+            cos[k] = min_cosine(ours(bb, sel, batch, **kw), ref)
     rows.append(["efficientnet_lite0", f"{size} px ({src} files)", batch, n, f"{r['ours']:.1f}",
                  "timm loop, NCHW", f"{r['nchw']:.1f}", f"{r['ours'] / r['nchw']:.2f}",
-                 f"{cos:.4f} ({cos_nodraft:.4f} without draft)"])
+                 f"{cos['nchw']:.4f}"])
     rows.append(["", "", "", "", "", "timm loop, channels-last", f"{r['cl']:.1f}",
-                 f"**{r['ours'] / r['cl']:.2f}**", ""])
-    for k in ("ours, no prefetch", "ours, no BN folding", "ours, no draft"):
+                 f"**{r['ours'] / r['cl']:.2f}**", f"{cos['ours']:.4f}"])
+    for k in variant:
         if k in r:
             rows.append(["", "", "", "", f"{r[k]:.1f} ({k})", "timm loop, channels-last",
-                         f"{r['cl']:.1f}", f"{r[k] / r['cl']:.2f}", ""])
+                         f"{r['cl']:.1f}", f"{r[k] / r['cl']:.2f}", f"{cos[k]:.4f}"])
     log(table(HEADER, rows[-(2 + 3 * variants):]))
     return profile
 
@@ -312,6 +320,12 @@ def bench_text(args, rows):
     log(table(HEADER, rows[-1:]))
 
 
+def data_gap():
+    from tlestimators import data
+
+    return data.DRAFT_REDUCING_GAP
+
+
 def probe_accuracy(args):
     """Frozen probe (logistic regression) on hymenoptera train -> val, draft on/off."""
     from sklearn.linear_model import LogisticRegression
@@ -329,26 +343,31 @@ def probe_accuracy(args):
             Ztr, Zva = (ours(bb, p, args.batch, draft=draft) for p in (ptr, pva))
             clf = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=5000))
             out[size, draft] = clf.fit(Ztr, ytr).score(Zva, yva)
-    bb = create_backbone("efficientnet_lite0").eval()
     from PIL import Image
 
     from tlestimators import data
 
-    threshold = 2 * data.DRAFT_REDUCING_GAP * bb.preprocessor.resize_size
-    n_draft = 0
-    for p in ptr + pva:
-        with Image.open(p) as im:
-            n_draft += im.format == "JPEG" and min(im.size) >= threshold
-    return out, n_draft, len(ptr) + len(pva), threshold
+    drafted = {}  # img size -> (short side from which draft applies, files drafted)
+    for size in (224, 64):
+        bb = create_backbone("efficientnet_lite0", img_size=size)
+        threshold = 2 * data.DRAFT_REDUCING_GAP * bb.preprocessor.resize_size
+        n_draft = 0
+        for p in ptr + pva:
+            with Image.open(p) as im:
+                n_draft += im.format == "JPEG" and min(im.size) >= threshold
+        drafted[size] = (threshold, n_draft, bb.preprocessor.resize_size)
+    return out, drafted, len(ptr) + len(pva)
 
 
 RSS_CHILD = r"""
 import json, os, resource, sys, time
 sys.path.insert(0, {root!r})
 import torch
+torch_mb = [int(x.split()[1]) for x in open("/proc/self/status") if x.startswith("VmHWM:")][0]
 torch.set_num_threads({threads})
 from tlestimators import BackboneEmbedder
 from tlestimators.datasets import load_pacs
+import timm, torchvision  # what building the backbone imports (timm -> torchvision -> dynamo)
 imports_mb = [int(x.split()[1]) for x in open("/proc/self/status") if x.startswith("VmHWM:")][0]
 paths = load_pacs("photo", data_dir={data!r})[0] + load_pacs("art_painting", data_dir={data!r})[0]
 paths = [paths[i] for i in __import__("numpy").linspace(0, len(paths) - 1, {n}).round().astype(int)]
@@ -364,6 +383,7 @@ Z = emb.transform(paths)
 dt = time.perf_counter() - t0
 peak = status("VmHWM")
 print(json.dumps(dict(n=len(paths), shape=list(Z.shape), imports_mb=imports_mb / 1024,
+                      torch_mb=torch_mb / 1024,
                       before_mb=before / 1024, peak_mb=peak / 1024, seconds=dt,
                       batch=emb.batch_size)))
 """
@@ -438,7 +458,7 @@ def main(argv=None):
         prow.append(["**sum of stages**", f"{sum(p.values()):.2f}", f"{sum(o.values()):.2f}"])
         prow.append(["end to end, no prefetch", f"{e2e['plain']:.2f} (timm loop)",
                      f"{e2e[0]:.2f}"])
-        prow.append(["end to end, 1 batch prefetched", "-", f"{e2e[1]:.2f}"])
+        prow.append(["end to end, 1 piece prefetched", "-", f"{e2e[1]:.2f}"])
         md += [
             "## Where the time goes: 224 px, hymenoptera JPEGs, efficientnet_lite0 "
             "(ms per image)",
@@ -449,10 +469,13 @@ def main(argv=None):
             "`convert('RGB')`, timm's PIL `Resize(256, bicubic)` + `CenterCrop(224)`, "
             "`ToTensor` + `Normalize` per image and `torch.stack`, `.contiguous("
             "channels_last)`, eager forward with BatchNorm. Ours: `data.decode_image` "
-            "(JPEG draft mode only for files >= 4x the 256 px resize target), torch's "
-            "uint8 channels-last bicubic resize + crop written into one uint8 NHWC batch, "
-            "one float conversion + normalisation per batch (already channels-last, so "
-            "layout is free), forward through the BatchNorm-folded copy.",
+            "(JPEG draft mode only where the DCT-scaled image keeps a short side >= "
+            "`DRAFT_REDUCING_GAP` = 8 x the 256 px resize target, i.e. files >= 4096 px), "
+            "torch's uint8 channels-last bicubic resize + crop (with the full image's "
+            "geometry) written into one uint8 NHWC buffer, one float conversion + "
+            "normalisation per prepared piece (already channels-last, so layout is free), "
+            "forward through the BatchNorm-folded copy in CPU pieces of 4 images at 224 px "
+            "(`features.CPU_FORWARD_PIXELS`).",
             "",
         ]
         log("\n".join(md[-5:]))
@@ -464,13 +487,16 @@ def main(argv=None):
         "thing off: the prefetch thread (`features.PREFETCH = 0`), BatchNorm folding "
         "(`features.FOLD_BATCHNORM = False`), JPEG draft decoding (`data.JPEG_DRAFT = "
         "False`). Baselines decode the same files with PIL and use timm's eval transform "
-        "and the same weights; `min cosine` is over all rows, ours vs the channels-last "
-        "timm loop (not bit-equal: torch vs PIL resizing, BatchNorm folding, draft-mode "
-        "DCT scaling).",
+        "and the same weights; `min cosine` is the minimum over the embedded files of the "
+        "cosine between that row's embeddings (ours or the variant) and the baseline "
+        "loop's of the same files: the NCHW row against the NCHW loop, the others "
+        "against the channels-last loop (not bit-equal: torch vs PIL resizing rounding, "
+        "BatchNorm folding, draft-mode DCT scaling).",
         "",
     ]
     if acc is not None:
-        a, n_draft, n_all, threshold = acc
+        a, drafted, n_all = acc
+        (t224, n224, r224), (t64, n64, r64) = drafted[224], drafted[64]
         md += [
             "## Draft decoding and accuracy",
             "",
@@ -478,28 +504,30 @@ def main(argv=None):
             f"embeddings, hymenoptera train (245) -> val (153): accuracy at 224 px "
             f"**{a[224, True]:.4f} with draft decoding, {a[224, False]:.4f} without**; at "
             f"64 px **{a[64, True]:.4f} with, {a[64, False]:.4f} without**. "
-            f"{n_draft} of the {n_all} files are JPEGs large enough (short side >= "
-            f"{threshold:.0f} px: twice the reducing gap of 2 x the 256 px resize target) to "
-            "be draft-decoded at 224 px; PACS files (227 px) never are at 224 px. At 64 px "
-            "(73 px resize target) every file with a short side >= 292 px is.",
+            f"Draft decoding applies to JPEGs whose short side is >= {t224:.0f} px at 224 px "
+            f"(DCT scale 1/2 keeps >= {data_gap():.0f} x the {r224} px resize target): "
+            f"{n224} of the {n_all} files; at 64 px from {t64:.0f} px ({r64} px resize "
+            f"target): {n64} files. PACS files (227 px) never are.",
             "",
         ]
     if rss:
-        rrows = [[n, r["batch"], f"{r['imports_mb']:.0f}", f"{r['before_mb']:.0f}",
-                  f"{r['peak_mb']:.0f}", f"{r['peak_mb'] - r['imports_mb']:.0f}",
+        rrows = [[n, r["batch"], f"{r['torch_mb']:.0f}", f"{r['imports_mb']:.0f}",
+                  f"{r['before_mb']:.0f}", f"**{r['peak_mb']:.0f}**",
+                  f"{r['peak_mb'] - r['imports_mb']:.0f}",
                   f"{r['n'] / r['seconds']:.1f}"] for n, r in rss.items()]
         md += [
             "## Peak memory",
             "",
-            table(["N (PACS photo + art)", "batch", "peak after imports (MB)",
-                   "peak after fit + 2 images (MB)", "peak RSS (MB)",
-                   "peak minus imports (MB)", "img/s"], rrows),
+            table(["N (PACS photo + art)", "batch", "after `import torch` (MB)",
+                   "after all imports (MB)", "after fit + 2 images (MB)", "peak RSS (MB)",
+                   "peak above imports (MB)", "img/s"], rrows),
             "",
             "`BackboneEmbedder('efficientnet_lite0', cache=False).transform(paths)` in a fresh "
-            "process at the default batch size; peaks are the process's `VmHWM` after "
-            "`import torch` + tlestimators (the CUDA build of torch 2.14 alone is about "
-            "710 MB resident after `import torch`), after building the backbone and "
-            "embedding two images, and at the end.",
+            "process at the default batch size; MB = MiB of the process's `VmHWM` "
+            "(its own peak resident set) after `import torch`, after all imports (torch, "
+            "tlestimators' embedder: sklearn -> scipy.stats, pandas; timm -> torchvision "
+            "-> torch._dynamo -> sympy, triton), after building the backbone and embedding "
+            "two images, and at the end.",
             "",
         ]
     text = "\n".join(md)
