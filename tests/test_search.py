@@ -15,6 +15,23 @@ from tlestimators.estimators import search as search_mod
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
 
 
+@pytest.fixture(autouse=True)
+def _one_blas_thread():
+    # tiny heads: BLAS threads spin-waiting on a busy machine cost more than the solves
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
+
+
+def _lr_probe(**kw):
+    """A frozen probe with a fixed logistic-regression head (the default head
+    cross-validates C, which costs seconds per fit)."""
+    from sklearn.linear_model import LogisticRegression
+
+    return tle.FrozenFeatureClassifier("mlp", head=LogisticRegression(), random_state=0, **kw)
+
+
 @pytest.fixture
 def feats():
     rng = np.random.RandomState(0)
@@ -25,17 +42,18 @@ def feats():
 
 def test_search_picks_reports_and_predicts(feats, tmp_path):
     X, y = feats
-    cands = [("probe", tle.FrozenFeatureClassifier("mlp", random_state=0)),
+    cands = [("probe", _lr_probe()),
              ("mlp-head", tle.FrozenFeatureClassifier("mlp", head="mlp", max_epochs=5,
                                                       random_state=0)),
-             ("fine-tune", tle.FineTuneClassifier("mlp", max_epochs=3, random_state=0))]
+             ("fine-tune", tle.FineTuneClassifier("mlp", max_epochs=3, head_init="random",
+                                                  random_state=0))]
     s = tle.TransferSearchCV(cands, budget=600, cv=3, eta=3).fit(X, y)
     rep = s.report_
     assert list(rep.columns) == ["candidate", "backbone", "strategy", "mean_score", "std_score",
                                  "fit_seconds", "resource", "stopped", "chosen"]
     assert rep["chosen"].sum() == 1 and rep.iloc[0]["chosen"]
     assert set(rep["candidate"]) == {"probe", "mlp-head", "fine-tune"}
-    assert rep.set_index("candidate").loc["probe", "strategy"] == "frozen probe"
+    assert rep.set_index("candidate").loc["probe", "strategy"] == "frozen + LogisticRegression head"
     # a linear problem: the winner is far above chance and scores on new data
     assert s.best_score_ > 0.85 and s.score(X, y) > 0.85
     assert s.best_params_["candidate"] == s.cv_results_["params"][s.best_index_]["candidate"]
@@ -121,6 +139,37 @@ def test_budget_is_respected_with_a_fake_clock(feats, monkeypatch):
     assert s.report_.set_index("candidate").loc["a", "resource"] == "27/27 epochs"
 
 
+def _fast_probe():
+    """A source-only frozen probe with a fixed logistic-regression head (fast)."""
+    from tlestimators.estimators._labeled import LabeledOnly
+
+    return LabeledOnly(_lr_probe())
+
+
+class _Adapted(ClassifierMixin, BaseEstimator):
+    """A stand-in adaptation method: the fast source-only probe inside, ``flip=True``
+    swaps its class probabilities (worse than source-only on the source rows),
+    ``flip=False`` copies it exactly (a tie with source-only)."""
+
+    def __init__(self, flip=True):
+        self.flip = flip
+
+    def fit(self, X, y):
+        self.inner_ = _fast_probe().fit(X, y)
+        self.classes_ = self.inner_.classes_
+        return self
+
+    def predict_proba(self, X):
+        p = self.inner_.predict_proba(X)
+        return p[:, ::-1] if self.flip else p
+
+    def predict(self, X):
+        return self.classes_[self.predict_proba(X).argmax(1)]
+
+    def transform(self, X):
+        return self.inner_.transform(X)
+
+
 def test_domain_adaptation_search_is_label_free_and_keeps_target_rows(feats):
     X, y = feats
     y_da = y.copy()
@@ -135,16 +184,74 @@ def test_domain_adaptation_search_is_label_free_and_keeps_target_rows(feats):
             seen.append(int(np.sum(np.asarray(y) == -1)))
             return super().fit(X, y, **kw)
 
-    cands = [("source-only", Recording("mlp", lambda_max=0.0, max_epochs=3, random_state=0)),
+    cands = [("dann[lambda=0]", Recording("mlp", lambda_max=0.0, max_epochs=3, random_state=0)),
              ("dann", Recording("mlp", max_epochs=3, random_state=0))]
-    s = tle.TransferSearchCV(cands, budget=600, cv=3).fit(X, y_da)
+    s = tle.TransferSearchCV(cands, budget=600, cv=2).fit(X, y_da)
     assert min(seen) > 0  # every training fold held target rows
-    assert set(s.cv_results_["params"][i]["candidate"] for i in range(2)) == {"source-only",
-                                                                             "dann"}
-    assert "fell_back" in s.selection_report_
+    names = [p["candidate"] for p in s.cv_results_["params"]]
+    # the source-only frozen probe was added (on the candidates' backbone) and scored by
+    # the same label-free scorers; selection falls back to it
+    assert set(names) == {"source-only", "dann[lambda=0]", "dann"}
+    rep = s.report_.set_index("candidate")
+    assert rep.loc["source-only", "strategy"] == "source-only (frozen probe)"
+    assert rep.loc["source-only", "backbone"] == "mlp"
+    assert s.fallback_ == "source-only"
+    assert names[s.selection_report_["source_only"]] == "source-only"
     assert np.isfinite(s.cv_results_["mean_test_score"]).all()  # no all-NaN folds
+
+
+def test_source_only_probe_wins_over_worse_and_tied_adaptation(feats):
+    X, y = feats
+    X = X.copy()
+    y_da = y.copy()
+    y_da[80:] = -1
+    X[80:, :2] = X[80:, :2] @ np.array([[0.9, 0.3], [-0.3, 0.9]], np.float32)  # rotated target
+    probe = _fast_probe()
+    # worse: an adaptation that flips the labels ranks last on every label-free scorer
+    s = tle.TransferSearchCV([("flipped", _Adapted(flip=True)), ("probe", probe)],
+                             budget=600, cv=3, refit=True).fit(X, y_da)
+    assert s.fallback_ == "probe"  # a user's labeled-only probe is the fallback, not added
+    assert len(s.cv_results_["params"]) == 2
+    assert s.best_params_ == {"candidate": "probe"}
+    assert s.score(X[80:], y[80:]) > 0.7  # it predicts the target, trained on the source
+    # tied: the rules send ties to source-only even when the other candidate comes first
+    sel = s.selection_report_
+    assert sel["chosen"] == sel["source_only"]
+    s2 = tle.TransferSearchCV([("same", _Adapted(flip=False)),
+                               ("flipped", _Adapted(flip=True)), ("source-only", probe)],
+                              budget=600, cv=3).fit(X, y_da)
+    # 3 candidates: the consensus rule (refit all, vote on the target rows); "same"
+    # agrees with source-only everywhere, "flipped" nowhere (not eligible): a tie
+    assert s2.selection_report_["rule"] == "consensus"
+    assert s2.selection_report_["eligible"] == [True, False, True]
+    assert s2.best_params_ == {"candidate": "source-only"}
+    np.testing.assert_array_equal(s2.predict(X[80:]), s.predict(X[80:]))
+    # texts whose candidates name no backbone: no probe can be built, a clear error
+    texts = np.array(["a b", "c d"] * 20, dtype=object)
     with pytest.raises(ValueError, match="source-only"):
-        tle.TransferSearchCV(cands[1:], budget=600).fit(X, y_da)
+        tle.TransferSearchCV([("flipped", _Adapted())], budget=600).fit(
+            texts, np.r_[np.tile([0, 1], 10), -np.ones(20, int)])
+
+
+def test_halving_rungs_are_geometric_and_end_at_max():
+    assert search_mod._rungs(10, 1, 3) == [1, 3, 10]
+    assert search_mod._rungs(27, 1, 3) == [1, 3, 9, 27]
+    assert search_mod._rungs(3, 1, 3) == [1, 3]
+    assert search_mod._rungs(2, 5, 3) == [2]
+
+
+def test_search_embeds_each_item_once(feats):
+    from tlestimators.features import feature_cache
+
+    X, y = feats
+    cands = [("probe", _lr_probe()),
+             ("mlp-head", tle.FrozenFeatureClassifier("mlp", head="mlp", max_epochs=3,
+                                                      random_state=0))]
+    feature_cache().clear()
+    tle.TransferSearchCV(cands, budget=600, cv=3).fit(X, y)
+    # 2 candidates x 3 folds + the refit: one embedding pass over the 120 rows
+    assert feature_cache().misses == len(X)
+    assert feature_cache().hits >= 2 * len(X)
 
 
 def test_auto_candidates_follow_the_modality(feats):
@@ -160,4 +267,5 @@ def test_auto_candidates_follow_the_modality(feats):
     assert cands[-1].resource == "max_epochs"
     y_da = np.r_[y[:80], -np.ones(40, int)]
     cands, _, da = s._build_candidates(X, y_da)
-    assert da and cands[0].strategy == "source-only" and len(cands) >= 3
+    assert da and cands[0].name == "source-only" and len(cands) >= 3
+    assert cands[0].strategy == "source-only (frozen probe)" and s.fallback_ == "source-only"

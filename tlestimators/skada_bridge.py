@@ -29,12 +29,15 @@ from __future__ import annotations
 import inspect
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin, clone, is_classifier
+from sklearn.base import BaseEstimator, TransformerMixin, clone, is_classifier
 from sklearn.pipeline import Pipeline, make_pipeline
-from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
 
-from tlestimators.data import parse_domains, unlabeled_mask
+from tlestimators.data import parse_domains
+
+# LabeledOnly lives in the estimators layer (TransferSearchCV's source-only probe uses
+# it); re-exported here, where it was first public
+from tlestimators.estimators._labeled import LabeledOnly
 
 __all__ = ["SkadaAdapter", "LabeledOnly", "make_skada_pipeline", "is_skada_adapter"]
 
@@ -182,79 +185,6 @@ class SkadaAdapter(TransformerMixin, BaseEstimator):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.target_tags.required = False
-        return tags
-
-
-def _final_has(attr):
-    return lambda self: hasattr(self.estimator, attr)
-
-
-class LabeledOnly(ClassifierMixin, BaseEstimator):
-    """Fit a classifier on the labeled rows only (``y != -1``), for the last step of a
-    domain-adaptation pipeline: the unlabeled target rows shape the adapter, never
-    the class set.
-
-    Parameters
-    ----------
-    estimator : sklearn classifier
-
-    Attributes
-    ----------
-    estimator_ : classifier
-        The fitted clone.
-    classes_ : ndarray
-    """
-
-    def __init__(self, estimator):
-        self.estimator = estimator
-
-    def fit(self, X, y, sample_domain=None, **fit_params):
-        y = np.asarray(y)
-        keep = ~unlabeled_mask(y)
-        if sample_domain is not None:
-            keep &= parse_domains(y, sample_domain, who="LabeledOnly").labeled
-        if not keep.any():
-            raise ValueError(
-                "LabeledOnly got no labeled rows (every y == -1): a domain-adaptation "
-                "pipeline needs labeled source rows."
-                + (" y holds the string '-1'?" if y.dtype.kind in "UO" else "")
-            )
-        idx = np.flatnonzero(keep)
-        Xk = X[idx] if hasattr(X, "shape") else [X[i] for i in idx]
-        yk = y[idx]
-        if yk.dtype == object:
-            try:
-                yk = yk.astype(np.asarray(list(yk)).dtype)
-            except (TypeError, ValueError):
-                pass
-        self.estimator_ = clone(self.estimator).fit(Xk, yk, **fit_params)
-        self.classes_ = self.estimator_.classes_
-        if hasattr(self.estimator_, "n_features_in_"):
-            self.n_features_in_ = self.estimator_.n_features_in_
-        return self
-
-    def predict(self, X):
-        check_is_fitted(self)
-        return self.estimator_.predict(X)
-
-    @available_if(_final_has("predict_proba"))
-    def predict_proba(self, X):
-        check_is_fitted(self)
-        return self.estimator_.predict_proba(X)
-
-    @available_if(_final_has("predict_log_proba"))
-    def predict_log_proba(self, X):
-        check_is_fitted(self)
-        return self.estimator_.predict_log_proba(X)
-
-    @available_if(_final_has("decision_function"))
-    def decision_function(self, X):
-        check_is_fitted(self)
-        return self.estimator_.decision_function(X)
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags = clone(self.estimator).__sklearn_tags__().input_tags
         return tags
 
 

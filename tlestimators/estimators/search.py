@@ -17,11 +17,16 @@ than a grid of one estimator's parameters. The search runs in rounds:
    not started, and the report says so.
 
 With unlabeled target rows (``y == -1``) the candidates are the domain-adaptation
-methods plus the source-only model, folds come from
-:class:`~tlestimators.model_selection.SourceTargetKFold` and the winner is chosen by
-:class:`~tlestimators.model_selection.SafeDASelection` (label-free, falls back to
-source-only unless most scorers agree), so nothing is selected by source accuracy and
-no fold lacks target rows.
+methods plus a **source-only frozen probe** (:class:`FrozenFeatureClassifier` fitted on
+the labeled rows only, through :class:`~tlestimators.estimators._labeled.LabeledOnly`;
+added on the candidates' backbone when the list has none), folds come from
+:class:`~tlestimators.model_selection.SourceTargetKFold`, every candidate (the probe
+too) is scored by the label-free scorers of
+:class:`~tlestimators.model_selection.SafeDASelection`, and its rule picks the winner as
+:class:`~tlestimators.model_selection.DomainAdaptationSearchCV` does (consensus of the
+refit candidates' target predictions with >= 3 candidates, else the score rule and the
+agreement guard), ties and doubtful cases going to the source-only probe. Nothing is
+selected by source accuracy and no fold lacks target rows.
 
 Why not ``HalvingGridSearchCV``: it gives every candidate the same resource schedule
 (``n_samples`` or one parameter shared by all), while here zero-shot and probes have no
@@ -72,6 +77,7 @@ class _Cand:
     reached: int | None = None
     stopped: str = ""
     alive: bool = True
+    schedule: list = field(default_factory=list)
 
 
 def _infer_modality(X) -> str:
@@ -109,6 +115,7 @@ def _bare_name(estimator) -> str:
 
 
 def _describe(est):
+    est = getattr(est, "estimator", est) if _is_source_probe(est) else est
     backbone = getattr(est, "backbone", None)
     backbone = backbone if isinstance(backbone, str) else type(backbone).__name__
     return backbone
@@ -116,6 +123,8 @@ def _describe(est):
 
 def _strategy_of(est) -> str:
     name = _bare_name(est)
+    if _is_source_probe(est):
+        return "source-only (frozen probe)"
     if name == "FineTuneClassifier":
         return f"fine-tune ({est.unfreeze})"
     if name == "FrozenFeatureClassifier":
@@ -126,8 +135,43 @@ def _strategy_of(est) -> str:
     from tlestimators.estimators.dann import DANNAdapter
 
     if isinstance(est, DANNAdapter) and getattr(est, "lambda_max", None) == 0:
-        return "source-only"
+        return "DANN head, no adaptation (lambda_max=0)"
     return name
+
+
+def _is_source_probe(est) -> bool:
+    """A frozen probe fitted on the labeled rows only: the DA mode's fallback."""
+    from tlestimators.estimators._labeled import LabeledOnly
+
+    return isinstance(est, LabeledOnly) and _bare_name(est.estimator) == "FrozenFeatureClassifier"
+
+
+def _source_probe_like(estimators, modality, random_state):
+    """``LabeledOnly(FrozenFeatureClassifier(...))`` on the backbone (and its kwargs,
+    cache, device) of the first candidate that names one; ``None`` when none does and
+    the data are not 2-D features."""
+    from tlestimators import FrozenFeatureClassifier
+    from tlestimators.estimators._labeled import LabeledOnly
+
+    for est in estimators:
+        params = est.get_params(deep=False) if hasattr(est, "get_params") else {}
+        if isinstance(params.get("backbone"), str):
+            kw = {k: params[k] for k in ("backbone_kwargs", "cache", "device") if k in params}
+            return LabeledOnly(FrozenFeatureClassifier(params["backbone"], **kw,
+                                                       random_state=random_state))
+    if modality == "features":
+        return LabeledOnly(FrozenFeatureClassifier("mlp", random_state=random_state))
+    return None
+
+
+def _rungs(max_resource, min_resource, eta):
+    """Successive-halving rungs of one candidate: ``min * eta**k`` while another factor
+    ``eta`` still fits under ``max``, then ``max`` itself (10 epochs, eta 3: 1, 3, 10)."""
+    out, r = [], int(min_resource)
+    while r < max_resource and r * eta <= max_resource:
+        out.append(r)
+        r *= eta
+    return out + [int(max_resource)]
 
 
 def _resource_of(est):
@@ -167,8 +211,11 @@ class TransferSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         (text backbones; image-text backbones when ``class_names`` is given), the frozen
         probe and a frozen MLP head for every backbone, LP-FT fine-tuning for image and
         text backbones, and, when ``y`` holds ``-1`` rows, the domain-adaptation methods
-        (DANN, Deep CORAL, MMD, CDAN, InfoMax) with source-only. A list holds estimators
-        or ``(name, estimator)`` pairs.
+        (DANN, Deep CORAL, MMD, CDAN, InfoMax) with the source-only frozen probe. A list
+        holds estimators or ``(name, estimator)`` pairs; with ``y == -1`` rows a
+        source-only frozen probe is added to it unless it holds one
+        (``LabeledOnly(FrozenFeatureClassifier(...))``), on the backbone of its first
+        candidate that names one.
     backbones : list of str, default=None
         Backbones for ``"auto"`` (default: ``efficientnet_lite0`` for images, ``minilm``
         for text, the identity ``mlp`` for 2-D features).
@@ -183,7 +230,9 @@ class TransferSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         Labeled data: accuracy unless given. Ignored with ``y == -1`` rows, where the
         label-free :class:`~tlestimators.model_selection.SafeDASelection` decides.
     eta : int, default=3
-        Successive-halving factor for the expensive candidates.
+        Successive-halving factor for the expensive candidates: their rungs are
+        ``min_resource * eta**k`` epochs while a further factor ``eta`` fits under their
+        ``max_epochs``, then ``max_epochs`` (10 epochs: 1, 3, 10).
     min_resource : int, default=1
         Epochs at the first rung of the expensive candidates.
     margin : float, default=0.02
@@ -206,6 +255,11 @@ class TransferSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
     cv_results_ : dict of arrays
         As in ``GridSearchCV`` (``params``, ``mean_test_score``, ``std_test_score``,
         ``rank_test_score``, ``mean_fit_time``, ``split<k>_test_score``).
+    selection_report_ : dict
+        With ``y == -1`` rows: what :class:`SafeDASelection` decided (rule, source-only
+        and chosen indices into ``cv_results_``, agreements, whether it fell back).
+    fallback_ : str or None
+        The name of the source-only frozen probe with ``y == -1`` rows.
     best_index_, best_params_, best_score_, best_estimator_, classes_, n_splits_,
     search_seconds_, refit_time_
 
@@ -273,11 +327,15 @@ class TransferSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         rs = self.random_state if isinstance(self.random_state, numbers.Integral) else 0
         backbones = self.backbones or _DEFAULT_BACKBONES.get(modality, [])
         out = []
-        for bb in backbones:
+        for i, bb in enumerate(backbones):
             if da:
                 from tlestimators.estimators import da as da_methods
+                from tlestimators.estimators._labeled import LabeledOnly
 
-                out.append(("source-only", DANNAdapter(bb, lambda_max=0.0, random_state=rs)))
+                # the fallback of the label-free selection: the frozen probe fitted on
+                # the labeled (source) rows only, one per backbone
+                out.append(("source-only" if i == 0 else f"source-only[{bb}]",
+                            LabeledOnly(FrozenFeatureClassifier(bb, random_state=rs))))
                 out.append((f"dann[{bb}]", DANNAdapter(bb, random_state=rs)))
                 for cls in (da_methods.DeepCORALAdapter, da_methods.MMDAdapter,
                             da_methods.CDANAdapter, da_methods.InfoMaxAdapter):
@@ -321,17 +379,32 @@ class TransferSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         names = [n for n, _ in pairs]
         if len(set(names)) != len(names):
             raise ValueError(f"candidate names must be unique, got {names}.")
+        self.fallback_ = None
+        if da:
+            # the label-free selection falls back to a source-only frozen probe: the first
+            # candidate that is one, else one added on the candidates' backbone
+            probes = [n for n, e in pairs if _is_source_probe(e)]
+            if probes:
+                self.fallback_ = probes[0]
+            else:
+                rs = self.random_state if isinstance(self.random_state,
+                                                     numbers.Integral) else 0
+                probe = _source_probe_like([e for _, e in pairs], modality, rs)
+                if probe is None:
+                    raise ValueError(
+                        "With unlabeled target rows (y == -1) the candidates must include "
+                        "a source-only model, and none of them names a backbone to build "
+                        "the source-only frozen probe from: add "
+                        "LabeledOnly(FrozenFeatureClassifier(...)) to candidates."
+                    )
+                name = "source-only" if "source-only" not in names else "source-only probe"
+                pairs.insert(0, (name, probe))
+                self.fallback_ = name
         cands = []
         for name, est in pairs:
             res, max_r = _resource_of(est)
-            strategy = "source-only" if name == "source-only" else _strategy_of(est)
+            strategy = _strategy_of(est)
             cands.append(_Cand(name, est, _describe(est), strategy, res, max_r))
-        if da and not any(c.strategy == "source-only" for c in cands):
-            raise ValueError(
-                "With unlabeled target rows (y == -1) the candidates must include a "
-                "source-only model (e.g. DANNAdapter(lambda_max=0.0) named 'source-only'): "
-                "label-free selection falls back to it."
-            )
         return cands, modality, da
 
     # ------------------------------------------------------------------ rounds
@@ -394,7 +467,7 @@ class TransferSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         if da:
             cv = SourceTargetKFold(self.cv, shuffle=True, random_state=seed) \
                 if isinstance(self.cv, numbers.Integral) else self.cv
-            selection = SafeDASelection(source_only={"candidate": "source-only"})
+            selection = SafeDASelection(source_only={"candidate": self.fallback_})
             scorers = selection.scoring
             main_key = next(iter(scorers))
         else:
@@ -412,13 +485,12 @@ class TransferSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         # round 0: the cheap candidates, in full
         cheap = [c for c in cands if c.resource is None]
         expensive = [c for c in cands if c.resource is not None]
-        n_rounds = 1 + (math.ceil(math.log(max(c.max_resource for c in expensive)
-                                           / self.min_resource, self.eta)) + 1
-                        if expensive else 0)
+        n_rounds = 1 + max((len(_rungs(c.max_resource, self.min_resource, self.eta))
+                            for c in expensive), default=0)
         self._progress(0, n_rounds, f"{len(cheap)} cheap candidates in full")
         # one candidate at a time (its folds in parallel), so the budget is checked
         # between them; source-only and zero-shot come first (they decide the fallback)
-        cheap.sort(key=lambda c: (c.strategy not in ("source-only", "zero-shot"),))
+        cheap.sort(key=lambda c: (c.name != self.fallback_ and c.strategy != "zero-shot",))
         for c in cheap:
             if remaining() <= 0 and any(d.scores for d in cheap):
                 c.alive, c.stopped = False, "budget: not started, none left"
@@ -426,15 +498,18 @@ class TransferSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
             per = self._run([(c, c.estimator)], X, y_arr, splits, scorers, fit_params)
             self._record(c, per[c.name], main_key)
             c.stopped = "completed"
-        # successive halving of the expensive candidates on their epochs
-        r = self.min_resource
+        # successive halving of the expensive candidates on their epochs: each has its
+        # own rungs (min_resource * eta**k, then its max_resource); after every rung only
+        # the best 1/eta go on, and none that is already more than `margin` below the
+        # best candidate so far (labeled data: it can no longer win)
+        for c in expensive:
+            c.schedule = _rungs(c.max_resource, self.min_resource, self.eta)
         rung = 0
         alive = list(expensive)
         while alive:
-            rung += 1
             tasks = []
             for c in alive:
-                r_c = min(r, c.max_resource)
+                r_c = c.schedule[rung]
                 prev = c.reached
                 projected = (c.total_seconds * r_c / prev) if prev else None
                 if projected is not None and projected > remaining():
@@ -445,9 +520,11 @@ class TransferSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
                     c.alive, c.stopped = False, "budget: none left before its first rung"
                     continue
                 tasks.append((c, clone(c.estimator).set_params(**{c.resource: r_c}), r_c))
+            rung += 1
             if not tasks:
                 break
-            self._progress(rung, n_rounds, f"{len(tasks)} candidates at {r} epochs")
+            label = ", ".join(sorted({str(r_c) for _, _, r_c in tasks}))
+            self._progress(rung, n_rounds, f"{len(tasks)} candidates at {label} epochs")
             per = self._run([(c, est) for c, est, _ in tasks], X, y_arr, splits, scorers,
                             fit_params)
             for c, _, r_c in tasks:
@@ -469,14 +546,24 @@ class TransferSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
                                  f"{c.reached} epochs")
                 else:
                     alive.append(c)
-            r *= self.eta
         self.search_seconds_ = _clock() - start
-        self._finish(cands, selection, main_key)
+        if not any(c.scores for c in cands):
+            raise RuntimeError(
+                f"The budget ({self._budget_seconds():.0f} s) ran out before any candidate "
+                "was cross-validated; raise budget=."
+            )
+        fitted, best_index = None, None
+        if da:
+            best_index, fitted = self._select_da(cands, selection, X, y_arr, fit_params)
+        self._finish(cands, selection, main_key, best_index)
         if self.verbose:
             self._progress(n_rounds, n_rounds, f"done in {self.search_seconds_:.1f} s")
             print(self.report_.to_string(index=False))
         best = self._cands[self.best_index_]
-        if self.refit:
+        if fitted is not None:
+            self.best_estimator_ = fitted
+            self.classes_ = fitted.classes_
+        elif self.refit:
             t0 = _clock()
             est = clone(best.estimator)
             if best.resource is not None and best.reached is not None:
@@ -488,23 +575,68 @@ class TransferSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
             self.classes_ = self.best_estimator_.classes_
         return self
 
-    def _finish(self, cands, selection, main_key):
+    def _fit_full(self, cand, X, y, fit_params):
+        est = clone(cand.estimator)
+        if cand.resource is not None and cand.reached is not None:
+            est.set_params(**{cand.resource: cand.reached})
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            return est.fit(X, y, **fit_params)
+
+    def _select_da(self, cands, selection, X, y, fit_params):
+        """The label-free recipe of :class:`SafeDASelection`, as
+        :class:`~tlestimators.model_selection.DomainAdaptationSearchCV` applies it: with
+        ``rule="consensus"`` and >= 3 scored candidates (and ``refit``), every scored
+        candidate is refit on all rows and the consensus of their target predictions
+        decides; otherwise the score rule, then the agreement guard against the
+        source-only model. Returns ``(index into cands, fitted winner or None)``."""
+        from tlestimators.data import take, unlabeled_mask
+
+        scored = [i for i, c in enumerate(cands) if c.scores]
+        params = [{"candidate": cands[i].name} for i in scored]
+        table = {k: np.array([float(np.mean(cands[i].score_table[k])) for i in scored])
+                 for k in selection.scoring}
+        score_pick = int(selection.select(params, table))
+        i0 = selection.last_report_["source_only"]
+        Xt = take(X, np.flatnonzero(unlabeled_mask(y)))
+        t0 = _clock()
+        if self.refit and selection._rule() == "consensus" and len(scored) >= 3:
+            fits = Parallel(n_jobs=self.n_jobs)(
+                delayed(self._fit_full)(cands[i], X, y, fit_params) for i in scored)
+            preds = np.stack([np.asarray(f.predict(Xt)) for f in fits])
+            chosen = int(selection.select_by_consensus(params, preds))
+            rep = dict(selection.last_report_, score_winner=score_pick)
+            fitted = fits[chosen]
+        else:
+            chosen, rep, fitted = score_pick, dict(selection.last_report_), None
+            t = selection._min_agreement()
+            rep["agreement"] = None
+            if self.refit and t is not None and chosen != i0:
+                fitted = self._fit_full(cands[scored[chosen]], X, y, fit_params)
+                so = self._fit_full(cands[scored[i0]], X, y, fit_params)
+                agree = float(np.mean(np.asarray(fitted.predict(Xt))
+                                      == np.asarray(so.predict(Xt))))
+                rep["agreement"] = agree
+                if agree < t:
+                    chosen, fitted = i0, so
+                    rep.update(chosen=i0, fell_back=True)
+        if fitted is not None:
+            self.refit_time_ = _clock() - t0
+        # indices into cv_results_ (every candidate), not into the scored ones
+        for k in ("source_only", "winner", "chosen", "score_winner"):
+            if isinstance(rep.get(k), numbers.Integral):
+                rep[k] = scored[rep[k]]
+        rep["scored"] = [cands[i].name for i in scored]
+        self.selection_report_ = rep
+        return scored[chosen], fitted
+
+    def _finish(self, cands, selection, main_key, best_index=None):
         import pandas as pd
 
-        done = [c for c in cands if c.scores]
-        if not done:
-            raise RuntimeError(
-                f"The budget ({self._budget_seconds():.0f} s) ran out before any candidate "
-                "was cross-validated; raise budget=."
-            )
         self._cands = cands
         means = np.array([float(np.mean(c.scores)) if c.scores else np.nan for c in cands])
-        if selection is not None:
-            params = [{"candidate": c.name} for c in cands]
-            table = {k: np.array([float(np.mean(c.score_table[k])) if c.scores else np.nan
-                                  for c in cands]) for k in selection.scoring}
-            self.best_index_ = int(selection.select(params, table))
-            self.selection_report_ = selection.last_report_
+        if best_index is not None:
+            self.best_index_ = int(best_index)
         else:
             self.best_index_ = int(np.nanargmax(means))
         rank = np.empty(len(cands), dtype=int)
