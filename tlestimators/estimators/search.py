@@ -256,7 +256,7 @@ class TransferSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         As in ``GridSearchCV`` (``params``, ``mean_test_score``, ``std_test_score``,
         ``rank_test_score``, ``mean_fit_time``, ``split<k>_test_score``).
     selection_report_ : dict
-        With ``y == -1`` rows: what :class:`SafeDASelection` decided (rule, source-only
+        With ``y == -1`` rows: what :class:`~tlestimators.model_selection.SafeDASelection` decided (rule, source-only
         and chosen indices into ``cv_results_``, agreements, whether it fell back).
     fallback_ : str or None
         The name of the source-only frozen probe with ``y == -1`` rows.
@@ -584,7 +584,7 @@ class TransferSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
             return est.fit(X, y, **fit_params)
 
     def _select_da(self, cands, selection, X, y, fit_params):
-        """The label-free recipe of :class:`SafeDASelection`, as
+        """The label-free recipe of :class:`~tlestimators.model_selection.SafeDASelection`, as
         :class:`~tlestimators.model_selection.DomainAdaptationSearchCV` applies it: with
         ``rule="consensus"`` and >= 3 scored candidates (and ``refit``), every scored
         candidate is refit on all rows and the consensus of their target predictions
