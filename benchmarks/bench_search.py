@@ -263,8 +263,12 @@ def main(argv=None):
     names = [d.strip() for d in a.datasets.split(",") if d.strip()]
     if not a.merge:
         import torch
+        from threadpoolctl import threadpool_limits
 
         torch.set_num_threads(a.threads)
+        # BLAS too: the heads' solvers with several OpenBLAS threads spin-wait on a busy
+        # machine and cost far more CPU than the solves
+        threadpool_limits(limits=a.threads, user_api="blas")
         warnings.filterwarnings("ignore", category=FutureWarning)
         for name in names:
             load0 = os.getloadavg()[0]
@@ -280,7 +284,7 @@ def main(argv=None):
                 row = dict(data=name, error=f"{type(exc).__name__}: {exc}")
             row.update(load=(load0, os.getloadavg()[0]), threads=a.threads,
                        when=f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC",
-                       settings=dict(n_train=a.n_train, n_test=a.n_test, img_size=a.img_size,
+                       settings=dict(blas_threads=a.threads, n_train=a.n_train, n_test=a.n_test, img_size=a.img_size,
                                      ft_epochs=a.ft_epochs, da_epochs=a.da_epochs, cv=a.cv))
             (rows_dir / f"{name}.json").write_text(json.dumps(row, default=float))
     rows = [json.loads((rows_dir / f"{n}.json").read_text()) for n in ALL
@@ -331,6 +335,11 @@ def write(rows, a):
     missing = [n for n in ALL if n not in {r["data"] for r in rows}]
     if missing:
         lines += ["", f"**Not run**: {', '.join(missing)}."]
+    unpinned = [r["data"] for r in rows if "blas_threads" not in r.get("settings", {})]
+    if unpinned:
+        lines += ["", f"BLAS threads were not pinned in the runs of {', '.join(unpinned)} "
+                  "(the bench pins them to --threads since): their CPU seconds include "
+                  "OpenBLAS threads spin-waiting in the heads' solvers, on both sides."]
     lines += ["", "Search reports:", ""]
     for r in rows:
         if "report" in r:
