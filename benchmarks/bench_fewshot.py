@@ -171,6 +171,11 @@ def main(argv=None):
     render()
 
 
+# What the run left out and why (kept with the table by --render).
+NOTES = """
+"""
+
+
 def render():
     rows = [json.loads(ln) for ln in open(JSONL)] if JSONL.exists() else []
     last = {}  # a fit run twice (resumed runs): its latest row
@@ -223,6 +228,7 @@ def render():
         lines.append(f"| {d} | {k} | {m} | {len(rs)} ({','.join(str(r['seed']) for r in rs)}) "
                      f"| {acc.mean():.3f} ± {acc.std():.3f} "
                      f"| {np.mean([r['fit_s'] for r in rs]):.1f} |")
+    lines += ["", NOTES.strip()] if NOTES.strip() else []
     RESULTS.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
