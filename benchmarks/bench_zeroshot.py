@@ -76,8 +76,8 @@ prefer the bare name, SMS prefers the sentence forms). The ensemble keeps the ba
 hedge for sets like TREC, whose classes are not topics) and adds the "about" forms that the
 issue reports to help on topic sets; it gains about one point of mean balanced accuracy
 over the bare names on the selection halves, not the 7-8 points a tuned template gives on a
-news-topic set. Name expansion (synonyms, descriptions) was not tried: with bare names
-there is nothing generic to expand them with offline.
+news-topic set. Name expansion by the encoder's own nearest vocabulary words:
+`zeroshot_expansion.md` (it helps TREC, hurts SMS spam; not adopted).
 
 
 """
