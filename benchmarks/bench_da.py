@@ -544,8 +544,9 @@ def amazon(args, lines, all_rows):
             f"*{DEFAULTS}* = `DANNAdapter(random_state=seed)`, *{DEFAULTS_0}* the same with "
             "`lambda_max=0`. Tuned DANN (bench_dann.py, "
             "20 epochs, full data, lambda by DEV, 3 seeds) kept for reference.")
-    table("Amazon reviews (DANN paper files)", note, rows, list(methods), extra_cols, lines,
-          reference=("tuned DANN (earlier run)", TUNED_DANN_AMAZON))
+    if rows:  # (a run of extras only, on seeds without candidates, has none)
+        table("Amazon reviews (DANN paper files)", note, rows, list(methods), extra_cols,
+              lines, reference=("tuned DANN (earlier run)", TUNED_DANN_AMAZON))
     defaults_table("Amazon", all_recs, lines)
     all_rows += rows
 
