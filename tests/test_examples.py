@@ -98,6 +98,12 @@ def test_example_runs_in_fast_mode(script, tmp_path):
     env = dict(
         os.environ,
         TLE_FAST="1",
+        # one BLAS/OpenMP thread per example: the suite runs beside other jobs, and two
+        # spinning torch threads on an oversubscribed 2-core machine took the slowest
+        # examples past the timeout (measured: quickstart 8.4 min wall with one thread,
+        # over 10 min with two, at load ~25); on an idle machine the cost is small
+        OMP_NUM_THREADS="1",
+        MKL_NUM_THREADS="1",
         HF_HUB_OFFLINE="1",
         TRANSFORMERS_OFFLINE="1",
         MPLBACKEND="Agg",
