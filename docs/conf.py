@@ -6,8 +6,10 @@ example under ~30 s on 2 CPU cores; ``TLE_FAST=0`` for the full sizes), so every
 a thumbnail and every example page its output and figures. ``TLE_DOCS_RUN_EXAMPLES=0``
 builds the pages from the sources only, in seconds: ``make test`` does that
 (tests/test_docs.py) and runs the examples separately (tests/test_examples.py).
-``TLE_DOCS_INTERSPHINX=1`` on a machine with network access links to the
-numpy/sklearn/torch/skorch docs.
+The gallery's examples run with torch's default thread count, or one thread when the
+machine is oversubscribed (``TLE_DOCS_TORCH_THREADS`` overrides; see
+``_ext/tle_gallery_check.py``). ``TLE_DOCS_INTERSPHINX=1`` on a machine with network
+access links to the numpy/sklearn/torch/skorch docs.
 
 The figures and tables of the user guide and of the "Compared with" page are generated
 from ``benchmarks/results/`` at every build by ``_ext/tle_benchfigs.py``.

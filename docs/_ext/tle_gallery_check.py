@@ -65,10 +65,28 @@ def setup(app):
 _TORCH_THREADS = []
 
 
+def gallery_threads(default):
+    """Torch threads for the gallery's examples: ``$TLE_DOCS_TORCH_THREADS`` when set, else
+    one thread on an oversubscribed machine (load average above the core count), else
+    ``default`` (torch's own). Two spinning OpenMP threads on a 2-core machine shared with
+    other jobs made an example 3-5x slower than one thread (grid_search_strategies: over
+    25 min in the gallery vs 4.8 min alone with one thread, at load ~25)."""
+    import os
+
+    env = os.environ.get("TLE_DOCS_TORCH_THREADS")
+    if env:
+        return max(1, int(env))
+    try:
+        loaded = os.getloadavg()[0] > (os.cpu_count() or 1)
+    except OSError:  # no load average on this platform
+        loaded = False
+    return 1 if loaded else default
+
+
 def reset_torch(gallery_conf, fname, when=None):
-    """sphinx-gallery ``reset_modules`` entry: every example starts with torch's default
-    thread count (an example may pin ``torch.set_num_threads(1)``; the gallery runs all
-    examples in one process) and the same seed."""
+    """sphinx-gallery ``reset_modules`` entry: every example starts with the same thread
+    count (:func:`gallery_threads`; an example may pin ``torch.set_num_threads(1)``, and
+    the gallery runs all examples in one process) and the same seed."""
     import sys
 
     torch = sys.modules.get("torch")
@@ -76,5 +94,5 @@ def reset_torch(gallery_conf, fname, when=None):
         return
     if not _TORCH_THREADS:
         _TORCH_THREADS.append(torch.get_num_threads())
-    torch.set_num_threads(_TORCH_THREADS[0])
+    torch.set_num_threads(gallery_threads(_TORCH_THREADS[0]))
     torch.manual_seed(0)
