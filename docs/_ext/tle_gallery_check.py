@@ -94,5 +94,12 @@ def reset_torch(gallery_conf, fname, when=None):
         return
     if not _TORCH_THREADS:
         _TORCH_THREADS.append(torch.get_num_threads())
-    torch.set_num_threads(gallery_threads(_TORCH_THREADS[0]))
+    n = gallery_threads(_TORCH_THREADS[0])
+    torch.set_num_threads(n)
+    try:  # numpy/scipy's BLAS too (LinearProbeCV's L-BFGS runs there), as OMP_NUM_THREADS would
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(limits=n)
+    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
+        pass
     torch.manual_seed(0)
