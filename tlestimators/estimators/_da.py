@@ -72,7 +72,6 @@ __all__ = [
     "make_domain_head",
 ]
 
-_SAME_AS_MODULE_ = "<the trained module_>"
 _SCHEDULES = {"dann": dann_lambda, "constant": ConstantSchedule()}
 
 
@@ -181,21 +180,6 @@ class DANet(TransferNet):
     """
 
     lambda_ = 0.0
-
-    # skorch pickles module_/optimizer_ in a separate blob, so the init parameter
-    # ``module`` (the very same instance) would be pickled a second time: store the
-    # trained module once.
-    def __getstate__(self):
-        state = super().__getstate__()
-        if state.get("module") is self.__dict__.get("module_"):
-            state["module"] = _SAME_AS_MODULE_
-        return state
-
-    def __setstate__(self, state):
-        same = isinstance(state.get("module"), str) and state["module"] == _SAME_AS_MODULE_
-        super().__setstate__(state)
-        if same:
-            self.module = self.module_
 
     def train_step_single(self, batch, **fit_params):
         self._set_training(True)
@@ -457,9 +441,6 @@ class BaseDomainAdapter(NetClassifierMixin, ClassifierMixin, TransformerMixin,
         for c in collate.values():
             c.net = net
         net.fit(TransferDataset(inputs, y_enc, is_target=is_target.astype(np.int64)), None)
-        for _, cb in net.callbacks_:  # the LR scheduler holds the optimizer: pickled twice
-            if hasattr(cb, "lr_scheduler_"):
-                cb.lr_scheduler_ = None
         self.net_ = net
         self.domain_accuracy_ = float(net.history[-1].get("domain_acc", np.nan))
 
