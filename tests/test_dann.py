@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import sklearn
 import torch
+from _da_adaptor import DuplicateAsTarget
 from scipy import sparse
 from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV
@@ -448,34 +449,9 @@ def test_predict_before_fit_and_wrong_width(fitted, problem):
         fitted.predict(X[:, :4])
 
 
-class DANNCheckAdaptor(DANNAdapter):
-    """Test adaptor for sklearn's estimator checks.
-
-    The checks fit on plain supervised data, which DANNAdapter must refuse (it needs
-    unlabeled target rows). The adaptor appends the rows of X once more as unlabeled
-    target rows (y == -1) and fits DANNAdapter on that; everything else (parameters,
-    validation, prediction, transform, pickling) is DANNAdapter's own.
-    """
-
-    def fit(self, X, y, sample_domain=None):
-        if y is None:
-            return super().fit(X, y)
-        if hasattr(X, "iloc"):
-            import pandas as pd
-
-            X2 = pd.concat([X, X], ignore_index=True)
-        elif sparse.issparse(X):
-            X2 = sparse.vstack([X, X]).tocsr()
-        else:
-            X2 = np.concatenate([np.asarray(X), np.asarray(X)])
-        y = np.asarray(y)
-        if y.ndim == 2:  # a column vector: DANNAdapter warns and ravels it
-            return super().fit(X2, np.concatenate([y, -np.ones_like(y)]))
-        if y.dtype.kind in "OUS":
-            y2 = np.concatenate([y.astype(object), np.full(len(y), -1, dtype=object)])
-        else:
-            y2 = np.r_[y, -np.ones(len(y), dtype=y.dtype)]
-        return super().fit(X2, y2)
+class DANNCheckAdaptor(DuplicateAsTarget, DANNAdapter):
+    """DANNAdapter with X appended once more as unlabeled target rows, for sklearn's
+    estimator checks (tests/_da_adaptor.py)."""
 
 
 DANN_EXPECTED_FAILED = {

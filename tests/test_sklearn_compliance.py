@@ -182,50 +182,27 @@ def test_sklearn_estimator_checks_zero_shot(estimator, check):
 
 
 # Deep domain adaptation (Deep CORAL, MMD, CDAN, InfoMax): fit needs unlabeled target
-# rows, which sklearn's checks never pass; the adaptor below appends the rows of X once
-# more as target rows (y == -1), as tests/test_dann.py does for DANNAdapter. Everything
-# else (parameters, validation, prediction, transform, pickling) is the class's own.
+# rows, which sklearn's checks never pass; tests/_da_adaptor.py appends the rows of X
+# once more as target rows (y == -1), as tests/test_dann.py does for DANNAdapter.
+from _da_adaptor import DuplicateAsTarget  # noqa: E402
+
 from tlestimators import CDANAdapter, DeepCORALAdapter, InfoMaxAdapter, MMDAdapter  # noqa: E402
 
 
-class _DuplicateAsTarget:
-    def fit(self, X, y, sample_domain=None):
-        if y is None:
-            return super().fit(X, y)
-        from scipy import sparse
-
-        if hasattr(X, "iloc"):
-            import pandas as pd
-
-            X2 = pd.concat([X, X], ignore_index=True)
-        elif sparse.issparse(X):
-            X2 = sparse.vstack([X, X]).tocsr()
-        else:
-            X2 = np.concatenate([np.asarray(X), np.asarray(X)])
-        y = np.asarray(y)
-        if y.ndim == 2:
-            return super().fit(X2, np.concatenate([y, -np.ones_like(y)]))
-        if y.dtype.kind in "OUS":
-            y2 = np.concatenate([y.astype(object), np.full(len(y), -1, dtype=object)])
-        else:
-            y2 = np.r_[y, -np.ones(len(y), dtype=y.dtype)]
-        return super().fit(X2, y2)
-
-
 # module-level classes (pickle finds them by name); the class names stay the same
-class DeepCORALCheck(_DuplicateAsTarget, DeepCORALAdapter):
+class DeepCORALCheck(DuplicateAsTarget, DeepCORALAdapter):
     pass
 
 
-class MMDCheck(_DuplicateAsTarget, MMDAdapter):
+class MMDCheck(DuplicateAsTarget, MMDAdapter):
     pass
 
 
-class CDANCheck(_DuplicateAsTarget, CDANAdapter):
+class CDANCheck(DuplicateAsTarget, CDANAdapter):
     pass
 
 
-class InfoMaxCheck(_DuplicateAsTarget, InfoMaxAdapter):
+class InfoMaxCheck(DuplicateAsTarget, InfoMaxAdapter):
     pass
 
 
