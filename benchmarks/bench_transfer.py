@@ -106,7 +106,8 @@ def bench_hymenoptera(data_dir, quick):
         "LP-FT: FineTuneClassifier() defaults (probe-initialised head, unfreeze='all')",
         _px(ft),
         f"{p['max_epochs']} epochs, batch {p['batch_size']}, head lr {p['lr']:g}, backbone "
-        f"lr {p['lr'] / 10:g}, warm-up {p['warmup']:g} + cosine, augment",
+        f"lr {p['lr'] / 10:g}, warm-up {p['warmup']:g} + cosine, augment"
+        + (", BatchNorm statistics frozen" if p.get("freeze_norm_stats") else ""),
         f"{acc_ft:.3f}", f"{time.perf_counter() - t:.0f}"])
     log("hymenoptera", rows[-1])
     verdict = (f"LP-FT {acc_ft:.3f} vs frozen probe {acc_frozen:.3f}: target LP-FT >= probe "

@@ -78,6 +78,21 @@ def test_frozen_batchnorm_statistics_stay_frozen(images):
     assert not bn.training  # frozen group's BN stays in eval mode in train()
 
 
+@pytest.mark.parametrize("freeze", [True, False])
+def test_freeze_norm_stats_keeps_pretrained_statistics_while_scale_and_shift_train(images, freeze):
+    X, y = images
+    before = _state(TinyConvBackbone())
+    clf = _ft(unfreeze="all", max_epochs=2, freeze_norm_stats=freeze).fit(X, y)
+    after = _state(clf)
+    for bn in ("stem.1", "stage.1"):
+        assert not torch.equal(before[bn + ".weight"], after[bn + ".weight"])  # affine trains
+        for stat in ("running_mean", "running_var"):
+            assert torch.equal(before[f"{bn}.{stat}"], after[f"{bn}.{stat}"]) == freeze
+    clf.net_.module_.train()
+    assert clf.net_.module_.backbone.stem[1].training is (not freeze)
+    assert clf.score(X, y) > 0.9
+
+
 def test_gradual_unfreezing_schedule(images):
     X, y = images
     before = _state(TinyConvBackbone())

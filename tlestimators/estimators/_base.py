@@ -468,13 +468,21 @@ def make_head(in_features: int, n_outputs: int, head="linear", dropout=0.0) -> n
 class TransferModule(nn.Module):
     """``backbone`` followed by ``head``; ``forward`` returns logits.
 
-    ``backbone=None`` means the inputs are already embeddings.
+    ``backbone=None`` means the inputs are already embeddings. In training mode,
+    normalisation layers whose parameters are all frozen stay in eval mode; with
+    ``freeze_norm_stats=True`` every BatchNorm of the backbone does (it normalises with
+    its pretrained running statistics, while its affine parameters still train).
     """
 
-    def __init__(self, backbone: Backbone | None, head: nn.Module):
+    #: class default, so modules saved before the attribute existed load unchanged
+    freeze_norm_stats = False
+
+    def __init__(self, backbone: Backbone | None, head: nn.Module, *,
+                 freeze_norm_stats: bool = False):
         super().__init__()
         self.backbone = backbone
         self.head = head
+        self.freeze_norm_stats = bool(freeze_norm_stats)
 
     def embed(self, batch):
         return batch if self.backbone is None else self.backbone(batch)
@@ -486,6 +494,10 @@ class TransferModule(nn.Module):
         super().train(mode)
         if mode and self.backbone is not None:
             set_frozen_norm_eval(self.backbone)
+            if self.freeze_norm_stats:
+                for m in self.backbone.modules():
+                    if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                        m.eval()
         return self
 
 
