@@ -217,7 +217,7 @@ def test_logits_mixin_hooks_for_masked_logits():
 
 
 @pytest.mark.parametrize("make", [
-    lambda: FineTuneClassifier(backbone="mlp", max_epochs=2, random_state=0),
+    lambda: FineTuneClassifier(backbone="mlp", head_init="random", max_epochs=2, random_state=0),
     lambda: FrozenFeatureClassifier(backbone="mlp", head="mlp", max_epochs=2, random_state=0),
 ])
 def test_a_pickled_net_stores_module_and_optimizer_once(make):
