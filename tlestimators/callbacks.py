@@ -118,16 +118,17 @@ def layer_group_names(module: nn.Module, groups, prefix: str = "") -> list[list[
     return [[prefix + names[id(p)] for p in g] for g in groups]
 
 
-def set_frozen_norm_eval(module: nn.Module) -> None:
+def set_frozen_norm_eval(module: nn.Module, *, all_norms: bool = False) -> None:
     """Keep normalisation layers whose parameters are all frozen in eval mode.
 
     ``requires_grad_(False)`` does not stop BatchNorm from updating its running
-    statistics in train mode, so a "frozen" group would still drift.
+    statistics in train mode, so a "frozen" group would still drift. ``all_norms=True``
+    puts every BatchNorm in eval mode (frozen statistics, trainable scale and shift).
     """
     for m in module.modules():
         if isinstance(m, nn.modules.batchnorm._BatchNorm):
             ps = list(m.parameters(recurse=False))
-            if ps and not any(p.requires_grad for p in ps):
+            if all_norms or (ps and not any(p.requires_grad for p in ps)):
                 m.eval()
 
 

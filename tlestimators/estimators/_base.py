@@ -493,11 +493,7 @@ class TransferModule(nn.Module):
     def train(self, mode: bool = True):
         super().train(mode)
         if mode and self.backbone is not None:
-            set_frozen_norm_eval(self.backbone)
-            if self.freeze_norm_stats:
-                for m in self.backbone.modules():
-                    if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                        m.eval()
+            set_frozen_norm_eval(self.backbone, all_norms=self.freeze_norm_stats)
         return self
 
 
