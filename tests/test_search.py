@@ -11,6 +11,7 @@ from sklearn.model_selection import GridSearchCV
 
 import tlestimators as tle
 from tlestimators.estimators import search as search_mod
+from tlestimators.model_selection import SafeDASelection
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
 
@@ -186,7 +187,11 @@ def test_domain_adaptation_search_is_label_free_and_keeps_target_rows(feats):
 
     cands = [("dann[lambda=0]", Recording("mlp", lambda_max=0.0, max_epochs=3, random_state=0)),
              ("dann", Recording("mlp", max_epochs=3, random_state=0))]
-    s = tle.TransferSearchCV(cands, budget=600, cv=2).fit(X, y_da)
+    # the score rule cross-validates the candidates with the label-free scorers
+    s = tle.TransferSearchCV(cands, budget=600, cv=2,
+                             selection=SafeDASelection(rule="scores")).fit(X, y_da)
+    assert s.n_splits_ == 2 and s.selection_report_["rule"] == "scores"
+    assert len(seen) == 2 * 2 + (s.best_params_ != {"candidate": "source-only"})
     assert min(seen) > 0  # every training fold held target rows
     names = [p["candidate"] for p in s.cv_results_["params"]]
     # the source-only frozen probe was added (on the candidates' backbone) and scored by
@@ -231,6 +236,57 @@ def test_source_only_probe_wins_over_worse_and_tied_adaptation(feats):
     with pytest.raises(ValueError, match="source-only"):
         tle.TransferSearchCV([("flipped", _Adapted())], budget=600).fit(
             texts, np.r_[np.tile([0, 1], 10), -np.ones(20, int)])
+
+
+class _AdaptedTimed(_Adapted):
+    """Also 'takes' ``cost`` fake seconds per fit and counts its fits."""
+
+    fits = []
+
+    def __init__(self, flip=True, cost=0.0):
+        super().__init__(flip=flip)
+        self.cost = cost
+
+    def fit(self, X, y):
+        CLOCK.t += self.cost
+        type(self).fits.append(len(y))
+        return super().fit(X, y)
+
+
+def test_consensus_search_fits_each_candidate_once_within_the_budget(feats, monkeypatch):
+    X, y = feats
+    X = X.copy()
+    y_da = y.copy()
+    y_da[80:] = -1
+    X[80:] += 0.3
+    monkeypatch.setattr(search_mod, "_clock", CLOCK)
+    CLOCK.t = 0.0
+    _AdaptedTimed.fits = []
+    cands = [("same", _AdaptedTimed(flip=False, cost=100)),
+             ("same2", _AdaptedTimed(flip=False, cost=100)),
+             ("flipped", _AdaptedTimed(flip=True, cost=100))]
+    # the consensus rule decides from fits on all rows: no folds, one fit per candidate
+    s = tle.TransferSearchCV(cands, budget=10_000, cv=3).fit(X, y_da)
+    assert s.n_splits_ == 0 and _AdaptedTimed.fits == [120, 120, 120]
+    assert s.fallback_ == "source-only"  # added on the data's identity backbone
+    names = [p["candidate"] for p in s.cv_results_["params"]]
+    rep = s.selection_report_
+    assert rep["rule"] == "consensus" and names[rep["source_only"]] == "source-only"
+    assert s.cv_results_["agreement_with_source_only"][names.index("flipped")] < 0.3
+    table = s.report_.set_index("candidate")
+    assert table.loc["flipped", "stopped"].startswith("not eligible")
+    assert np.isnan(table.loc["flipped", "mean_score"])
+    assert table.loc["same", "mean_score"] == 1.0  # agrees with the vote on every row
+    assert s.best_params_ == {"candidate": "source-only"}  # ties go to source-only
+    assert s.best_estimator_ is not None and s.score(X[80:], y[80:]) > 0.7
+    # fake clock: source-only (0 s) first, then "same" (100 s), "same2" (200 s); the
+    # budget of 150 s is spent before "flipped" is started
+    CLOCK.t = 0.0
+    _AdaptedTimed.fits = []
+    s = tle.TransferSearchCV(cands, budget=150, cv=3).fit(X, y_da)
+    assert len(_AdaptedTimed.fits) == 2
+    assert s.report_.set_index("candidate").loc["flipped", "stopped"].startswith("budget")
+    assert s.search_seconds_ <= 250
 
 
 def test_halving_rungs_are_geometric_and_end_at_max():

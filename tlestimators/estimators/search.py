@@ -26,7 +26,11 @@ too) is scored by the label-free scorers of
 :class:`~tlestimators.model_selection.DomainAdaptationSearchCV` does (consensus of the
 refit candidates' target predictions with >= 3 candidates, else the score rule and the
 agreement guard), ties and doubtful cases going to the source-only probe. Nothing is
-selected by source accuracy and no fold lacks target rows.
+selected by source accuracy and no fold lacks target rows. Under the consensus rule the
+folds' label-free scores could not change the pick (it is made from the candidates
+fitted on all rows), so the search skips them: each candidate is fitted once, on all
+rows, the budget checked between candidates (:class:`DomainAdaptationSearchCV`, a
+``GridSearchCV``, still computes them for its ``cv_results_``).
 
 Why not ``HalvingGridSearchCV``: it gives every candidate the same resource schedule
 (``n_samples`` or one parameter shared by all), while here zero-shot and probes have no
@@ -45,7 +49,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, MetaEstimatorMixin, clone
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.parallel import Parallel, delayed
 from sklearn.utils.validation import check_is_fitted
@@ -228,7 +232,17 @@ class TransferSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         Folds (stratified; source/target-aware with ``y == -1`` rows).
     scoring : str or callable, default=None
         Labeled data: accuracy unless given. Ignored with ``y == -1`` rows, where the
-        label-free :class:`~tlestimators.model_selection.SafeDASelection` decides.
+        label-free ``selection`` decides.
+    selection : SafeDASelection, default=None
+        The label-free selection with ``y == -1`` rows (its ``source_only`` is set to
+        the source-only probe's name). ``None``: ``SafeDASelection()``, the consensus
+        rule: with >= 3 candidates (and ``refit=True``) every candidate is fitted once
+        on all rows, no folds, and the consensus of their target predictions decides;
+        ``report_``'s ``mean_score`` is then each candidate's agreement with the
+        eligible candidates' majority vote (a label-free accuracy estimate), with no
+        std. ``SafeDASelection(rule="scores")`` cross-validates the candidates with its
+        label-free scorers on :class:`~tlestimators.model_selection.SourceTargetKFold`
+        folds instead. Ignored without ``-1`` rows.
     eta : int, default=3
         Successive-halving factor for the expensive candidates: their rungs are
         ``min_resource * eta**k`` epochs while a further factor ``eta`` fits under their
@@ -289,6 +303,7 @@ class TransferSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
                    StrOptions(set(BUDGETS))],
         "cv": ["cv_object"],
         "scoring": [None, str, callable],
+        "selection": [None, HasMethods(["select", "select_by_consensus"])],
         "eta": [Interval(numbers.Integral, 2, None, closed="left")],
         "min_resource": [Interval(numbers.Integral, 1, None, closed="left")],
         "margin": [Interval(numbers.Real, 0, None, closed="left")],
@@ -299,14 +314,16 @@ class TransferSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
     }
 
     def __init__(self, candidates="auto", *, backbones=None, class_names=None,
-                 budget="default", cv=3, scoring=None, eta=3, min_resource=1, margin=0.02,
-                 refit=True, n_jobs=None, random_state=0, verbose=0):
+                 budget="default", cv=3, scoring=None, selection=None, eta=3,
+                 min_resource=1, margin=0.02, refit=True, n_jobs=None, random_state=0,
+                 verbose=0):
         self.candidates = candidates
         self.backbones = backbones
         self.class_names = class_names
         self.budget = budget
         self.cv = cv
         self.scoring = scoring
+        self.selection = selection
         self.eta = eta
         self.min_resource = min_resource
         self.margin = margin
@@ -467,7 +484,13 @@ class TransferSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         if da:
             cv = SourceTargetKFold(self.cv, shuffle=True, random_state=seed) \
                 if isinstance(self.cv, numbers.Integral) else self.cv
-            selection = SafeDASelection(source_only={"candidate": self.fallback_})
+            sel = self.selection if self.selection is not None else SafeDASelection()
+            selection = SafeDASelection(
+                scorers=sel.scorers, source_only={"candidate": self.fallback_},
+                min_wins=sel.min_wins, min_agreement=sel.min_agreement, rule=sel.rule)
+            if self.refit and selection._rule() == "consensus" and len(cands) >= 3:
+                return self._fit_consensus(cands, selection, X, y_arr, start, budget,
+                                           fit_params)
             scorers = selection.scoring
             main_key = next(iter(scorers))
         else:
@@ -575,6 +598,71 @@ class TransferSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
             self.classes_ = self.best_estimator_.classes_
         return self
 
+    def _fit_consensus(self, cands, selection, X, y, start, budget, fit_params):
+        """Domain adaptation under the consensus rule: every candidate fitted once on all
+        rows (source-only first; the budget checked between batches of ``n_jobs``
+        candidates), then :meth:`~tlestimators.model_selection.SafeDASelection.select_by_consensus`
+        on their target predictions. No folds: the rule decides from these fits alone."""
+        from joblib import effective_n_jobs
+
+        from tlestimators.data import take, unlabeled_mask
+
+        self.n_splits_ = 0
+        order = sorted(range(len(cands)), key=lambda i: cands[i].name != self.fallback_)
+        width = max(1, effective_n_jobs(self.n_jobs))
+        fits = {}
+        self._progress(0, 1, f"{len(cands)} candidates fitted once on all rows")
+
+        def timed(cand):
+            t0 = _clock()
+            est = self._fit_full(cand, X, y, fit_params)
+            return est, _clock() - t0
+
+        for b in range(0, len(order), width):
+            batch = order[b:b + width]
+            if fits and _clock() - start >= budget:
+                for i in batch:
+                    cands[i].alive, cands[i].stopped = False, "budget: not started, none left"
+                continue
+            out = Parallel(n_jobs=self.n_jobs)(delayed(timed)(cands[i]) for i in batch)
+            for i, (est, sec) in zip(batch, out):
+                fits[i] = est
+                cands[i].fit_seconds = cands[i].total_seconds = sec
+                cands[i].reached = cands[i].max_resource
+        self.search_seconds_ = _clock() - start
+        done = sorted(fits)
+        params = [{"candidate": cands[i].name} for i in done]
+        Xt = take(X, np.flatnonzero(unlabeled_mask(y)))
+        preds = np.stack([np.asarray(fits[i].predict(Xt)) for i in done])
+        chosen = int(selection.select_by_consensus(params, preds))
+        rep = dict(selection.last_report_)
+        vote = np.asarray(rep["agreement_with_vote"], float)
+        raw_vote = np.asarray(rep["agreement_with_source_only"], float)
+        t = rep["min_agreement"]
+        for j, i in enumerate(done):
+            c = cands[i]
+            eligible = rep["eligible"][j]
+            # the score of a fitted candidate: its agreement with the eligible ones' vote
+            c.scores = [float(vote[j]) if eligible else float("nan")]
+            c.stopped = ("completed" if eligible else
+                         f"not eligible: agrees with source-only on {raw_vote[j]:.2f} "
+                         f"< {t:.2f} of target rows")
+        for k in ("source_only", "winner", "chosen"):
+            rep[k] = done[rep[k]]
+        rep["scored"] = [cands[i].name for i in done]
+        self.selection_report_ = rep
+        self.refit_time_ = 0.0
+        self._finish(cands, selection, "score", done[chosen])
+        agree = np.full(len(cands), np.nan)
+        agree[done] = raw_vote
+        self.cv_results_["agreement_with_source_only"] = agree
+        best = fits[done[chosen]]
+        self.best_estimator_, self.classes_ = best, best.classes_
+        if self.verbose:
+            self._progress(1, 1, f"done in {self.search_seconds_:.1f} s")
+            print(self.report_.to_string(index=False))
+        return self
+
     def _fit_full(self, cand, X, y, fit_params):
         est = clone(cand.estimator)
         if cand.resource is not None and cand.reached is not None:
@@ -584,42 +672,33 @@ class TransferSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
             return est.fit(X, y, **fit_params)
 
     def _select_da(self, cands, selection, X, y, fit_params):
-        """The label-free recipe of :class:`~tlestimators.model_selection.SafeDASelection`, as
-        :class:`~tlestimators.model_selection.DomainAdaptationSearchCV` applies it: with
-        ``rule="consensus"`` and >= 3 scored candidates (and ``refit``), every scored
-        candidate is refit on all rows and the consensus of their target predictions
-        decides; otherwise the score rule, then the agreement guard against the
-        source-only model. Returns ``(index into cands, fitted winner or None)``."""
+        """The score rule of :class:`~tlestimators.model_selection.SafeDASelection` on the
+        cross-validated label-free scores (``rule="scores"``, fewer than 3 candidates or
+        ``refit=False``; the consensus rule goes through :meth:`_fit_consensus`), then
+        with ``refit`` the agreement guard against the source-only model. Returns
+        ``(index into cands, fitted winner or None)``."""
         from tlestimators.data import take, unlabeled_mask
 
         scored = [i for i, c in enumerate(cands) if c.scores]
         params = [{"candidate": cands[i].name} for i in scored]
         table = {k: np.array([float(np.mean(cands[i].score_table[k])) for i in scored])
                  for k in selection.scoring}
-        score_pick = int(selection.select(params, table))
+        chosen = int(selection.select(params, table))
         i0 = selection.last_report_["source_only"]
         Xt = take(X, np.flatnonzero(unlabeled_mask(y)))
         t0 = _clock()
-        if self.refit and selection._rule() == "consensus" and len(scored) >= 3:
-            fits = Parallel(n_jobs=self.n_jobs)(
-                delayed(self._fit_full)(cands[i], X, y, fit_params) for i in scored)
-            preds = np.stack([np.asarray(f.predict(Xt)) for f in fits])
-            chosen = int(selection.select_by_consensus(params, preds))
-            rep = dict(selection.last_report_, score_winner=score_pick)
-            fitted = fits[chosen]
-        else:
-            chosen, rep, fitted = score_pick, dict(selection.last_report_), None
-            t = selection._min_agreement()
-            rep["agreement"] = None
-            if self.refit and t is not None and chosen != i0:
-                fitted = self._fit_full(cands[scored[chosen]], X, y, fit_params)
-                so = self._fit_full(cands[scored[i0]], X, y, fit_params)
-                agree = float(np.mean(np.asarray(fitted.predict(Xt))
-                                      == np.asarray(so.predict(Xt))))
-                rep["agreement"] = agree
-                if agree < t:
-                    chosen, fitted = i0, so
-                    rep.update(chosen=i0, fell_back=True)
+        rep, fitted = dict(selection.last_report_), None
+        t = selection._min_agreement()
+        rep["agreement"] = None
+        if self.refit and t is not None and chosen != i0:
+            fitted = self._fit_full(cands[scored[chosen]], X, y, fit_params)
+            so = self._fit_full(cands[scored[i0]], X, y, fit_params)
+            agree = float(np.mean(np.asarray(fitted.predict(Xt))
+                                  == np.asarray(so.predict(Xt))))
+            rep["agreement"] = agree
+            if agree < t:
+                chosen, fitted = i0, so
+                rep.update(chosen=i0, fell_back=True)
         if fitted is not None:
             self.refit_time_ = _clock() - t0
         # indices into cv_results_ (every candidate), not into the scored ones
