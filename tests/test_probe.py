@@ -9,6 +9,7 @@ import pytest
 import torch
 from sklearn.base import clone
 from sklearn.datasets import make_classification
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
 from sklearn.model_selection import GridSearchCV
 from sklearn.preprocessing import StandardScaler
@@ -60,6 +61,26 @@ def test_sample_and_class_weight_match_sklearn(n_classes):
     np.testing.assert_allclose(probe.predict_proba(X), ref.predict_proba(Z), atol=1e-4, rtol=0)
     unweighted = LinearProbeCV(Cs=[0.5], device="cpu").fit(X, y)
     assert np.abs(unweighted.predict_proba(X) - probe.predict_proba(X)).max() > 1e-2
+
+
+def test_weakly_regularised_refit_converges_without_warning():
+    # more features than samples, nearly low-rank (as embeddings are), and a weak penalty
+    # (C=167, where the LP-FT probe of FineTuneClassifier and the estimator checks landed):
+    # the refit to tol/100 needs ~270 L-BFGS iterations from the CV path's warm start. With
+    # the path's budget of 100 it stopped short and raised a ConvergenceWarning.
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(80, 8)) @ rng.normal(size=(8, 256)) + 0.1 * rng.normal(size=(80, 256))
+    y = rng.integers(0, 2, 80)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        probe = LinearProbeCV(Cs=[167.0], device="cpu").fit(X, y)
+    assert probe.n_iter_ > 100
+    Z = StandardScaler().fit_transform(X)
+    ref = LogisticRegression(C=167.0, tol=1e-10, max_iter=10000).fit(Z, y)
+    np.testing.assert_allclose(probe.predict_proba(X), ref.predict_proba(Z), atol=1e-3, rtol=0)
+    # a solve that really stops at its limit still warns, naming what to raise
+    with pytest.warns(ConvergenceWarning, match=r"10 \* max_iter=50 iterations at C=167"):
+        LinearProbeCV(Cs=[167.0], max_iter=5, device="cpu").fit(X, y)
 
 
 def test_cv_picks_strong_regularisation_for_noise_and_weak_for_signal():

@@ -191,10 +191,17 @@ class LinearProbeCV(ClassifierMixin, BaseEstimator):
     class_weight : dict, "balanced" or None, default=None
         Weights per class multiplied into the sample weights, as in scikit-learn.
     max_iter : int, default=100
-        L-BFGS iterations per fit along the path (and for the final refit).
+        L-BFGS iterations per fit along the CV path (``LogisticRegressionCV``'s default).
+        The final refit, solved to ``tol / 100``, may take ``10 * max_iter``: L-BFGS
+        converges linearly, and a 100x smaller gradient takes several times the
+        iterations on a weakly regularised problem (large ``C``, as many features as
+        samples), where 100 iterations often do not reach even ``tol`` (scikit-learn's
+        ``LogisticRegression(C=167)`` warns there too).
     tol : float, default=1e-4
         Gradient tolerance of each fit along the CV path (scikit-learn's ``gtol`` on its
-        scaled objective); the final refit runs to ``tol / 100``.
+        scaled objective); the final refit runs to ``tol / 100``. A
+        :class:`~sklearn.exceptions.ConvergenceWarning` is raised when the refit stops at
+        its iteration limit short of that tolerance.
     device : str, torch.device or None, default="auto"
         Where to solve: "auto" (or None) takes CUDA when available, else the CPU.
     random_state : int, RandomState instance or None, default=None
@@ -392,13 +399,19 @@ class LinearProbeCV(ClassifierMixin, BaseEstimator):
         W0, b0 = (None, None) if W0 is None else (W0.to(dtype), b0.to(dtype))
         # A gradient of 1e-4 can still be far from the optimum along weakly regularised
         # directions (seen: 0.3 in probability on SMS spam with a warm start), so the one
-        # model that is kept is solved 100x tighter than the path.
+        # model that is kept is solved 100x tighter than the path. That takes more
+        # iterations than the path's budget where the penalty is weak (the curvature along
+        # directions the data do not pin down is only 1 / (C * n)): 213-414 on the
+        # tests' C=167-1291 problems, where sklearn's LogisticRegression needs 120-281 to
+        # reach even tol=1e-4 (and warns at its default 100). The refit gets 10x the path's budget; one
+        # full-data solve, against the path's n_folds * n_Cs.
+        refit_iter = 10 * self.max_iter
         W, b, self.n_iter_, converged = fit_logistic(Z, yt, self.C_, sample_weight=swt, n_classes=k, coef=W0,
-                                                     intercept=b0, max_iter=self.max_iter, tol=self.tol / 100)
+                                                     intercept=b0, max_iter=refit_iter, tol=self.tol / 100)
         if not converged:
             warnings.warn(
-                f"LinearProbeCV's L-BFGS did not reach tol/100={self.tol / 100:g} in max_iter={self.max_iter} "
-                f"iterations at C={self.C_:.3g}; increase max_iter.",
+                f"LinearProbeCV's final L-BFGS fit did not reach tol/100={self.tol / 100:g} in "
+                f"10 * max_iter={refit_iter} iterations at C={self.C_:.3g}; increase max_iter.",
                 ConvergenceWarning,
                 stacklevel=2,
             )
