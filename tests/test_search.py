@@ -118,8 +118,10 @@ def test_budget_is_respected_with_a_fake_clock(feats, monkeypatch):
     X, y = feats
     monkeypatch.setattr(search_mod, "_clock", CLOCK)
     CLOCK.t = 0.0
-    cands = [("cheap", _Cheap(cost=5, per_epoch=0)),
-             ("a", _Costly(per_epoch=2.0, quality=0.9)),
+    # score = quality + 0.01 * log1p(epochs): "cheap" 0.9333; "a" 0.912 at 1 epoch,
+    # 0.928 at 9, 0.938 at 27: behind the cheap one (within the margin) until 27 epochs
+    cands = [("cheap", _Cheap(cost=5, per_epoch=0, quality=0.9)),
+             ("a", _Costly(per_epoch=2.0, quality=0.905)),
              ("b", _Costly(per_epoch=2.0, quality=0.89)),
              ("c", _Costly(per_epoch=2.0, quality=0.5))]
     s = tle.TransferSearchCV(cands, budget=200, cv=3, eta=3, margin=0.05, refit=False)
@@ -133,11 +135,61 @@ def test_budget_is_respected_with_a_fake_clock(feats, monkeypatch):
     assert rep.loc["c", "stopped"].startswith("halving")
     assert rep.loc["a", "stopped"].startswith("budget")
     assert rep.loc["a", "resource"] == "9/27 epochs"
-    assert s.best_params_ == {"candidate": "a"}
+    assert s.best_params_ == {"candidate": "cheap"}
     # with a large budget the same search runs the survivor to its full 27 epochs
     CLOCK.t = 0.0
     s.set_params(budget=10_000).fit(X, y)
     assert s.report_.set_index("candidate").loc["a", "resource"] == "27/27 epochs"
+    assert s.best_params_ == {"candidate": "a"}
+
+
+class _Noisy(_Costly):
+    """Fold scores spread by +-spread around the mean (fold k of every fit gets
+    offsets[k]), so the race sees a standard error."""
+
+    calls = [0]
+
+    def __init__(self, cost=1.0, per_epoch=1.0, max_epochs=27, quality=0.5, spread=0.0):
+        super().__init__(cost=cost, per_epoch=per_epoch, max_epochs=max_epochs,
+                         quality=quality)
+        self.spread = spread
+
+    def score(self, X, y, sample_weight=None):
+        k = _Noisy.calls[0] % 3
+        _Noisy.calls[0] += 1
+        return super().score(X, y) + self.spread * (k - 1)
+
+
+def test_race_keeps_a_noisy_slow_starter_and_promotes_a_sole_leader(feats, monkeypatch):
+    X, y = feats
+    monkeypatch.setattr(search_mod, "_clock", CLOCK)
+    CLOCK.t = 0.0
+    # "slow" is 0.06 behind the cheap candidate at 1 epoch (more than the 0.02 margin)
+    # and gains 0.04 per rung: the fold spread (s.e. ~0.07) keeps it in the race, and at
+    # 9 epochs it leads with nothing left to race: chosen, refit at its max_epochs
+    class _Slow(_Noisy):
+        def score(self, X, y, sample_weight=None):
+            return super().score(X, y) + 0.04 * np.log(self.max_epochs) / np.log(3)
+
+    class _NoisyCheap(_Noisy):
+        _search_resource = None
+
+    cands = [("cheap", _NoisyCheap(cost=1, per_epoch=0, quality=0.8, spread=0.1)),
+             ("slow", _Slow(per_epoch=1.0, quality=0.74, spread=0.1))]
+    s = tle.TransferSearchCV(cands, budget=10_000, cv=3, eta=3, margin=0.02).fit(X, y)
+    rep = s.report_.set_index("candidate")
+    assert rep.loc["slow", "resource"] == "9/27 epochs"
+    assert rep.loc["slow", "stopped"].startswith("leads at 9 epochs")
+    assert s.best_params_ == {"candidate": "slow"}
+    assert s.best_estimator_.max_epochs == 27  # the refit trains it in full
+    # without fold spread the same candidate is measurably behind at 1 epoch: stopped
+    cands = [("cheap", _NoisyCheap(cost=1, per_epoch=0, quality=0.8)),
+             ("slow", _Slow(per_epoch=1.0, quality=0.74))]
+    s = tle.TransferSearchCV(cands, budget=10_000, cv=3, eta=3, margin=0.02).fit(X, y)
+    rep = s.report_.set_index("candidate")
+    assert rep.loc["slow", "stopped"].startswith("cannot win")
+    assert rep.loc["slow", "resource"] == "1/27 epochs"
+    assert s.best_params_ == {"candidate": "cheap"}
 
 
 def _fast_probe():

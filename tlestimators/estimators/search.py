@@ -9,9 +9,13 @@ than a grid of one estimator's parameters. The search runs in rounds:
    cache) plus seconds of head fitting;
 2. **expensive candidates** (those with a training-length resource, ``max_epochs``) are
    then raced by successive halving: every survivor is cross-validated at a small
-   number of epochs, and only the best ``1 / eta`` of them, and only those whose score
-   is still within ``margin`` of the best candidate so far, go on to ``eta`` times more
-   epochs, up to their own ``max_epochs``;
+   number of epochs, and only the best ``1 / eta`` of them, and only those that can
+   still win (their mean score within ``margin`` plus one standard error of the
+   difference of the best candidate's so far: a race that stops a candidate only when
+   it is measurably behind, as Hoeffding races do, Maron & Moore 1994), go on to
+   ``eta`` times more epochs, up to their own ``max_epochs``. When one expensive
+   candidate is left and it leads every candidate, there is nothing left to race: it
+   is chosen and refit at its ``max_epochs`` without cross-validating more epochs;
 3. **the budget** (seconds of wall time for the rounds) is checked before each task:
    a task whose cost, projected from its previous rung, does not fit in what is left is
    not started, and the report says so.
@@ -81,6 +85,7 @@ class _Cand:
     reached: int | None = None
     stopped: str = ""
     alive: bool = True
+    promoted: bool = False  # chosen by the race before its max_epochs; refit at it
     schedule: list = field(default_factory=list)
 
 
@@ -190,6 +195,15 @@ def _resource_of(est):
     return res, int(est.get_params()[res])
 
 
+def _se_of_difference(a, b):
+    """Standard error of ``mean(a) - mean(b)`` from the fold-to-fold spread of two
+    candidates' fold scores (unpaired: conservative; 0 for a candidate against itself
+    or with a single fold)."""
+    if a is b or len(a) < 2 or len(b) < 2:
+        return 0.0
+    return float(np.sqrt(np.var(a, ddof=1) / len(a) + np.var(b, ddof=1) / len(b)))
+
+
 def _fit_score(estimator, X, y, train, test, scorers, fit_params):
     from tlestimators.data import take
 
@@ -250,8 +264,10 @@ class TransferSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
     min_resource : int, default=1
         Epochs at the first rung of the expensive candidates.
     margin : float, default=0.02
-        An expensive candidate continues only while its score is within ``margin`` of
-        the best score seen so far.
+        An expensive candidate continues only while its mean score is within ``margin``
+        plus one standard error (from the fold-to-fold spread of the two candidates'
+        scores) of the best score seen so far. The standard error keeps a slow starter
+        on small data (a first rung of a few optimizer steps) in the race.
     refit : bool, default=True
         Refit the winner on all the data (``best_estimator_``).
     n_jobs : int, default=None
@@ -554,21 +570,30 @@ class TransferSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
                 self._record(c, per[c.name], main_key)
                 c.reached, c.rung = r_c, rung
             scored = [c for c in cands if c.scores]
-            best = max(float(np.mean(c.scores)) for c in scored)
+            leader = max(scored, key=lambda c: float(np.mean(c.scores)))
+            best = float(np.mean(leader.scores))
             ranked = sorted((c for c, _, _ in tasks), key=lambda c: -np.mean(c.scores))
             keep = max(1, math.ceil(len(ranked) / self.eta))
             alive = []
             for i, c in enumerate(ranked):
                 m = float(np.mean(c.scores))
+                se = _se_of_difference(c.scores, leader.scores)
                 if c.reached >= c.max_resource:
                     c.stopped = "completed"
                 elif i >= keep:
                     c.stopped = f"halving: rank {i + 1} of {len(ranked)} at {c.reached} epochs"
-                elif not da and m < best - self.margin:
-                    c.stopped = (f"cannot win: {m:.3f} < best {best:.3f} - margin at "
-                                 f"{c.reached} epochs")
+                elif not da and m < best - self.margin - se:
+                    c.stopped = (f"cannot win: {m:.3f} < best {best:.3f} - margin - "
+                                 f"{se:.3f} (1 s.e.) at {c.reached} epochs")
                 else:
                     alive.append(c)
+            # nothing left to race: the one survivor leads every candidate, so more
+            # cross-validated epochs could not change the pick; refit at its max_epochs
+            if not da and len(alive) == 1 and alive[0] is leader:
+                c = alive.pop()
+                c.promoted = True
+                c.stopped = (f"leads at {c.reached} epochs with nothing left to race: "
+                             f"refit at {c.max_resource} epochs")
         self.search_seconds_ = _clock() - start
         if not any(c.scores for c in cands):
             raise RuntimeError(
@@ -590,7 +615,8 @@ class TransferSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
             t0 = _clock()
             est = clone(best.estimator)
             if best.resource is not None and best.reached is not None:
-                est.set_params(**{best.resource: best.reached})
+                est.set_params(**{best.resource: best.max_resource if best.promoted
+                                  else best.reached})
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", FutureWarning)
                 self.best_estimator_ = est.fit(X, y, **fit_params)
