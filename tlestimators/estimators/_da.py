@@ -66,6 +66,9 @@ from tlestimators.losses import (
 __all__ = [
     "AdversarialCriterion",
     "BaseDomainAdapter",
+    "DEFAULT_LR",
+    "DEFAULT_OPTIMIZER",
+    "DEFAULT_STANDARDIZE",
     "DAModule",
     "DANet",
     "DomainBalancedSampler",
@@ -73,6 +76,14 @@ __all__ = [
 ]
 
 _SCHEDULES = {"dann": dann_lambda, "constant": ConstantSchedule()}
+
+#: The training recipe every deep DA estimator defaults to, kept in this one place (the
+#: estimators' signatures read it; each method keeps its own ``lambda_max``): Adam at
+#: ``lr=1e-3``, annealed by the paper's ``lr_schedule="dann"``, with dense inputs
+#: standardised by one global scale (``standardize="auto"``). The DANN paper's SGD
+#: recipe (``optimizer="sgd", lr=0.01, momentum=0.9, standardize=None``), the defaults
+#: before 0.3, underfits dense embeddings of small per-column scale (results/da.md).
+DEFAULT_OPTIMIZER, DEFAULT_LR, DEFAULT_STANDARDIZE = "adam", 1e-3, "auto"
 
 
 # --------------------------------------------------------------------------- data
