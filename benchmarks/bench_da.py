@@ -1394,8 +1394,6 @@ def recipe_defaults_table(title, recs, lines, note):
     and per pair where the new defaults lose."""
     if not recs:
         return
-    from tlestimators import DA_METHODS  # noqa: F401  (the classes' current defaults)
-
     classes = _recipe_classes()
     pairs = list(dict.fromkeys(p for p, _, _ in recs))
     seeds = sorted({s for _, s, _ in recs})
