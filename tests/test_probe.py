@@ -126,6 +126,27 @@ def test_to_linear_gives_the_same_logits_and_probabilities():
     assert probe.to_linear().weight.dtype == torch.float32
 
 
+def test_a_feature_below_float_resolution_gets_no_weight():
+    # unit-norm float32 embeddings with a dead dimension (~1e-33 on every row, as
+    # all-MiniLM-L6-v2 has): StandardScaler would divide it by its ~1e-33 spread and the
+    # probe would put a ~1e31 weight on it, so any change of that dimension (a
+    # fine-tuned backbone, LP-FT) would swamp the logits
+    X, y = _data(3, n=150, d=12)
+    X = (X / np.linalg.norm(X, axis=1, keepdims=True)).astype(np.float32)
+    rng = np.random.RandomState(0)
+    X[:, 5] = (1e-33 * (1 + rng.rand(len(X)))).astype(np.float32)
+    probe = LinearProbeCV(Cs=4, cv=3, device="cpu").fit(X, y)
+    assert probe.scale_[5] == 1.0
+    assert np.abs(probe.coef_).max() < 1e3
+    ref = StandardScaler().fit(X.astype(np.float64))
+    assert ref.scale_[5] < 1e-30  # what the plain pipeline does with it
+    # the other features keep StandardScaler's statistics
+    np.testing.assert_allclose(np.delete(probe.scale_, 5), np.delete(ref.scale_, 5))
+    moved = X.copy()
+    moved[:, 5] = 1e-3  # the dead dimension wakes up a little
+    np.testing.assert_allclose(probe.predict_proba(moved), probe.predict_proba(X), atol=1e-2)
+
+
 def test_string_labels_predict_log_proba_and_pickle():
     X, y = _data(3, n=150)
     labels = np.array(["ant", "bee", "wasp"])[y]

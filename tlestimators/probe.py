@@ -223,8 +223,8 @@ class LinearProbeCV(ClassifierMixin, BaseEstimator):
     intercept_ : ndarray of shape (1,) or (n_classes,)
         Intercepts on the raw features.
     mean_, scale_ : ndarray of shape (n_features,)
-        The standardisation, computed by ``StandardScaler`` (constant features get
-        scale 1).
+        The standardisation, computed by ``StandardScaler`` (constant features, and
+        features whose spread is below the float resolution of ``X``, get scale 1).
     n_iter_ : int
         L-BFGS iterations of the final refit.
     n_features_in_ : int
@@ -342,9 +342,17 @@ class LinearProbeCV(ClassifierMixin, BaseEstimator):
 
         Xf = X.astype(np.float64, copy=False)
         # StandardScaler's own statistics, so that the probe equals the hand-written
-        # pipeline (its rule for near-constant features included)
+        # pipeline (its rule for constant features included) ...
         scaler = StandardScaler().fit(Xf)
-        self.mean_, self.scale_ = scaler.mean_, scaler.scale_
+        self.mean_, self.scale_ = scaler.mean_, scaler.scale_.copy()
+        # ... except features whose spread is below the input's float resolution (e.g.
+        # a dead dimension of all-MiniLM-L6-v2's unit-norm embeddings, ~1e-33 on every
+        # text): StandardScaler divides them by their ~1e-33 spread, which gives the
+        # probe a ~1e31 weight on noise. Such a feature carries nothing, so it gets scale
+        # 1 like a constant one (a fine-tuned backbone that moves it, LP-FT, would
+        # otherwise see its loss explode on the first step).
+        res = np.finfo(X.dtype if np.issubdtype(X.dtype, np.floating) else np.float64).eps
+        self.scale_[self.scale_ < res * max(float(np.abs(Xf).max(initial=0.0)), 1e-300)] = 1.0
 
         device = _resolve_device(self.device)
         Zs = (Xf - self.mean_) / self.scale_
