@@ -190,6 +190,13 @@ def test_race_keeps_a_noisy_slow_starter_and_promotes_a_sole_leader(feats, monke
     assert rep.loc["slow", "stopped"].startswith("cannot win")
     assert rep.loc["slow", "resource"] == "1/27 epochs"
     assert s.best_params_ == {"candidate": "cheap"}
+    # a tie at 3 epochs is enough: the rising learning curve breaks it
+    q = 0.8 + 0.01 * (np.log1p(27) - np.log1p(3))
+    cands = [("cheap", _Cheap(cost=1, per_epoch=0, quality=0.8)),
+             ("ties", _Costly(per_epoch=1.0, quality=q))]
+    s = tle.TransferSearchCV(cands, budget=10_000, cv=3, eta=3, margin=0.02).fit(X, y)
+    assert s.report_.set_index("candidate").loc["ties", "resource"] == "3/27 epochs"
+    assert s.best_params_ == {"candidate": "ties"}
 
 
 def _fast_probe():

@@ -14,8 +14,9 @@ than a grid of one estimator's parameters. The search runs in rounds:
    difference of the best candidate's so far: a race that stops a candidate only when
    it is measurably behind, as Hoeffding races do, Maron & Moore 1994), go on to
    ``eta`` times more epochs, up to their own ``max_epochs``. When one expensive
-   candidate is left and it leads every candidate, there is nothing left to race: it
-   is chosen and refit at its ``max_epochs`` without cross-validating more epochs;
+   candidate is left and it leads (or ties) every candidate, there is nothing left to
+   race: it is chosen and refit at its ``max_epochs`` without cross-validating more
+   epochs (successive halving's premise: in expectation a learning curve rises);
 3. **the budget** (seconds of wall time for the rounds) is checked before each task:
    a task whose cost, projected from its previous rung, does not fit in what is left is
    not started, and the report says so.
@@ -587,9 +588,11 @@ class TransferSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
                                  f"{se:.3f} (1 s.e.) at {c.reached} epochs")
                 else:
                     alive.append(c)
-            # nothing left to race: the one survivor leads every candidate, so more
-            # cross-validated epochs could not change the pick; refit at its max_epochs
-            if not da and len(alive) == 1 and alive[0] is leader:
+            # nothing left to race: the one survivor leads (or ties) every candidate at
+            # fewer epochs than its max; learning curves rise with training in
+            # expectation (successive halving's premise), so more cross-validated epochs
+            # would not change the pick: chosen, refit at its max_epochs
+            if not da and len(alive) == 1 and float(np.mean(alive[0].scores)) >= best - 1e-12:
                 c = alive.pop()
                 c.promoted = True
                 c.stopped = (f"leads at {c.reached} epochs with nothing left to race: "
@@ -603,6 +606,8 @@ class TransferSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         fitted, best_index = None, None
         if da:
             best_index, fitted = self._select_da(cands, selection, X, y_arr, fit_params)
+        else:  # the race's pick wins a tie with a candidate at its full resource
+            best_index = next((i for i, c in enumerate(cands) if c.promoted), None)
         self._finish(cands, selection, main_key, best_index)
         if self.verbose:
             self._progress(n_rounds, n_rounds, f"done in {self.search_seconds_:.1f} s")
