@@ -5,10 +5,11 @@ hymenoptera (ants vs bees, train -> val) and a learning curve on sklearn's digit
 Accuracy, trainable-parameter fraction, seconds per training step (median over the
 steps) and peak RSS. Each (task, method) runs in its own process so peak RSS is its own;
 "RSS before fit" is the same process after imports and data loading. 1 torch thread,
-CPU-sized resolutions (hymenoptera 64 px, digits 32 px).
+CPU-sized resolutions (hymenoptera 64 px; digits 32 px, and 48 px as task ``digits48``).
 
     python benchmarks/bench_lora.py            # all, writes benchmarks/results/lora.md
     python benchmarks/bench_lora.py --tasks digits   # re-run digits, keep the other rows
+    python benchmarks/bench_lora.py --tasks digits48 # the digits curve at 48 px
     python benchmarks/bench_lora.py --one digits lora 200   # one config, JSON on stdout
 """
 
@@ -81,6 +82,8 @@ def _fit_eval(method, Xtr, ytr, Xte, yte, img_size, seed=0, augment=True):
 
 
 DIGITS_SIZES = (50, 200, 800)
+# 8x8 digits upsampled to this many pixels per task
+DIGITS_PX = {"digits": 32, "digits48": 48}
 
 
 def one(task, method, n=None):
@@ -107,7 +110,7 @@ def one(task, method, n=None):
         Xtr, _, ytr, _ = train_test_split(Xp, yp, train_size=n, stratify=yp, random_state=0)
         # no augmentation: the default random crop + horizontal flip changes digits
         r = {"task": task, "n_train": n,
-             **_fit_eval(method, Xtr, ytr, Xte, yte, 32, augment=False)}
+             **_fit_eval(method, Xtr, ytr, Xte, yte, DIGITS_PX[task], augment=False)}
     r.update(method=method, rss_before_mb=rss0, peak_rss_mb=_rss_mb(), threads=1,
              load=(load0 + _load_avg()) / 2)
     return [r]
@@ -123,7 +126,8 @@ def _load_avg():
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--one", nargs="+", metavar="TASK METHOD [N]")
-    ap.add_argument("--tasks", nargs="+", default=["hymenoptera", "digits"])
+    ap.add_argument("--tasks", nargs="+", default=["hymenoptera", "digits", "digits48"],
+                    choices=["hymenoptera", *DIGITS_PX])
     a = ap.parse_args(argv)
     if a.one:
         n = int(a.one[2]) if len(a.one) > 2 else None
@@ -175,9 +179,10 @@ def write(rows, tasks=()):
         "pair, which ran one after the other). `FineTuneClassifier('efficientnet_lite0',",
         f"unfreeze='all' | 'lora', max_epochs=max({EPOCHS}, enough for {MIN_STEPS} steps), "
         "batch_size=32, random_state=0)`, other",
-        "parameters default (LP-FT probe head; full: head lr 1e-3, backbone 1e-4; LoRA: adapters",
+        "parameters default (LP-FT probe head; BatchNorm on its pretrained running statistics,",
+        "`freeze_norm_stats=True`, in both; full: head lr 1e-3, backbone 1e-4; LoRA: adapters",
         "at 1e-3, r=8, alpha=16 on the pointwise 1x1 convs). Hymenoptera: train (245) -> val",
-        "(153) at 64 px; digits: sklearn's 8x8 images upsampled to 32 px, `augment=False`",
+        "(153) at 64 px; digits: sklearn's 8x8 images upsampled to 32 px (digits48: 48 px), `augment=False`",
         "(flips change digits), a stratified",
         "learning curve (n_train stratified from the pool), the same 500 held-out test digits.",
         "Trainable fraction = trainable / all parameters of backbone + head during training.",
