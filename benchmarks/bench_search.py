@@ -300,11 +300,11 @@ def write(rows, a):
     lines = [
         "# TransferSearchCV vs the exhaustive grid (benchmarks/bench_search.py)", "",
         f"Run {when[0] if when else '?'} to {when[-1] if when else '?'}; torch threads "
-        f"{a.threads} (pinned); one process per data set, in parallel, on 2 CPU cores "
-        f"shared with other sessions: load average {min(loads, default=0):.1f}-"
-        f"{max(loads, default=0):.1f} (1 min, at the start and end of each data set), so "
-        "wall seconds are several times a quiet machine's and the CPU seconds in brackets "
-        "are the better guide. Images: efficientnet_lite0 at "
+        f"{a.threads} (pinned) and BLAS threads {a.threads}; on 2 CPU cores shared with "
+        f"other jobs: load average {min(loads, default=0):.1f}-"
+        f"{max(loads, default=0):.1f} (1 min, at the start and end of each data set; the "
+        "row's own load is in its report below), so wall seconds vary with the load and "
+        "the CPU seconds in brackets are the steadier guide. Images: efficientnet_lite0 at "
         f"{a.img_size} px; text: minilm; {a.cv} folds; fine-tuning (LP-FT) at "
         f"max_epochs {a.ft_epochs or 'default (10)'}; DANN heads at max_epochs "
         f"{a.da_epochs or 'default (20)'}. Both sides use the default in-memory feature "
