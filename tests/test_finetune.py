@@ -246,6 +246,21 @@ def test_lp_ft_head_starts_from_the_probe(blobs):
     assert not torch.equal(clf.net_.module_.head[-1].weight.detach(), lin.weight)
 
 
+def test_lp_ft_head_puts_no_weight_on_a_feature_below_float_resolution(blobs):
+    # the identity backbone passes a dead column (~1e-33 on every row, like a dimension
+    # of all-MiniLM-L6-v2's embeddings) through: the plain probe would weigh it ~1e31
+    X, y = blobs
+    X = X.astype(np.float32).copy()
+    X[:, 1] = (1e-33 * (1 + np.random.RandomState(0).rand(len(X)))).astype(np.float32)
+    rec = _HeadAtStart()
+    clf = FineTuneClassifier("mlp", backbone_kwargs={"hidden_sizes": ()}, max_epochs=2,
+                             callbacks=[("rec", rec)], device="cpu", random_state=0).fit(X, y)
+    assert (clf.probe_.coef_[:, 1] == 0).all()
+    assert rec.weight_.abs().max() < 1e3
+    losses = [b["train_loss"] for e in clf.net_.history for b in e["batches"]]
+    assert np.isfinite(losses).all() and max(losses) < 10
+
+
 def test_head_init_random_and_non_linear_heads_skip_the_probe(blobs):
     X, y = blobs
     rec = _HeadAtStart()

@@ -15,7 +15,7 @@ from sklearn.model_selection import GridSearchCV
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from tlestimators.probe import LinearProbeCV, fit_logistic
+from tlestimators.probe import LinearProbeCV, fit_logistic, zero_unresolved_features
 
 
 def _data(n_classes, n=300, d=20, seed=0):
@@ -126,25 +126,27 @@ def test_to_linear_gives_the_same_logits_and_probabilities():
     assert probe.to_linear().weight.dtype == torch.float32
 
 
-def test_a_feature_below_float_resolution_gets_no_weight():
+def test_features_below_float_resolution_are_zeroed_for_head_init():
     # unit-norm float32 embeddings with a dead dimension (~1e-33 on every row, as
-    # all-MiniLM-L6-v2 has): StandardScaler would divide it by its ~1e-33 spread and the
-    # probe would put a ~1e31 weight on it, so any change of that dimension (a
-    # fine-tuned backbone, LP-FT) would swamp the logits
+    # all-MiniLM-L6-v2 has): StandardScaler divides it by its ~1e-33 spread, and the
+    # probe (like the hand-written pipeline, which it matches) puts a ~1e31 weight on it
     X, y = _data(3, n=150, d=12)
     X = (X / np.linalg.norm(X, axis=1, keepdims=True)).astype(np.float32)
     rng = np.random.RandomState(0)
     X[:, 5] = (1e-33 * (1 + rng.rand(len(X)))).astype(np.float32)
-    probe = LinearProbeCV(Cs=4, cv=3, device="cpu").fit(X, y)
-    assert probe.scale_[5] == 1.0
-    assert np.abs(probe.coef_).max() < 1e3
-    ref = StandardScaler().fit(X.astype(np.float64))
-    assert ref.scale_[5] < 1e-30  # what the plain pipeline does with it
-    # the other features keep StandardScaler's statistics
-    np.testing.assert_allclose(np.delete(probe.scale_, 5), np.delete(ref.scale_, 5))
-    moved = X.copy()
-    moved[:, 5] = 1e-3  # the dead dimension wakes up a little
-    np.testing.assert_allclose(probe.predict_proba(moved), probe.predict_proba(X), atol=1e-2)
+    X[:, 7] = 0.25  # constant: left alone
+    raw = LinearProbeCV(Cs=4, cv=3, device="cpu").fit(X, y)
+    assert np.abs(raw.coef_[:, 5]).max() > 1e20
+    Z = zero_unresolved_features(X)
+    assert (Z[:, 5] == 0).all() and (Z[:, 7] == 0).all()
+    np.testing.assert_array_equal(np.delete(Z, [5, 7], 1), np.delete(X, [5, 7], 1))
+    assert X[0, 5] > 0  # the input is not modified
+    probe = LinearProbeCV(Cs=4, cv=3, device="cpu").fit(Z, y)
+    assert np.abs(probe.coef_).max() < 1e3 and (probe.coef_[:, 5] == 0).all()
+    # the head it initialises does not move when the dead dimension wakes up a little
+    moved = Z.copy()
+    moved[:, 5] = 1e-3
+    np.testing.assert_allclose(probe.predict_proba(moved), probe.predict_proba(Z), atol=1e-12)
 
 
 def test_string_labels_predict_log_proba_and_pickle():

@@ -38,7 +38,33 @@ from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
-__all__ = ["LinearProbeCV", "fit_logistic"]
+__all__ = ["LinearProbeCV", "fit_logistic", "zero_unresolved_features"]
+
+
+def zero_unresolved_features(X):
+    """``X`` with every feature whose spread is below the float resolution of its rows
+    set to 0, for a probe that initialises a head the backbone then trains under (LP-FT,
+    a DA head's warm start).
+
+    all-MiniLM-L6-v2's unit-norm embeddings, for one, have dimensions that are ~1e-33 on
+    every text. ``StandardScaler`` divides such a feature by its ~1e-33 spread, so the
+    probe's weight on the raw feature is ~1e31: harmless while the backbone is frozen
+    (the feature never moves, and :class:`LinearProbeCV` keeps the hand-written
+    pipeline's exact standardisation for the frozen case), but once the backbone trains
+    the first step moves that feature by orders of magnitude more than its spread and
+    the logits explode (LP-FT on TREC: training loss 0.04 -> 335 on the second batch).
+    Zeroed, the feature is constant, gets scale 1 and weight 0.
+    """
+    X = np.asarray(X)
+    if not np.issubdtype(X.dtype, np.floating) or X.size == 0:
+        return X
+    res = np.finfo(X.dtype).eps * float(np.abs(X).max())
+    dead = X.astype(np.float64).std(axis=0) < res
+    if not dead.any():
+        return X
+    X = X.copy()
+    X[:, dead] = 0
+    return X
 
 
 def _resolve_device(device):
@@ -223,8 +249,8 @@ class LinearProbeCV(ClassifierMixin, BaseEstimator):
     intercept_ : ndarray of shape (1,) or (n_classes,)
         Intercepts on the raw features.
     mean_, scale_ : ndarray of shape (n_features,)
-        The standardisation, computed by ``StandardScaler`` (constant features, and
-        features whose spread is below the float resolution of ``X``, get scale 1).
+        The standardisation, computed by ``StandardScaler`` (constant features get
+        scale 1).
     n_iter_ : int
         L-BFGS iterations of the final refit.
     n_features_in_ : int
@@ -342,17 +368,9 @@ class LinearProbeCV(ClassifierMixin, BaseEstimator):
 
         Xf = X.astype(np.float64, copy=False)
         # StandardScaler's own statistics, so that the probe equals the hand-written
-        # pipeline (its rule for constant features included) ...
+        # pipeline (its rule for near-constant features included)
         scaler = StandardScaler().fit(Xf)
-        self.mean_, self.scale_ = scaler.mean_, scaler.scale_.copy()
-        # ... except features whose spread is below the input's float resolution (e.g.
-        # a dead dimension of all-MiniLM-L6-v2's unit-norm embeddings, ~1e-33 on every
-        # text): StandardScaler divides them by their ~1e-33 spread, which gives the
-        # probe a ~1e31 weight on noise. Such a feature carries nothing, so it gets scale
-        # 1 like a constant one (a fine-tuned backbone that moves it, LP-FT, would
-        # otherwise see its loss explode on the first step).
-        res = np.finfo(X.dtype if np.issubdtype(X.dtype, np.floating) else np.float64).eps
-        self.scale_[self.scale_ < res * max(float(np.abs(Xf).max(initial=0.0)), 1e-300)] = 1.0
+        self.mean_, self.scale_ = scaler.mean_, scaler.scale_
 
         device = _resolve_device(self.device)
         Zs = (Xf - self.mean_) / self.scale_

@@ -459,7 +459,7 @@ class BaseDomainAdapter(NetClassifierMixin, ClassifierMixin, TransformerMixin,
         """Start the label head from the source-only probe: a cross-validated logistic
         regression on the initial network's features of the labeled rows, so the
         adaptation starts from a good classifier instead of a random one."""
-        from tlestimators.probe import LinearProbeCV
+        from tlestimators.probe import LinearProbeCV, zero_unresolved_features
 
         rows = np.flatnonzero(y_enc >= 0)
         loader = torch.utils.data.DataLoader(
@@ -468,7 +468,9 @@ class BaseDomainAdapter(NetClassifierMixin, ClassifierMixin, TransformerMixin,
         module.eval()
         with torch.inference_mode():
             feats = np.concatenate([module.features(x).float().numpy() for x, _ in loader])
-        probe = LinearProbeCV(Cs=10, cv=3, random_state=0).fit(feats, y_enc[rows])
+        # the network trains under this head: no weight on features it cannot resolve
+        probe = LinearProbeCV(Cs=10, cv=3, random_state=0).fit(
+            zero_unresolved_features(feats), y_enc[rows])
         if len(probe.classes_) == module.head[-1].out_features:
             module.head[-1].load_state_dict(probe.to_linear().state_dict())
 

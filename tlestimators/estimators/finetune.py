@@ -156,7 +156,9 @@ class FineTuneClassifier(NetClassifierMixin, BackboneParamsMixin, ClassifierMixi
         Layer groups of the backbone.
     probe_ : LinearProbeCV or None
         The probe the head started from (``head_init="probe"`` with a linear head),
-        fitted on the pretrained embeddings; ``probe_.C_`` is its regularisation.
+        fitted on the pretrained embeddings (features whose spread is below their
+        float resolution zeroed: :func:`~tlestimators.probe.zero_unresolved_features`);
+        ``probe_.C_`` is its regularisation.
     lora_ : dict or None
         With ``unfreeze="lora"``: the LoRA settings, the base weights' fingerprint and
         the trained adapter weights (``"adapters"``). When the base weights come from
@@ -449,10 +451,14 @@ class FineTuneClassifier(NetClassifierMixin, BackboneParamsMixin, ClassifierMixi
         """LinearProbeCV on the pretrained backbone's embeddings of the training rows."""
         from tlestimators.data import take
         from tlestimators.features import compute_embeddings
-        from tlestimators.probe import LinearProbeCV
+        from tlestimators.probe import LinearProbeCV, zero_unresolved_features
 
         Z = compute_embeddings(backbone, take(items, train_idx), batch_size=self.batch_size,
                                device=device, cache=self.cache, verbose=self.verbose)
+        # the backbone trains under this head: no weight on features below the float
+        # resolution of the embeddings (they would get ~1e31 weights and move by far more
+        # than their spread on the first step)
+        Z = zero_unresolved_features(Z)
         class_weight_tensor(self.class_weight, classes, y_enc)  # unknown labels raise
         class_weight = self.class_weight
         if isinstance(class_weight, dict):  # the probe sees encoded labels
