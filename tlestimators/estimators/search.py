@@ -668,7 +668,7 @@ class TransferSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         chosen = int(selection.select_by_consensus(params, preds))
         rep = dict(selection.last_report_)
         vote = np.asarray(rep["agreement_with_vote"], float)
-        raw_vote = np.asarray(rep["agreement_with_source_only"], float)
+        agree_so = np.asarray(rep["agreement_with_source_only"], float)
         t = rep["min_agreement"]
         for j, i in enumerate(done):
             c = cands[i]
@@ -676,7 +676,7 @@ class TransferSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
             # the score of a fitted candidate: its agreement with the eligible ones' vote
             c.scores = [float(vote[j]) if eligible else float("nan")]
             c.stopped = ("completed" if eligible else
-                         f"not eligible: agrees with source-only on {raw_vote[j]:.2f} "
+                         f"not eligible: agrees with source-only on {agree_so[j]:.2f} "
                          f"< {t:.2f} of target rows")
         for k in ("source_only", "winner", "chosen"):
             rep[k] = done[rep[k]]
@@ -685,7 +685,7 @@ class TransferSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         self.refit_time_ = 0.0
         self._finish(cands, selection, "score", done[chosen])
         agree = np.full(len(cands), np.nan)
-        agree[done] = raw_vote
+        agree[done] = agree_so
         self.cv_results_["agreement_with_source_only"] = agree
         best = fits[done[chosen]]
         self.best_estimator_, self.classes_ = best, best.classes_
