@@ -46,6 +46,7 @@ The rounds reuse scikit-learn's pieces instead: ``check_cv``, ``check_scoring``,
 
 from __future__ import annotations
 
+import copy
 import math
 import numbers
 import time
@@ -501,10 +502,11 @@ class TransferSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         if da:
             cv = SourceTargetKFold(self.cv, shuffle=True, random_state=seed) \
                 if isinstance(self.cv, numbers.Integral) else self.cv
-            sel = self.selection if self.selection is not None else SafeDASelection()
-            selection = SafeDASelection(
-                scorers=sel.scorers, source_only={"candidate": self.fallback_},
-                min_wins=sel.min_wins, min_agreement=sel.min_agreement, rule=sel.rule)
+            # the user's selection (or the default) with source-only = the fallback probe;
+            # a copy, so the parameter is not modified
+            selection = copy.copy(self.selection if self.selection is not None
+                                  else SafeDASelection())
+            selection.source_only = {"candidate": self.fallback_}
             if self.refit and selection._rule() == "consensus" and len(cands) >= 3:
                 return self._fit_consensus(cands, selection, X, y_arr, start, budget,
                                            fit_params)
@@ -733,7 +735,7 @@ class TransferSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         if fitted is not None:
             self.refit_time_ = _clock() - t0
         # indices into cv_results_ (every candidate), not into the scored ones
-        for k in ("source_only", "winner", "chosen", "score_winner"):
+        for k in ("source_only", "winner", "chosen"):
             if isinstance(rep.get(k), numbers.Integral):
                 rep[k] = scored[rep[k]]
         rep["scored"] = [cands[i].name for i in scored]
