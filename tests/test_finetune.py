@@ -292,3 +292,152 @@ def test_lp_ft_probe_sees_only_the_training_rows(blobs, monkeypatch):
     trained = sum(b["train_batch_size"] for b in clf.net_.history[0, "batches"]
                   if "train_batch_size" in b)
     assert seen[0] == n_train == trained  # the validation rows stay unseen
+
+
+# --------------------------------------------------------------------------- warm start
+def _mlp_ft(**kw):
+    params = dict(backbone_kwargs={"hidden_sizes": (16,)}, lr=1e-2, batch_size=16,
+                  max_epochs=1, device="cpu", random_state=0)
+    params.update(kw)
+    return FineTuneClassifier("mlp", **params)
+
+
+def _batch_lrs(clf):
+    return np.array([b["event_lr"] for h in clf.net_.history for b in h["batches"]])
+
+
+def test_warm_start_trains_only_the_missing_epochs_on_the_same_network(blobs):
+    X, y = blobs
+    clf = _mlp_ft(warm_start=True).fit(X, y)
+    assert clf.n_epochs_ == 1
+    net, module, opt, probe = clf.net_, clf.net_.module_, clf.net_.optimizer_, clf.probe_
+    before = _state(clf)
+    head_before = module.head[-1].weight.detach().clone()
+    adam_steps = {id(p): int(s["step"]) for p, s in opt.state.items()}
+    clf.set_params(max_epochs=3).fit(X, y)
+    # exactly 2 more epochs, on the same net, module and optimizer, the probe not refit
+    assert clf.n_epochs_ == 3 and len(clf.net_.history) == 3
+    assert clf.net_ is net and clf.net_.module_ is module and clf.net_.optimizer_ is opt
+    assert clf.probe_ is probe
+    assert [h["epoch"] for h in clf.net_.history] == [1, 2, 3]
+    # the optimizer state went on (AdamW's step counts grew by the new batches)
+    steps_per_epoch = len(clf.net_.history[0, "batches"])
+    assert {int(opt.state[p]["step"]) for p in opt.state if id(p) in adam_steps} == {
+        3 * steps_per_epoch}
+    assert _changed(before, _state(clf), "")
+    assert not torch.equal(head_before, module.head[-1].weight)
+    # max_epochs equal to the epochs done: nothing to train
+    after = _state(clf)
+    assert clf.fit(X, y) is clf and clf.n_epochs_ == 3
+    assert not _changed(after, _state(clf), "")
+    assert clf.score(X, y) > 0.9
+
+
+def test_warm_start_continues_the_schedule_of_a_fit_at_the_new_max_epochs(blobs):
+    X, y = blobs
+    full = _mlp_ft(max_epochs=3, warmup=0.3).fit(X, y)
+    warm = _mlp_ft(max_epochs=1, warmup=0.3, warm_start=True).fit(X, y)
+    one = _batch_lrs(warm).copy()
+    warm.set_params(max_epochs=3).fit(X, y)
+    lrs, ref = _batch_lrs(warm), _batch_lrs(full)
+    n1 = len(one)
+    assert len(lrs) == len(ref) == 3 * n1
+    # the first epoch annealed to ~0 on its own 1-epoch horizon ...
+    assert one[-1] < 0.1 * one.max()
+    # ... then epochs 2-3 see exactly the 3-epoch fit's rates: a bump where it resumes,
+    # annealed to 0 at 3 epochs (skorch alone would restart the warm-up: it rebuilds
+    # the scheduler with last_epoch = epochs done, not batches)
+    np.testing.assert_allclose(lrs[n1:], ref[n1:], rtol=1e-6)
+    assert lrs[n1] > 5 * one[-1]
+    # what the optimizer holds is the schedule's rate (head group: lr * lambda)
+    for g in warm.net_.optimizer_.param_groups:
+        assert g["lr"] == pytest.approx(0.0, abs=1e-12)
+    # the rates the optimizer saw in epoch 2: recorded per batch for the first group
+    first = warm.net_.optimizer_.param_groups[0]["initial_lr"]
+    lam = warm.net_.callbacks_[[n for n, _ in warm.net_.callbacks_].index(
+        "lr_schedule")][1].lr_lambda
+    np.testing.assert_allclose(lrs[n1:], [first * lam(s) for s in range(n1, 3 * n1)],
+                               rtol=1e-6)
+
+
+def test_warm_start_survives_pickling_and_matches_an_unpickled_run(blobs):
+    import pickle
+
+    X, y = blobs
+    a = _mlp_ft(warm_start=True).fit(X, y)
+    b = pickle.loads(pickle.dumps(a))
+    a.set_params(max_epochs=3).fit(X, y)
+    b.set_params(max_epochs=3).fit(X, y)
+    np.testing.assert_allclose(_batch_lrs(a), _batch_lrs(b))
+    for (k, va), vb in zip(a.net_.module_.state_dict().items(),
+                           b.net_.module_.state_dict().values()):
+        assert torch.equal(va, vb), k
+    # clone drops the fit: a warm_start=True clone fits from scratch
+    from sklearn.base import clone
+
+    c = clone(a)
+    assert c.get_params()["warm_start"] is True and not hasattr(c, "net_")
+    assert c.fit(X, y).n_epochs_ == 3
+
+
+def test_warm_start_false_refits_from_scratch(blobs):
+    X, y = blobs
+    clf = _mlp_ft().fit(X, y)
+    net = clf.net_
+    clf.set_params(max_epochs=2).fit(X, y)
+    assert clf.net_ is not net and clf.n_epochs_ == 2
+    ref = _mlp_ft(max_epochs=2).fit(X, y)
+    np.testing.assert_allclose(_batch_lrs(clf), _batch_lrs(ref))
+    # warm_start=True on an unfitted estimator is a plain fit
+    fresh = _mlp_ft(max_epochs=2, warm_start=True).fit(X, y)
+    np.testing.assert_allclose(fresh.predict_proba(X), ref.predict_proba(X), atol=1e-6)
+
+
+def test_warm_start_continues_gradual_unfreezing(blobs):
+    X, y = blobs
+    kw = dict(backbone_kwargs={"hidden_sizes": (16, 16)}, unfreeze="gradual")
+    full = _mlp_ft(max_epochs=4, **kw).fit(X, y)
+    warm = _mlp_ft(max_epochs=2, warm_start=True, **kw).fit(X, y)
+    warm.set_params(max_epochs=4).fit(X, y)
+    assert list(warm.net_.history[:, "unfrozen_groups"]) == list(
+        full.net_.history[:, "unfrozen_groups"])
+
+
+def test_warm_start_errors_name_the_argument(blobs):
+    X, y = blobs
+    clf = _mlp_ft(max_epochs=3, warm_start=True).fit(X, y)
+    with pytest.raises(ValueError, match=r"max_epochs=2 must be >= the 3 epochs"):
+        clf.set_params(max_epochs=2).fit(X, y)
+    clf.set_params(max_epochs=4)
+    with pytest.raises(ValueError, match=r"y has classes \[0, 1\].*fitted on \[0, 1, 2\]"):
+        clf.fit(X[y < 2], y[y < 2])
+    with pytest.raises(ValueError, match="n_features|features"):
+        clf.fit(X[:, :5], y)
+    with pytest.raises(ValueError, match=r"built with lr=0.01; got lr=0.1"):
+        clf.set_params(lr=0.1).fit(X, y)
+    clf.set_params(lr=1e-2)
+    assert clf.fit(X, y).n_epochs_ == 4  # the errors left it untouched
+    for kw, what in [({"unfreeze": "lora"}, "unfreeze='lora'"),
+                     ({"early_stopping": True}, "early_stopping=True")]:
+        est = _mlp_ft(max_epochs=1, **kw)
+        assert what in est._warm_start_unsupported()
+    es = _mlp_ft(max_epochs=2, early_stopping=True, warm_start=True).fit(X, y)
+    with pytest.raises(ValueError, match=r"early_stopping=True is not supported"):
+        es.set_params(max_epochs=3).fit(X, y)
+    assert _mlp_ft()._warm_start_unsupported() is None
+
+
+def test_warm_start_refuses_an_accelerator_clearly(blobs):
+    pytest.importorskip("accelerate")
+    from accelerate import Accelerator
+
+    from tlestimators.distributed import AcceleratedFineTuneClassifier
+
+    X, y = blobs
+    assert "accelerator" in _mlp_ft(accelerator=Accelerator(cpu=True))._warm_start_unsupported()
+    clf = AcceleratedFineTuneClassifier("mlp", backbone_kwargs={"hidden_sizes": (16,)},
+                                        max_epochs=1, batch_size=16, lr=1e-2,
+                                        warm_start=True, random_state=0).fit(X, y)
+    assert clf.n_epochs_ == 1
+    with pytest.raises(ValueError, match="accelerator is not supported"):
+        clf.set_params(max_epochs=2).fit(X, y)

@@ -232,7 +232,10 @@ class GradualUnfreezing(Callback):
         Groups currently trainable.
     first_epoch_ : int
         History rows before this training began: epochs count from there, so each
-        ``partial_fit`` of a continual learner restarts head-first.
+        ``partial_fit`` of a continual learner restarts head-first. 0 when
+        ``continue_schedule_`` is True (a warm-started
+        :class:`~tlestimators.FineTuneClassifier` sets it): the schedule goes on from the
+        net's first epoch.
 
     References
     ----------
@@ -269,8 +272,10 @@ class GradualUnfreezing(Callback):
 
     def on_train_begin(self, net, **kwargs):
         # epochs count from this training's start: a continual learner calling
-        # partial_fit once per experience restarts head-first in each of them
-        self.first_epoch_ = len(net.history)
+        # partial_fit once per experience restarts head-first in each of them; a
+        # warm-started fine-tuning (``continue_schedule_ = True``, set by the estimator)
+        # goes on with the schedule from the net's first epoch
+        self.first_epoch_ = 0 if getattr(self, "continue_schedule_", False) else len(net.history)
         self._apply(net, self.initial)
 
     def on_epoch_begin(self, net, **kwargs):

@@ -18,6 +18,7 @@ from tlestimators.estimators._base import (
     TransferDataset,
     TransferModule,
     TransferNet,
+    check_random_state_int,
     class_weight_tensor,
     common_constraints,
     early_stopping_split,
@@ -32,6 +33,20 @@ from tlestimators.estimators._base import (
 from tlestimators.estimators._netclassifier import NetClassifierMixin
 
 __all__ = ["FineTuneClassifier"]
+
+# the parameters a warm start may change: the training length and the printing
+_WARM_START_FREE = frozenset({"max_epochs", "warm_start", "verbose"})
+
+
+def _same_param(a, b):
+    """Whether parameter values ``a`` and ``b`` are the same (identity, or equality for
+    values that compare to a plain bool)."""
+    if a is b:
+        return True
+    try:
+        return bool(a == b)
+    except Exception:  # arrays, modules: only identity counts
+        return False
 
 
 class FineTuneClassifier(NetClassifierMixin, BackboneParamsMixin, ClassifierMixin,
@@ -108,9 +123,29 @@ class FineTuneClassifier(NetClassifierMixin, BackboneParamsMixin, ClassifierMixi
         Train-time augmentation through ``backbone.preprocess(items, train=True)``
         (images: random resized crop + horizontal flip).
     max_epochs : int, default=10
-        Training epochs.
+        Training epochs (in total, counting those of earlier fits, when warm started).
     batch_size : int, default=32
         Batch size.
+    warm_start : bool, default=False
+        When True and the estimator is already fitted, ``fit`` continues training the
+        fitted network (same module, same optimizer and its state, no new probe stage)
+        from the ``n_epochs_`` epochs it has done up to ``max_epochs`` epochs in total, as
+        ``HistGradientBoostingClassifier(warm_start=True)`` does with a larger
+        ``max_iter``. The warm-up + cosine schedule then spans the new ``max_epochs``
+        and goes on from the optimizer step reached: a model fitted for 1 epoch and
+        warm-started to 3 trains its epochs 2 and 3 at exactly the learning rates of
+        epochs 2 and 3 of a 3-epoch fit (ending annealed to 0 like it), so the rate
+        jumps back up where training resumes. Gradual unfreezing goes on from the
+        epochs done. ``y`` must hold the same classes, and only ``max_epochs`` and
+        ``verbose`` may change between the fits (anything else raises a ValueError:
+        set ``warm_start=False`` to start over). ``max_epochs`` equal to ``n_epochs_``
+        trains nothing; smaller raises a ValueError. Not supported (ValueError) with
+        ``unfreeze="lora"`` (the adapters are merged into the weights at the end of
+        ``fit``), ``early_stopping=True`` (the best epoch's weights are restored at the
+        end, so the network is not where its optimizer and history stopped) or an
+        accelerator (its prepared objects are released after training). Different
+        rows may be passed (same classes and features); a search continues each fold
+        on its own rows.
     early_stopping : bool, default=False
         Hold out ``validation_fraction`` (stratified) and stop when the validation loss
         has not improved for ``patience`` epochs, restoring the best weights.
@@ -154,6 +189,10 @@ class FineTuneClassifier(NetClassifierMixin, BackboneParamsMixin, ClassifierMixi
         ``net_.history`` holds losses, learning rates and ``unfrozen_groups`` per epoch.
     n_layer_groups_ : int
         Layer groups of the backbone.
+    n_epochs_ : int
+        Epochs trained in total by this fit and the warm-started fits before it
+        (``len(net_.history)``: one history row per epoch; with ``early_stopping`` the
+        weights are those of the best epoch).
     probe_ : LinearProbeCV or None
         The probe the head started from (``head_init="probe"`` with a linear head),
         fitted on the pretrained embeddings (features whose spread is below their
@@ -245,6 +284,7 @@ class FineTuneClassifier(NetClassifierMixin, BackboneParamsMixin, ClassifierMixi
         "augment": ["boolean"],
         "head_init": [StrOptions({"probe", "random"})],
         "freeze_norm_stats": ["boolean"],
+        "warm_start": ["boolean"],
         "callbacks": [list, tuple, None],
         # checked by check_accelerator, whose message also says how to install it
         "accelerator": "no_validation",
@@ -272,6 +312,7 @@ class FineTuneClassifier(NetClassifierMixin, BackboneParamsMixin, ClassifierMixi
         augment=True,
         max_epochs=10,
         batch_size=32,
+        warm_start=False,
         early_stopping=False,
         validation_fraction=0.1,
         patience=5,
@@ -303,6 +344,7 @@ class FineTuneClassifier(NetClassifierMixin, BackboneParamsMixin, ClassifierMixi
         self.augment = augment
         self.max_epochs = max_epochs
         self.batch_size = batch_size
+        self.warm_start = warm_start
         self.early_stopping = early_stopping
         self.validation_fraction = validation_fraction
         self.patience = patience
@@ -365,6 +407,8 @@ class FineTuneClassifier(NetClassifierMixin, BackboneParamsMixin, ClassifierMixi
         from tlestimators.callbacks import layer_decay_param_groups
 
         self._validate_params()
+        if self.warm_start and hasattr(self, "net_"):
+            return self._fit_warm(X, y)
         device = resolve_device(self.device)
         self.accelerator_ = self._check_accelerator()
         modality, items, classes, y_enc, seed = validate_fit_data(self, X, y)
@@ -445,6 +489,104 @@ class FineTuneClassifier(NetClassifierMixin, BackboneParamsMixin, ClassifierMixi
         self.classes_ = classes
         self.n_layer_groups_ = len(groups)
         self.net_ = net
+        self.n_epochs_ = len(net.history)
+        # what a warm start may not change: everything the network and optimizer were
+        # built from (references, not copies)
+        self._fitted_params = {k: v for k, v in self.get_params(deep=False).items()
+                               if k not in _WARM_START_FREE}
+        return self
+
+    def _warm_start_unsupported(self):
+        """Why ``warm_start=True`` cannot continue a fit of this configuration, or None.
+
+        :class:`~tlestimators.TransferSearchCV` asks this before resuming a fold's
+        estimator at the next rung (and restarts it from scratch when there is a
+        reason)."""
+        if self.unfreeze == "lora":
+            return ("unfreeze='lora' is not supported: the LoRA adapters are merged into "
+                    "the backbone weights at the end of fit, so there are no adapters left "
+                    "to train")
+        if self.early_stopping:
+            return ("early_stopping=True is not supported: fit ends by restoring the best "
+                    "epoch's weights, so the network is not where its optimizer state and "
+                    "history stopped")
+        if self.accelerator is not None or (
+                type(self)._check_accelerator is not FineTuneClassifier._check_accelerator):
+            return ("training through an accelerator is not supported: its prepared "
+                    "module and optimizer are released after training")
+        return None
+
+    def _fit_warm(self, X, y):
+        """``warm_start=True`` on a fitted estimator: ``net_.partial_fit`` for the epochs
+        from ``n_epochs_`` to ``max_epochs``, the schedule stretched to the new total."""
+        from sklearn.utils.validation import check_consistent_length
+
+        from tlestimators.callbacks import WarmupCosine
+        from tlestimators.estimators._base import encode_labels, warn_unlabeled
+
+        name = type(self).__name__
+        reason = self._warm_start_unsupported()
+        if reason is not None:
+            raise ValueError(f"warm_start=True cannot continue {name}: {reason}. Set "
+                             "warm_start=False to fit from scratch.")
+        net = self.net_
+        done = getattr(self, "n_epochs_", len(net.history))
+        before = getattr(self, "_fitted_params", {})
+        now = self.get_params(deep=False)
+        changed = [k for k, v in before.items() if not _same_param(v, now.get(k))]
+        if changed:
+            k = changed[0]
+            raise ValueError(
+                f"warm_start=True continues the fitted network, which was built with "
+                f"{k}={before[k]!r}; got {k}={now[k]!r} (changed: {changed}). Only "
+                f"max_epochs and verbose may change between warm-started fits; set "
+                f"warm_start=False to fit from scratch with the new parameters."
+            )
+        if self.max_epochs < done:
+            raise ValueError(
+                f"max_epochs={self.max_epochs} must be >= the {done} epochs already trained "
+                f"(n_epochs_) when warm_start=True: max_epochs counts every epoch, those "
+                f"of earlier fits included. Set max_epochs >= {done}, or warm_start=False "
+                "to fit from scratch."
+            )
+        items = validate_feature_input(self, X, self._backbone_modality(), reset=False)
+        warn_unlabeled(y, name)
+        classes, y_enc = encode_labels(y, name)
+        check_consistent_length(items, y_enc)
+        if not np.array_equal(classes, self.classes_):
+            raise ValueError(
+                f"y has classes {classes.tolist()}, but this {name} was fitted on "
+                f"{self.classes_.tolist()}; warm_start=True continues the same network "
+                "and head, so y must hold the same classes. Set warm_start=False to fit "
+                "from scratch."
+            )
+        more = self.max_epochs - done
+        if more == 0:
+            return self
+        n = len(y_enc)
+        if n < 2:
+            raise ValueError(f"{name} needs at least 2 training samples, got {n}.")
+        callbacks = dict(net.callbacks_)
+        # skorch rebuilds the LambdaLR in on_train_begin with last_epoch = the number of
+        # epochs in the history (it counts epochs, while this schedule steps per batch):
+        # name the optimizer step reached instead, and stretch the schedule to the new
+        # total, so training goes on where a fit at max_epochs would be
+        steps_done = int(sum(net.history[:, "train_batch_count"]))
+        total = steps_done + self._steps_per_epoch(n) * more
+        sched = callbacks["lr_schedule"]
+        sched.lr_lambda = WarmupCosine(round(self.warmup * total), total)
+        sched.last_epoch = steps_done - 1
+        if "unfreezing" in callbacks:
+            callbacks["unfreezing"].continue_schedule_ = True
+        net.set_params(max_epochs=self.max_epochs, verbose=self.verbose)
+        # an attribute skorch reads at each get_iterator (its set_params refuses iterator
+        # arguments once the net is initialized)
+        net.iterator_train__drop_last = self._drop_last(n)
+        seed = check_random_state_int(self.random_state)
+        # new shuffles and augmentations for the new epochs, reproducibly
+        with torch_seed(None if seed is None else seed + done):
+            net.partial_fit(TransferDataset(items, y_enc), y_enc, epochs=more)
+        self.n_epochs_ = len(net.history)
         return self
 
     def _fit_probe(self, backbone, items, y_enc, classes, train_idx, device, seed):
