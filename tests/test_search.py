@@ -63,7 +63,7 @@ def test_search_picks_reports_and_predicts(feats, tmp_path):
     assert s.predict_proba(X).shape == (len(X), 2)
     # successive halving reached the fine-tune candidate's rungs: 1 then 3 epochs
     ft = rep.set_index("candidate").loc["fine-tune"]
-    assert ft["resource"] in ("3/3 epochs", "1/3 epochs")
+    assert ft["resource"] in ("3/3 epochs (1 -> 3, resumed)", "1/3 epochs")
     png = tmp_path / "report.png"
     s.plot_report(png)
     assert png.stat().st_size > 5000
@@ -134,12 +134,13 @@ def test_budget_is_respected_with_a_fake_clock(feats, monkeypatch):
     assert rep.loc["b", "stopped"].startswith("halving")
     assert rep.loc["c", "stopped"].startswith("halving")
     assert rep.loc["a", "stopped"].startswith("budget")
-    assert rep.loc["a", "resource"] == "9/27 epochs"
+    # _Costly has no warm_start: every rung refits from scratch, and says so
+    assert rep.loc["a", "resource"] == "9/27 epochs (1, 3, 9, each from scratch)"
     assert s.best_params_ == {"candidate": "cheap"}
     # with a large budget the same search runs the survivor to its full 27 epochs
     CLOCK.t = 0.0
     s.set_params(budget=10_000).fit(X, y)
-    assert s.report_.set_index("candidate").loc["a", "resource"] == "27/27 epochs"
+    assert s.report_.set_index("candidate").loc["a", "resource"].startswith("27/27 epochs")
     assert s.best_params_ == {"candidate": "a"}
 
 
@@ -178,7 +179,7 @@ def test_race_keeps_a_noisy_slow_starter_and_promotes_a_sole_leader(feats, monke
              ("slow", _Slow(per_epoch=1.0, quality=0.74, spread=0.1))]
     s = tle.TransferSearchCV(cands, budget=10_000, cv=3, eta=3, margin=0.02).fit(X, y)
     rep = s.report_.set_index("candidate")
-    assert rep.loc["slow", "resource"] == "9/27 epochs"
+    assert rep.loc["slow", "resource"].startswith("9/27 epochs")
     assert rep.loc["slow", "stopped"].startswith("leads at 9 epochs")
     assert s.best_params_ == {"candidate": "slow"}
     assert s.best_estimator_.max_epochs == 27  # the refit trains it in full
@@ -195,7 +196,7 @@ def test_race_keeps_a_noisy_slow_starter_and_promotes_a_sole_leader(feats, monke
     cands = [("cheap", _Cheap(cost=1, per_epoch=0, quality=0.8)),
              ("ties", _Costly(per_epoch=1.0, quality=q))]
     s = tle.TransferSearchCV(cands, budget=10_000, cv=3, eta=3, margin=0.02).fit(X, y)
-    assert s.report_.set_index("candidate").loc["ties", "resource"] == "3/27 epochs"
+    assert s.report_.set_index("candidate").loc["ties", "resource"].startswith("3/27 epochs")
     assert s.best_params_ == {"candidate": "ties"}
 
 
@@ -384,3 +385,123 @@ def test_auto_candidates_follow_the_modality(feats):
     cands, _, da = s._build_candidates(X, y_da)
     assert da and cands[0].name == "source-only" and len(cands) >= 3
     assert cands[0].strategy == "source-only (frozen probe)" and s.fallback_ == "source-only"
+
+
+# ------------------------------------------------------------------ resumed rungs
+class _Resumable(_Costly):
+    """A _Costly that continues with warm_start=True: a fit of a fitted estimator
+    'trains' (and is charged for) only the epochs from n_epochs_ to max_epochs."""
+
+    log: list = []
+
+    def __init__(self, cost=1.0, per_epoch=1.0, max_epochs=27, quality=0.5,
+                 warm_start=False):
+        super().__init__(cost=cost, per_epoch=per_epoch, max_epochs=max_epochs,
+                         quality=quality)
+        self.warm_start = warm_start
+
+    def _warm_start_unsupported(self):
+        return None
+
+    def fit(self, X, y):
+        done = getattr(self, "n_epochs_", 0) if self.warm_start else 0
+        more = self.max_epochs - done
+        CLOCK.t += (self.cost if done == 0 else 0.0) + self.per_epoch * more
+        _Resumable.log.append((id(self), done, more, len(X)))
+        self.n_epochs_ = self.max_epochs
+        self.classes_ = np.unique(y)
+        return self
+
+
+class _NotResumable(_Resumable):
+    def _warm_start_unsupported(self):
+        return "unfreeze='lora' is not supported"
+
+
+def test_rungs_resume_each_folds_model_instead_of_refitting(feats, monkeypatch):
+    X, y = feats
+    monkeypatch.setattr(search_mod, "_clock", CLOCK)
+    CLOCK.t, _Resumable.log = 0.0, []
+    # "a" trails the cheap candidate within the margin at every rung: raced to 27
+    cands = [("cheap", _Cheap(cost=1, per_epoch=0, quality=0.95)),
+             ("a", _Resumable(per_epoch=1.0, quality=0.9))]
+    s = tle.TransferSearchCV(cands, budget=10_000, cv=3, eta=3, margin=0.5,
+                             refit=False).fit(X, y)
+    rep = s.report_.set_index("candidate")
+    assert rep.loc["a", "resource"] == "27/27 epochs (1 -> 3 -> 9 -> 27, resumed)"
+    assert rep.loc["a", "stopped"] == "completed"
+    # per fold: one fresh fit of 1 epoch, then the same fold object trained 2, 6, 18
+    # more epochs on its own fold's rows (not 3, 9, 27 from scratch)
+    per_obj = {}
+    for obj, done, more, n in _Resumable.log:
+        per_obj.setdefault(obj, []).append((done, more, n))
+    assert len(per_obj) == 3
+    for fits in per_obj.values():
+        assert [(d, m) for d, m, _ in fits] == [(0, 1), (1, 2), (3, 6), (9, 18)]
+        assert len({n for _, _, n in fits}) == 1
+    # fit seconds accumulate over the rungs: 3 folds x (1 s + 27 epochs)
+    assert rep.loc["a", "fit_seconds"] == pytest.approx(3 * 28)
+    assert s.cv_results_["mean_fit_time"][1] == pytest.approx(28)
+    # no fold model is kept once the race is over (the search pickles small)
+    assert all(c.folds is None for c in s._cands)
+    # a candidate whose warm start is unsupported (or absent) restarts at each rung
+    CLOCK.t, _Resumable.log = 0.0, []
+    cands = [("cheap", _Cheap(cost=1, per_epoch=0, quality=0.95)),
+             ("lora", _NotResumable(per_epoch=1.0, quality=0.9, max_epochs=3))]
+    s = tle.TransferSearchCV(cands, budget=10_000, cv=3, eta=3, margin=0.5,
+                             refit=False).fit(X, y)
+    assert s.report_.set_index("candidate").loc["lora", "resource"] == (
+        "3/3 epochs (1, 3, each from scratch)")
+    assert [(d, m) for _, d, m, _ in _Resumable.log] == [(0, 1)] * 3 + [(0, 3)] * 3
+    assert search_mod._resume_support(_Costly()) == "no warm_start parameter"
+    assert search_mod._resume_support(tle.FineTuneClassifier("mlp")) is None
+    assert "lora" in search_mod._resume_support(tle.FineTuneClassifier("mlp", unfreeze="lora"))
+
+
+def test_budget_projects_the_increment_of_a_resumed_rung(feats, monkeypatch):
+    X, y = feats
+    monkeypatch.setattr(search_mod, "_clock", CLOCK)
+    # cheap: 3 x 1 s; rung 1: 3 folds x (10 s + 1 epoch x 10 s) = 60 s -> 63 s used.
+    # Rung 3 is projected per epoch of rung 1: from scratch 60 s x 3 epochs = 180 s,
+    # resumed 60 s x 2 more epochs = 120 s. Budget 200 (137 s left): only the resumed
+    # rung fits; budget 150 (87 s left): neither.
+    for budget, resumable, started in [(200, True, True), (200, False, False),
+                                       (150, True, False)]:
+        CLOCK.t = 0.0
+        cls = _Resumable if resumable else _NotResumable
+        cands = [("cheap", _Cheap(cost=1, per_epoch=0, quality=0.95)),
+                 ("a", cls(cost=10, per_epoch=10.0, quality=0.9, max_epochs=3))]
+        s = tle.TransferSearchCV(cands, budget=budget, cv=3, eta=3, margin=0.5,
+                                 refit=False).fit(X, y)
+        rep = s.report_.set_index("candidate")
+        if started:
+            assert rep.loc["a", "resource"] == "3/3 epochs (1 -> 3, resumed)"
+            assert s.search_seconds_ == pytest.approx(63 + 3 * 20)  # <= budget
+        else:
+            assert rep.loc["a", "resource"] == "1/3 epochs"
+            want = ("~120 s for 2 more epochs (resumed to 3)" if resumable
+                    else "~180 s for 3 epochs")
+            assert rep.loc["a", "stopped"].startswith(f"budget: needs {want}")
+        assert s.search_seconds_ <= budget
+
+
+def test_fine_tune_candidate_trains_the_increment_per_fold(feats):
+    from skorch.callbacks import Callback
+
+    class Count(Callback):
+        epochs = [0]
+
+        def on_epoch_end(self, net, **kw):
+            Count.epochs[0] += 1
+
+    X, y = feats
+    ft = tle.FineTuneClassifier("mlp", backbone_kwargs={"hidden_sizes": (8,)}, max_epochs=3,
+                                batch_size=32, lr=1e-2, callbacks=[("count", Count())],
+                                device="cpu", random_state=0)
+    # a cheap candidate that always leads keeps the fine-tuning in the race to 3 epochs
+    cands = [("cheap", _Cheap(cost=0, per_epoch=0, quality=2.0)), ("ft", ft)]
+    s = tle.TransferSearchCV(cands, budget=600, cv=3, eta=3, margin=5.0,
+                             refit=False).fit(X, y)
+    assert s.report_.set_index("candidate").loc["ft", "resource"] == (
+        "3/3 epochs (1 -> 3, resumed)")
+    assert Count.epochs[0] == 3 * (1 + 2)  # not 3 * (1 + 3): rung 3 resumed rung 1
