@@ -163,6 +163,61 @@ def _timed(fn):
     return out, time.perf_counter() - t0, time.process_time() - c0
 
 
+def pickle_cost(name, a):
+    """What a resumed rung adds under joblib's process backends: each fold's fitted
+    fine-tuning estimator goes to a worker and back between rungs. Fits the data set's
+    fine-tuning candidate for one epoch on 2/3 of its training rows (one fold's share),
+    then times one pickle round trip (dumps + loads) and its size."""
+    import pickle
+
+    from tlestimators.data import take
+
+    Xtr, ytr, _, _, modality, _ = load(name, a)
+    est = [c for n, c in candidates(name, modality, a) if n.startswith("fine-tune")][0]
+    idx = np.arange(len(ytr))[: 2 * len(ytr) // 3]
+    est.set_params(max_epochs=1)
+    _, fit_s, _ = _timed(lambda: est.fit(take(Xtr, idx), ytr[idx]))
+    blob, dump_s, _ = _timed(lambda: pickle.dumps(est))
+    back, load_s, _ = _timed(lambda: pickle.loads(blob))
+    _, more_s, _ = _timed(lambda: back.set_params(max_epochs=2, warm_start=True).fit(
+        take(Xtr, idx), ytr[idx]))
+    print(f"[{name}] pickle round trip of a 1-epoch fold estimator: {len(blob) / 2**20:.1f} "
+          f"MiB, dumps {dump_s:.2f} s + loads {load_s:.2f} s; its 1-epoch fit {fit_s:.1f} s "
+          f"(probe included), one resumed epoch {more_s:.1f} s", flush=True)
+
+
+def ab_resume(name, a):
+    """The search alone, twice on the same folds: rungs resumed (the default) and every
+    rung refitted from scratch (resuming switched off, the behaviour before it), so the
+    two differ only there; prints both times, picks and reports."""
+    from sklearn.base import clone
+    from sklearn.model_selection import StratifiedKFold
+
+    from tlestimators import TransferSearchCV
+    from tlestimators.estimators import search as search_mod
+    from tlestimators.features import feature_cache
+
+    Xtr, ytr, Xte, yte, modality, _ = load(name, a)
+    cands = candidates(name, modality, a)
+    cv = StratifiedKFold(a.cv, shuffle=True, random_state=a.seed)
+    support = search_mod._resume_support
+    for mode in ("resumed", "restarted"):
+        search = TransferSearchCV([(n, clone(c)) for n, c in cands], budget=a.budget, cv=cv,
+                                  random_state=a.seed)
+        if mode == "restarted":
+            search_mod._resume_support = lambda est: "resuming switched off"
+        feature_cache().clear()
+        try:
+            _, wall, cpu = _timed(lambda s=search: s.fit(Xtr, ytr))
+        finally:
+            search_mod._resume_support = support
+        cols = ["candidate", "mean_score", "fit_seconds", "resource", "stopped"]
+        print(f"[{name}] search, rungs {mode}: {search.best_params_['candidate']} "
+              f"{_acc(search, Xte, yte):.3f} in {wall:.1f} s (CPU {cpu:.1f}), refit "
+              f"{search.refit_time_:.1f} s\n{search.report_[cols].to_string(index=False)}",
+              flush=True)
+
+
 def run_one(name, a, order=0):
     from sklearn.base import clone
     from sklearn.model_selection import GridSearchCV, StratifiedKFold
@@ -255,12 +310,29 @@ def main(argv=None):
     p.add_argument("--merge", action="store_true",
                    help="only rebuild --out from the rows in --rows-dir")
     p.add_argument("--out", default=str(HERE / "results" / "search.md"))
+    p.add_argument("--ab-resume", action="store_true",
+                   help="only time the search on --datasets with rungs resumed and with "
+                        "every rung refitted from scratch")
+    p.add_argument("--pickle-cost", action="store_true",
+                   help="only time the pickle round trip of one fold's fine-tuning "
+                        "estimator (what a resumed rung adds with joblib's process "
+                        "backends) on --datasets")
     a = p.parse_args(argv)
     import json
 
     rows_dir = Path(a.rows_dir)
     rows_dir.mkdir(parents=True, exist_ok=True)
     names = [d.strip() for d in a.datasets.split(",") if d.strip()]
+    if a.pickle_cost or a.ab_resume:
+        import torch
+        from threadpoolctl import threadpool_limits
+
+        torch.set_num_threads(a.threads)
+        threadpool_limits(limits=a.threads, user_api="blas")
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        for name in names:
+            (pickle_cost if a.pickle_cost else ab_resume)(name, a)
+        return
     if not a.merge:
         import torch
         from threadpoolctl import threadpool_limits
