@@ -360,6 +360,33 @@ def test_warm_start_continues_the_schedule_of_a_fit_at_the_new_max_epochs(blobs)
                                rtol=1e-6)
 
 
+class _OptimizerLR(Callback):
+    """The head group's learning rate in the optimizer when each training batch starts
+    (the rate its step uses)."""
+
+    def initialize(self):
+        self.seen_ = []
+        return self
+
+    def on_batch_begin(self, net, training=False, **kwargs):
+        if training:
+            self.seen_.append(max(g["lr"] for g in net.optimizer_.param_groups))
+
+
+def test_warm_start_optimizer_rates_are_those_of_a_fit_at_max_epochs(blobs):
+    X, y = blobs
+    spy_full, spy_warm = _OptimizerLR(), _OptimizerLR()
+    _mlp_ft(max_epochs=3, warmup=0.3, callbacks=[("spy", spy_full)]).fit(X, y)
+    warm = _mlp_ft(max_epochs=1, warmup=0.3, warm_start=True,
+                   callbacks=[("spy", spy_warm)]).fit(X, y)
+    n1 = len(spy_warm.seen_)
+    warm.set_params(max_epochs=3).fit(X, y)
+    full, got = np.array(spy_full.seen_), np.array(spy_warm.seen_)
+    assert len(got) == len(full) == 3 * n1
+    np.testing.assert_allclose(got[n1:], full[n1:], rtol=1e-6)  # epochs 2-3
+    assert full.max() == pytest.approx(1e-2, rel=0.05)  # the head's lr at the peak
+
+
 def test_warm_start_survives_pickling_and_matches_an_unpickled_run(blobs):
     import pickle
 
