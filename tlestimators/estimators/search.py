@@ -18,7 +18,7 @@ than a grid of one estimator's parameters. The search runs in rounds:
    race: it is chosen and refit at its ``max_epochs`` without cross-validating more
    epochs (successive halving's premise: in expectation a learning curve rises).
    **Rungs are resumed, not refitted**, for estimators that support warm starting
-   (:class:`FineTuneClassifier` with ``warm_start``; see ``_resume_support``): each
+   (:class:`~tlestimators.FineTuneClassifier` with ``warm_start``; see ``_resume_support``): each
    fold's fitted estimator is kept and continued to the next rung's epochs on the same
    fold rows (``warm_start=True``, ``max_epochs`` = the next rung), so rungs 1, 3, 10
    cost 1 + 2 + 7 epochs per fold instead of 1 + 3 + 10, and its learning-rate schedule
@@ -322,7 +322,13 @@ class TransferSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
     eta : int, default=3
         Successive-halving factor for the expensive candidates: their rungs are
         ``min_resource * eta**k`` epochs while a further factor ``eta`` fits under their
-        ``max_epochs``, then ``max_epochs`` (10 epochs: 1, 3, 10).
+        ``max_epochs``, then ``max_epochs`` (10 epochs: 1, 3, 10). A candidate whose
+        estimator supports warm starting (:class:`~tlestimators.FineTuneClassifier`, except with LoRA,
+        early stopping or an accelerator) continues each fold's model from one rung to
+        the next (1 + 2 + 7 epochs per fold); others are refitted at each rung. An
+        estimator of your own opts in with a ``warm_start`` parameter and a
+        ``_warm_start_unsupported()`` method returning None, promising that
+        ``warm_start=True`` with a larger resource trains up to it *in total*.
     min_resource : int, default=1
         Epochs at the first rung of the expensive candidates.
     margin : float, default=0.02
