@@ -85,8 +85,8 @@ def defaults_pair(X, y, X_test, y_test, seed):
 
     def fn(lam):
         def run(tr):
-            m = DANNAdapter(lambda_max=lam, random_state=seed, device="cpu").fit(
-                X[tr], y[tr])
+            m = DANNAdapter(lambda_max=lam, weight_decay=0.0, random_state=seed,
+                            device="cpu").fit(X[tr], y[tr])
             return np.mean(m.predict(X_test) == y_test)
         return run
     return {DEFAULTS: fn(1.0), DEFAULTS_0: fn(0.0)}
@@ -483,6 +483,7 @@ def amazon(args, lines, all_rows):
         bottleneck=None, domain_head="mlp", optimizer="adam", lr=1e-3, max_epochs=epochs,
         batch_size=64, device="cpu", lambda_schedule="dann", lr_schedule="dann",
         standardize=None,  # no input standardisation: the paper's log1p counts as they are
+        weight_decay=0.0,  # the stored runs' setting (the default before weight_decay="auto")
     )
     common = _accepted(common)
     methods = discover_methods()
@@ -707,7 +708,8 @@ def digits(args, lines, all_rows):
     epochs = args.epochs or (3 if args.quick else 5)
     common = _accepted(dict(backbone=SmallCNN(), head="linear", domain_head="mlp",
                             optimizer="adam", lr=1e-3, max_epochs=epochs, batch_size=64,
-                            device="cpu", standardize=None))  # the stored runs' setting
+                            device="cpu", standardize=None,
+                            weight_decay=0.0))  # the stored runs' setting
     methods = discover_methods()
     grid = args.grid or [0.3, 1.0]
     store = OUT / f"digits_e{epochs}"
@@ -1142,8 +1144,13 @@ def pacs_finetune(args, lines):
 # sections are kept as they are.
 RECIPE_HEAD = "## One training recipe for every deep DA method"
 RECIPE_METHODS = ("DANN", "CDAN", "DeepCORAL", "MMD", "InfoMax")
-OLD_RECIPE = dict(optimizer="sgd", lr=0.01, momentum=0.9, standardize=None, lambda_max=1.0)
-NEW_RECIPE = dict(optimizer="adam", lr=1e-3, standardize="auto")  # the shared defaults
+OLD_RECIPE = dict(optimizer="sgd", lr=0.01, momentum=0.9, standardize=None, lambda_max=1.0,
+                  weight_decay=0.0)
+# the shared defaults of round 4, before weight_decay="auto" (the proxy's stored runs)
+NEW_RECIPE = dict(optimizer="adam", lr=1e-3, standardize="auto", weight_decay=0.0)
+# recipe_* store keys fitted before weight_decay="auto" get this suffix (see _migrate_wd)
+WD0 = " (wd 0)"
+WD_GRID = (0.0, 0.01, 0.03)
 # lambda grid of the proxy sweep per method (Deep CORAL's loss is divided by 4 d^2)
 PROXY_GRID = {"DANN": [0.1, 0.3, 1.0], "CDAN": [0.1, 0.3, 1.0], "MMD": [0.1, 0.3, 1.0, 3.0],
               "InfoMax": [0.1, 0.3, 1.0], "DeepCORAL": [1.0, 100.0, 1000.0, 1e4, 1e5]}
@@ -1175,6 +1182,33 @@ def _fit_acc(cls, X, y, X_eval, y_eval, seed, stats=False, **params):
 
 def _store_get(path):
     return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _migrate_wd(rec):
+    """A recipe_* record stored before ``weight_decay="auto"`` became the default: its
+    "<m> defaults" and "<m> lambda 0" fits had weight_decay=0 and keep that name with
+    the WD0 suffix, so the current defaults are fitted under the plain names."""
+    if rec and not rec.get("wd_auto"):
+        for k in [k for k in rec if k.endswith((" defaults", " lambda 0"))]:
+            rec[k + WD0] = rec.pop(k)
+    rec["wd_auto"] = True
+    return rec
+
+
+def _sparse_wd(rec):
+    """Sparse inputs: ``weight_decay="auto"`` is 0 there, so the current defaults are the
+    stored weight_decay=0 fits (same parameters, checked equal on B->D seed 0). Fits made
+    while "auto" still meant 0.01 on sparse inputs keep that name: " (wd 0.01)"."""
+    if not rec.get("wd_sparse_zero"):
+        for k in [k for k in rec if k.endswith((" defaults", " lambda 0"))]:
+            rec[k + " (wd 0.01)"] = rec.pop(k)
+        rec["wd_sparse_zero"] = True
+    same = "the same fit ('auto' is 0 on sparse inputs: same parameters)"
+    for k in [k for k in rec if k.endswith(WD0)]:
+        rec.setdefault(k[:-len(WD0)], {**rec[k], "from": same})
+    for k in [k for k in rec if k.endswith((" defaults", " lambda 0"))]:
+        rec.setdefault(k + WD0, {**rec[k], "from": same})
+    return rec
 
 
 def lsa_proxy(args, lines):
@@ -1267,16 +1301,19 @@ def lsa_proxy(args, lines):
     lines += [f"| logistic regression | | {lr_mean:.1f} | | | | |", ""]
 
 
-def _recipe_rows(args, store, label, X, y, X_test, y_test, seed, tr, lr_acc, main=None):
+def _recipe_rows(args, store, label, X, y, X_test, y_test, seed, tr, lr_acc, main=None,
+                 sparse_input=False):
     """Per method: old defaults, new defaults, new defaults at lambda_max=0, on X[tr].
     DANNAdapter's lambda 0 and old defaults come from the main section's store when it
     has them (the same fits: same split, seed and parameters, measured last round)."""
     classes = _recipe_classes()
     path = store / f"{label.replace('->', '_')}_s{seed}.json"
-    rec = _store_get(path)
+    rec = _migrate_wd(_store_get(path))
+    if sparse_input:
+        _sparse_wd(rec)
     rec.setdefault("logistic regression", lr_acc)
     extra = (main or {}).get("extra", {})
-    for key, col in (("DANN lambda 0", DEFAULTS_0), ("DANN old", OLD_DEFAULTS)):
+    for key, col in (("DANN lambda 0" + WD0, DEFAULTS_0), ("DANN old", OLD_DEFAULTS)):
         if key not in rec and col in extra:
             rec[key] = {"acc": extra[col], "fit_s": None, "from": "main store"}
     todo = []
@@ -1320,7 +1357,7 @@ def recipe_amazon(args, lines):
             path = store / f"{p.replace('->', '_')}_s{seed}.json"
             if args.collect_only:
                 if path.is_file():
-                    recs.append((p, seed, json.loads(path.read_text())))
+                    recs.append((p, seed, _sparse_wd(_migrate_wd(json.loads(path.read_text())))))
                 continue
             if loaded is None:
                 Xs, ys = load_amazon(s, data_dir=args.data_dir)
@@ -1340,12 +1377,34 @@ def recipe_amazon(args, lines):
                 lr_acc = 100 * float(np.mean(LogisticRegression(C=1.0, max_iter=2000).fit(
                     X[src], y[src]).predict(Xte) == yte))
             recs.append((p, seed, _recipe_rows(args, store, p, X, y, Xte, yte, seed, tr,
-                                               lr_acc, main)))
+                                               lr_acc, main, sparse_input=True)))
     recipe_defaults_table("Amazon (DANN paper files, 12 pairs)", recs, lines,
                  "default 256-unit ReLU MLP on the 5000-d log1p counts (sparse: "
                  "standardize='auto' leaves them unscaled), fit on the 80 % split of the main "
                  "Amazon section (source train + unlabeled target train), accuracy on the target "
-                 "test file; logistic regression (C=1) on the same source rows.")
+                 "test file; logistic regression (C=1) on the same source rows. The inputs are "
+                 "sparse, where weight_decay='auto' is 0: *new defaults* and *wd 0* are the "
+                 "same fits.")
+    wd_on_sparse_table(recs, lines)
+
+
+def wd_on_sparse_table(recs, lines):
+    """The fits made while weight_decay="auto" still meant 0.01 on sparse inputs."""
+    rows = []
+    for m in RECIPE_METHODS:
+        k = f"{m} defaults"
+        pairs = [(r[k + " (wd 0.01)"]["acc"], r[k + WD0]["acc"]) for _, _, r in recs
+                 if k + " (wd 0.01)" in r and k + WD0 in r]
+        if pairs:
+            a = np.array(pairs)
+            rows.append(f"| {m} | {len(a)} | {a[:, 0].mean():.1f} | {a[:, 1].mean():.1f} | "
+                        f"{(a[:, 0] - a[:, 1]).mean():+.1f} | {(a[:, 0] - a[:, 1]).min():+.1f} |")
+    if rows:
+        lines += ["Why `weight_decay='auto'` is 0 on sparse inputs: the defaults with "
+                  "`weight_decay=0.01`, fitted on the first Amazon pairs (seed 0) before that "
+                  "rule (the run was stopped there), against the same with 0.", "",
+                  "| method | pair-seeds | wd 0.01 | wd 0 | mean difference | worst |",
+                  "|---|---|---|---|---|---|", *rows, ""]
 
 
 def recipe_pacs(args, lines):
@@ -1363,7 +1422,7 @@ def recipe_pacs(args, lines):
         for seed in args.seed_list:
             path = store / f"P_A_s{seed}.json"
             if path.is_file():
-                recs.append(("P->A", seed, json.loads(path.read_text())))
+                recs.append(("P->A", seed, _migrate_wd(json.loads(path.read_text()))))
     else:
         ps, ys = load_pacs("photo", data_dir=args.data_dir)
         pt, yt = load_pacs("art_painting", data_dir=args.data_dir)
@@ -1389,6 +1448,119 @@ def recipe_pacs(args, lines):
                  "StandardScaler + LR (C=0.1) on the same source rows.")
 
 
+def _lsa_pair(p, args):
+    """384-d LSA embeddings (tf-idf + TruncatedSVD, L2-normalised) of an Amazon pair's
+    source and target *training* files: (Z, y with -1 target rows, Z_target, y_target)."""
+    from scipy import sparse
+    from sklearn.decomposition import TruncatedSVD
+    from sklearn.feature_extraction.text import TfidfTransformer
+    from sklearn.preprocessing import normalize
+
+    from tlestimators.datasets import load_amazon
+
+    names = {"B": "books", "D": "dvd", "E": "electronics", "K": "kitchen"}
+    Xs, ys = load_amazon(names[p[0]], data_dir=args.data_dir)
+    Xt, yt = load_amazon(names[p[-1]], data_dir=args.data_dir)
+    C = sparse.vstack([Xs, Xt]).tocsr()
+    Z = TruncatedSVD(384, random_state=0).fit_transform(TfidfTransformer().fit_transform(C))
+    Z = normalize(Z).astype(np.float32)
+    return Z, np.r_[ys, -np.ones(len(yt), dtype=int)], Z[len(ys):], yt
+
+
+def _shifted_digits_embeddings():
+    """efficientnet_lite0 embeddings (64 px) of 900 random sklearn digits (source) and of
+    the other 897 after the demo's shift ``0.5 x + 5 + noise`` (target)."""
+    from sklearn.datasets import load_digits
+
+    from tlestimators import BackboneEmbedder
+    from tlestimators._demo import shift_digits
+
+    path = OUT / "cache" / "digits_shift_effnet64.npz"
+    d = load_digits()
+    perm = np.random.default_rng(0).permutation(len(d.target))
+    s_idx, t_idx = perm[:900], perm[900:]
+    if not path.is_file():
+        def images(X):
+            return np.round(X.reshape(-1, 8, 8) * (255.0 / 16.0)).astype(np.uint8)
+
+        emb = BackboneEmbedder("efficientnet_lite0", backbone_kwargs={"img_size": 64},
+                               device="cpu")
+        Fs = emb.fit_transform(images(d.data[s_idx].astype(np.float32)))
+        Ft = emb.transform(images(shift_digits(d.data[t_idx].astype(np.float32), 0)))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(path, Fs=Fs, Ft=Ft)
+    z = np.load(path)
+    Fs, Ft = z["Fs"], z["Ft"]
+    X = np.vstack([Fs, Ft]).astype(np.float32)
+    return X, np.r_[d.target[s_idx], -np.ones(len(Ft), dtype=int)], Ft, d.target[t_idx]
+
+
+def wd_proxy(args, lines):
+    """weight_decay of the shared DA recipe, chosen on two proxies that are no benchmark
+    table: LSA-384 embeddings of four Amazon pairs (target *training* labels score), and
+    efficientnet_lite0 embeddings of sklearn's digits -> shifted digits (3 seeds)."""
+    from sklearn.linear_model import LogisticRegression
+
+    classes = _recipe_classes()
+    store = OUT / "recipe" / "wd_proxy"
+    store.mkdir(parents=True, exist_ok=True)
+    todo = [(f"{m} wd {wd:g}", m, {"weight_decay": wd}) for m in RECIPE_METHODS
+            for wd in WD_GRID]
+    todo += [(f"lambda 0 wd {wd:g}", "DANN", {"weight_decay": wd, "lambda_max": 0.0})
+             for wd in WD_GRID]
+    runs = [("LSA", p, 0) for p in (args.proxy_pairs or "B->D,K->E,D->B,E->K").split(",")]
+    runs += [("digits", "digits->shifted", seed) for seed in (0, 1, 2)]
+    results = {"LSA": [], "digits": []}
+    loaded = {}
+    for kind, p, seed in runs:
+        path = store / f"{kind}_{p.replace('->', '_')}_s{seed}.json"
+        rec = _store_get(path)
+        if not args.collect_only:
+            if p not in loaded:
+                loaded[p] = _lsa_pair(p, args) if kind == "LSA" else _shifted_digits_embeddings()
+            Z, y, Zt, yt = loaded[p]
+            if "logistic regression" not in rec:
+                src = y != -1
+                rec["logistic regression"] = 100 * float(np.mean(
+                    LogisticRegression(C=1.0, max_iter=3000).fit(Z[src], y[src]).predict(Zt)
+                    == yt))
+            for key, m, params in todo:
+                if key not in rec:
+                    rec[key] = _fit_acc(classes[m], Z, y, Zt, yt, seed, stats=True, **params)
+                    path.write_text(json.dumps(rec))
+                    log(f"  wd proxy {kind} {p} s{seed} {key}: {rec[key]['acc']:.1f}")
+            path.write_text(json.dumps(rec))
+        if rec:
+            results[kind].append(rec)
+    if not any(results.values()):
+        return
+    lines += ["### Choosing weight_decay: two proxies", "",
+              "The shared recipe's `weight_decay` (Adam's coupled L2; `\"auto\"` = 0.01 on the "
+              "parameters trained from scratch, none on pretrained backbone weights). Two "
+              "proxies that are not benchmark tables: *LSA* = the LSA-384 proxy above (Amazon "
+              f"pairs {args.proxy_pairs or 'B->D,K->E,D->B,E->K'}, seed 0, accuracy on the target "
+              "*training* rows); *digits* = efficientnet_lite0 embeddings (64 px, frozen) of 900 "
+              "random sklearn digits (source) and of the other 897 after the demo's shift "
+              "`0.5 x + 5 + N(0, 1)` (unlabeled target, scored), seeds 0-2. Default 256-unit ReLU "
+              "MLP, 20 epochs, each method's default `lambda_max`; *lambda 0* = DANNAdapter at "
+              "`lambda_max=0`; logistic regression = `LogisticRegression(C=1)` on the raw "
+              "embeddings. Mean over pair-seeds (final source cross-entropy in brackets).", "",
+              "| method | " + " | ".join(f"LSA, wd {wd:g}" for wd in WD_GRID) + " | "
+              + " | ".join(f"digits, wd {wd:g}" for wd in WD_GRID) + " |",
+              "|---|" + "---|" * (2 * len(WD_GRID))]
+    for name in [*RECIPE_METHODS, "lambda 0"]:
+        cells = []
+        for kind in ("LSA", "digits"):
+            for wd in WD_GRID:
+                v = [r[f"{name} wd {wd:g}"] for r in results[kind] if f"{name} wd {wd:g}" in r]
+                cells.append(f"{np.mean([x['acc'] for x in v]):.1f} "
+                             f"({np.mean([x['task_loss'] for x in v]):.3f})" if v else "")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lr = [np.mean([r["logistic regression"] for r in results[k]]) if results[k] else np.nan
+          for k in ("LSA", "digits")]
+    lines += [f"| logistic regression | {lr[0]:.1f} | | | {lr[1]:.1f} | | |", ""]
+
+
 def recipe_defaults_table(title, recs, lines, note):
     """One row per method: mean over pair-seeds of old / new defaults / own lambda 0 / LR,
     and per pair where the new defaults lose."""
@@ -1401,44 +1573,46 @@ def recipe_defaults_table(title, recs, lines, note):
               f"{len(recs)} pair-seeds ({len(pairs)} pairs, seeds {seeds}); {note} "
               "*new defaults* = `<Method>Adapter(random_state=seed)`; *old defaults* = "
               "`optimizer='sgd', lr=0.01, momentum=0.9, standardize=None, lambda_max=1`; "
+              "*wd 0* = the new defaults with `weight_decay=0` (the defaults before "
+              "`weight_decay='auto'`, stored runs); "
               "*own lambda 0* = the new defaults with `lambda_max=0` (one fit serves Deep CORAL, "
               "MMD and InfoMax: their criteria have no parameters and draw no random numbers, "
               "checked equal on the first pair). Per-pair means over seeds, then the mean over "
               "pairs; 'pairs >= lambda 0' / 'pairs >= old' count pairs whose seed mean is at "
               "least as high.", "",
-              "| method | default lambda_max | new defaults | old defaults | own lambda 0 | "
-              "logistic regression | new - lambda 0 | new - old | new - LR | pairs >= lambda 0 | "
-              "pairs >= old |",
-              "|---|---|---|---|---|---|---|---|---|---|---|"]
+              "| method | default lambda_max | new defaults | wd 0 | old defaults | own lambda 0 | "
+              "own lambda 0, wd 0 | logistic regression | new - lambda 0 | new - wd 0 | new - LR | "
+              "pairs >= lambda 0 | pairs >= wd 0 |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     losses = []
     for m in RECIPE_METHODS:
         zero_key = f"{'DeepCORAL' if m in NO_PARAM_CRITERION else m} lambda 0"
         per_pair = []
         for p in pairs:
-            rr = [r for q, _, r in recs if q == p and f"{m} defaults" in r and f"{m} old" in r
-                  and zero_key in r]
+            keys = (f"{m} defaults", f"{m} defaults" + WD0, f"{m} old", zero_key,
+                    zero_key + WD0)
+            rr = [r for q, _, r in recs if q == p and all(k in r for k in keys)]
             if not rr:
                 continue
-            per_pair.append((p, np.mean([r[f"{m} defaults"]["acc"] for r in rr]),
-                             np.mean([r[f"{m} old"]["acc"] for r in rr]),
-                             np.mean([r[zero_key]["acc"] for r in rr]),
+            per_pair.append((p, *(np.mean([r[k]["acc"] for r in rr]) for k in keys),
                              np.mean([r["logistic regression"] for r in rr])))
         if not per_pair:
             continue
         a = np.array([x[1:] for x in per_pair])
-        new, old, zero, lr = a.mean(0)
+        new, prev, old, zero, zero_prev, lr = a.mean(0)
         lines.append(
-            f"| {m} | {classes[m]().lambda_max:g} | **{new:.1f}** | {old:.1f} | {zero:.1f} | "
-            f"{lr:.1f} | {new - zero:+.1f} | {new - old:+.1f} | {new - lr:+.1f} | "
-            f"{int(np.sum(a[:, 0] >= a[:, 2] - 1e-9))}/{len(a)} | "
+            f"| {m} | {classes[m]().lambda_max:g} | **{new:.1f}** | {prev:.1f} | {old:.1f} | "
+            f"{zero:.1f} | {zero_prev:.1f} | {lr:.1f} | {new - zero:+.1f} | {new - prev:+.1f} | "
+            f"{new - lr:+.1f} | {int(np.sum(a[:, 0] >= a[:, 3] - 1e-9))}/{len(a)} | "
             f"{int(np.sum(a[:, 0] >= a[:, 1] - 1e-9))}/{len(a)} |")
-        for p, d, o, z, _ in per_pair:
-            if d < z - 1e-9 or d < o - 1e-9:
-                losses.append(f"{m} {p}: new {d:.1f} vs lambda 0 {z:.1f}, old {o:.1f}")
+        for p, d, pv, _, z, _, _ in per_pair:
+            if d < z - 1e-9 or d < pv - 1e-9:
+                losses.append(f"{m} {p}: new {d:.1f} vs lambda 0 {z:.1f}, wd 0 {pv:.1f}")
     lines += ["", "Where the new defaults lose (pair seed means below their own lambda 0 or "
-              "the old defaults): " + ("; ".join(losses) if losses else "nowhere") + ".", ""]
+              "the same with weight_decay=0): " + ("; ".join(losses) if losses else "nowhere")
+              + ".", ""]
     if len(pairs) > 1:
-        lines += ["| pair | " + " | ".join(f"{m} new / old / 0" for m in RECIPE_METHODS)
+        lines += ["| pair | " + " | ".join(f"{m} new / wd 0 / 0" for m in RECIPE_METHODS)
                   + " | LR |", "|---|" + "---|" * (len(RECIPE_METHODS) + 1)]
         for p in pairs:
             rr = [r for q, _, r in recs if q == p]
@@ -1446,7 +1620,7 @@ def recipe_defaults_table(title, recs, lines, note):
             for m in RECIPE_METHODS:
                 zk = f"{'DeepCORAL' if m in NO_PARAM_CRITERION else m} lambda 0"
                 vals = [np.mean([r[k]["acc"] for r in rr if k in r]) if any(k in r for r in rr)
-                        else np.nan for k in (f"{m} defaults", f"{m} old", zk)]
+                        else np.nan for k in (f"{m} defaults", f"{m} defaults" + WD0, zk)]
                 cells.append(" / ".join(f"{v:.1f}" for v in vals))
             cells.append(f"{np.mean([r['logistic regression'] for r in rr]):.1f}")
             lines.append(f"| {p} ({len(rr)}) | " + " | ".join(cells) + " |")
@@ -1461,7 +1635,7 @@ def splice_recipe(out, new_lines, note):
             f"{time.strftime('%Y-%m-%d %H:%M')} UTC (CPU, torch {torch.__version__}, one torch "
             f"thread, OMP/OPENBLAS/MKL_NUM_THREADS=1, one benchmark process; load average "
             f"{os.getloadavg()[0]:.1f} / {os.getloadavg()[1]:.1f} / {os.getloadavg()[2]:.1f} "
-            "(1/5/15 min) when written, on a 2-core machine shared with two other agents).", ""]
+            "(1/5/15 min) when written, on a 2-core machine shared with other agents).", ""]
     if note:
         head += [note, ""]
     section = "\n".join(head + new_lines).rstrip() + "\n\n"
@@ -1519,7 +1693,7 @@ def main(argv=None):
             note = Path(note[1:]).read_text().strip()
         lines += [note, ""]
     sections = args.sections.split(",")
-    recipe = {"recipe_proxy": lsa_proxy, "recipe_amazon": recipe_amazon,
+    recipe = {"recipe_proxy": lsa_proxy, "wd_proxy": wd_proxy, "recipe_amazon": recipe_amazon,
               "recipe_pacs": recipe_pacs}
     if all(s in recipe for s in sections):  # a section of its own in the existing da.md
         note = args.note

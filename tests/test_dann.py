@@ -502,6 +502,9 @@ def test_weight_decay_auto_penalises_only_weights_trained_from_scratch(problem, 
     # a number applies to every trained parameter
     m = DANNAdapter(backbone_kwargs=pre, weight_decay=0.02, **kw).fit(X, y)
     assert _groups_by_part(m) == {True: 0.02, False: 0.02}
+    # sparse inputs (bag-of-words): no penalty, it would erase the rare words' weights
+    m = DANNAdapter(backbone_kwargs=MLP, **kw).fit(sparse.csr_matrix(np.abs(X)), y)
+    assert _groups_by_part(m) == {True: 0.0, False: 0.0}
     with pytest.raises(ValueError, match="weight_decay"):
         DANNAdapter(backbone_kwargs=MLP, weight_decay="strong", **kw).fit(X, y)
 

@@ -85,15 +85,19 @@ _SCHEDULES = {"dann": dann_lambda, "constant": ConstantSchedule()}
 #: recipe (``optimizer="sgd", lr=0.01, momentum=0.9, standardize=None``), the defaults
 #: before 0.3, underfits dense embeddings of small per-column scale (results/da.md).
 DEFAULT_OPTIMIZER, DEFAULT_LR, DEFAULT_STANDARDIZE = "adam", 1e-3, "auto"
-#: ``weight_decay="auto"``: an L2 penalty of ``AUTO_WEIGHT_DECAY`` (Adam's coupled
-#: ``weight_decay``) on the parameters trained from scratch (heads, bottleneck, a randomly
-#: initialised backbone such as ``"mlp"``) and none on pretrained backbone weights, which
-#: under Adam it would pull towards zero at the rate of the learning rate and erase what
-#: transfer brings. Without it the source classifier fits its rows to a loss of ~0.005 and
-#: transfers worse: on two proxies that are not benchmark tables (384-d LSA embeddings of
-#: four Amazon pairs, efficientnet_lite0 embeddings of sklearn's digits -> shifted digits)
-#: 0.01 lifted every method by 1-2.6 points and its own lambda 0 by 1.4-1.8; 0.03 was
-#: not better on the second (results/da.md).
+#: ``weight_decay="auto"``: with dense inputs, an L2 penalty of ``AUTO_WEIGHT_DECAY``
+#: (Adam's coupled ``weight_decay``) on the parameters trained from scratch (heads,
+#: bottleneck, a randomly initialised backbone such as ``"mlp"``) and none on pretrained
+#: backbone weights, which under Adam it would pull towards zero at the rate of the
+#: learning rate and erase what transfer brings. Without it the source classifier fits
+#: its rows to a loss of ~0.005 and transfers worse: on two proxies that are not benchmark
+#: tables (384-d LSA embeddings of four Amazon pairs, efficientnet_lite0 embeddings of
+#: sklearn's digits -> shifted digits) 0.01 lifted DANN by 1.6 and 2.6 points and its own
+#: lambda 0 by 1.4 and 1.8 (0.03: +0.3 more on the first, -0.6 on the second, mean over
+#: the methods). Sparse inputs (bag-of-words) get none: under Adam the coupled penalty
+#: of a rarely active input's weights is divided by its small gradient second moment, so
+#: it deletes rare words; on the Amazon bag-of-words DANN lost 1-8 points with it
+#: (results/da.md).
 DEFAULT_WEIGHT_DECAY, AUTO_WEIGHT_DECAY = "auto", 0.01
 
 
@@ -447,7 +451,9 @@ class BaseDomainAdapter(NetClassifierMixin, ClassifierMixin, TransformerMixin,
         opt = resolve_optimizer(self.optimizer)
         wd = self.weight_decay
         auto_wd = isinstance(wd, str)
-        opt_kw = {"optimizer__weight_decay": AUTO_WEIGHT_DECAY if auto_wd else wd}
+        if auto_wd:  # dense inputs only (see AUTO_WEIGHT_DECAY)
+            wd = 0.0 if hasattr(inputs, "tocsr") else AUTO_WEIGHT_DECAY
+        opt_kw = {"optimizer__weight_decay": wd}
         if opt is torch.optim.SGD:
             opt_kw["optimizer__momentum"] = self.momentum
         if not frozen:

@@ -104,10 +104,12 @@ class DANNAdapter(BaseDomainAdapter):
         SGD uses ``momentum`` (the paper's recipe: ``optimizer="sgd", lr=0.01``).
     momentum : float in [0, 1], default=0.9
     weight_decay : float or "auto", default="auto"
-        L2 penalty (the optimizer's ``weight_decay``). ``"auto"``: 0.01 on the
-        parameters trained from scratch (heads, bottleneck, a randomly initialised
-        backbone such as ``"mlp"``) and none on pretrained backbone weights, which
-        under Adam it would pull towards zero. A float applies to every trained
+        L2 penalty (the optimizer's ``weight_decay``). ``"auto"``: with dense inputs,
+        0.01 on the parameters trained from scratch (heads, bottleneck, a randomly
+        initialised backbone such as ``"mlp"``) and none on pretrained backbone
+        weights, which under Adam it would pull towards zero; with sparse inputs
+        (bag-of-words) none, because under Adam it erases the weights of rare words
+        (which get few gradient updates). A float applies to every trained
         parameter (``0.0`` was the previous default). Without the penalty the source
         classifier fits its rows to a loss of ~0.005 and transfers worse (see
         ``benchmarks/results/da.md``).
