@@ -96,7 +96,7 @@ DEFAULT_OPTIMIZER, DEFAULT_LR, DEFAULT_STANDARDIZE = "adam", 1e-3, "auto"
 #: lambda 0 by 1.4 and 1.8 (0.03: +0.3 more on the first, -0.6 on the second, mean over
 #: the methods). Sparse inputs (bag-of-words) get none: under Adam the coupled penalty
 #: of a rarely active input's weights is divided by its small gradient second moment, so
-#: it deletes rare words; on the Amazon bag-of-words DANN lost 1-8 points with it
+#: it deletes rare words; on the Amazon bag-of-words DANN lost 3.8 points with it (up to 8)
 #: (results/da.md).
 DEFAULT_WEIGHT_DECAY, AUTO_WEIGHT_DECAY = "auto", 0.01
 
