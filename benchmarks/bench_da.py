@@ -695,6 +695,15 @@ class SkadaCNN(nn.Module):
         return self.head(self.feat(x))
 
 
+def _digit_pairs(data):
+    """``(name, X, y, Xt, yt)`` of M->U and U->M from ``{"MNIST": (X, y), "USPS": (X, y)}``:
+    source and target rows stacked (float32), ``y = -1`` on the target rows."""
+    for s, t in (("MNIST", "USPS"), ("USPS", "MNIST")):
+        (Xs, ys), (Xt, yt) = data[s], data[t]
+        yield (f"{s[0]}->{t[0]}", np.vstack([Xs, Xt]).astype(np.float32),
+               np.r_[ys, -np.ones(len(Xt), int)], Xt, yt)
+
+
 def digits(args, lines, all_rows):
     from sklearn.linear_model import LogisticRegression
 
@@ -715,11 +724,7 @@ def digits(args, lines, all_rows):
     store = OUT / f"digits_e{epochs}"
     store.mkdir(parents=True, exist_ok=True)
     recs = []
-    for s, t in (("MNIST", "USPS"), ("USPS", "MNIST")):
-        name = f"{s[0]}->{t[0]}"
-        (Xs, ys), (Xt, yt) = data[s], data[t]
-        X = np.vstack([Xs, Xt]).astype(np.float32)
-        y = np.r_[ys, -np.ones(len(Xt), int)]
+    for name, X, y, Xt, yt in _digit_pairs(data):
         for seed in args.seed_list:
             if args.collect_only:
                 path = store / f"{name.replace('->', '_')}_s{seed}.json"
@@ -1215,18 +1220,11 @@ def lsa_proxy(args, lines):
     """lambda_max per method on 384-d LSA embeddings of Amazon reviews (a stand-in for
     sentence embeddings), scored on the *target training* rows' labels (never given to
     fit): no test file is read."""
-    from scipy import sparse
-    from sklearn.decomposition import TruncatedSVD
-    from sklearn.feature_extraction.text import TfidfTransformer
     from sklearn.linear_model import LogisticRegression
-    from sklearn.preprocessing import normalize
-
-    from tlestimators.datasets import load_amazon
 
     store = OUT / "recipe" / "proxy"
     store.mkdir(parents=True, exist_ok=True)
     classes = _recipe_classes()
-    names = {"B": "books", "D": "dvd", "E": "electronics", "K": "kitchen"}
     pairs = (args.proxy_pairs or "B->D,K->E,D->B,E->K").split(",")
     results = {}
     for p in pairs:
@@ -1236,19 +1234,12 @@ def lsa_proxy(args, lines):
                 if path.is_file():
                     results[(p, seed)] = json.loads(path.read_text())
             continue
-        s, t = names[p[0]], names[p[-1]]
-        Xs, ys = load_amazon(s, data_dir=args.data_dir)
-        Xt, yt = load_amazon(t, data_dir=args.data_dir)
-        C = sparse.vstack([Xs, Xt]).tocsr()
-        Z = TruncatedSVD(384, random_state=0).fit_transform(TfidfTransformer().fit_transform(C))
-        Z = normalize(Z).astype(np.float32)
-        y = np.r_[ys, -np.ones(len(yt), dtype=int)]
-        Zt = Z[len(ys):]
+        Z, y, Zt, yt = _lsa_pair(p, args)
         for seed in args.seed_list:
             path = store / f"{p.replace('->', '_')}_s{seed}.json"
             rec = _store_get(path)
             if "logistic regression" not in rec:
-                lr = LogisticRegression(C=1.0, max_iter=3000).fit(Z[:len(ys)], ys)
+                lr = LogisticRegression(C=1.0, max_iter=3000).fit(Z[y != -1], y[y != -1])
                 rec["logistic regression"] = 100 * float(np.mean(lr.predict(Zt) == yt))
             todo = [("lambda 0", m, {**NEW_RECIPE, "lambda_max": 0.0}) for m in
                     ("DANN", "CDAN", "DeepCORAL")]
@@ -1581,11 +1572,7 @@ def recipe_digits(args, lines):
     except DatasetNotFoundError as exc:
         lines += ["### MNIST <-> USPS pixels", "", f"Skipped: {exc}", ""]
         return
-    for s, t in (("MNIST", "USPS"), ("USPS", "MNIST")):
-        name = f"{s[0]}->{t[0]}"
-        (Xs, ys), (Xt, yt) = data[s], data[t]
-        X = np.vstack([Xs, Xt]).astype(np.float32)
-        y = np.r_[ys, -np.ones(len(Xt), int)]
+    for name, X, y, Xt, yt in _digit_pairs(data):
         for seed in args.seed_list:
             path = store / f"{name.replace('->', '_')}_s{seed}.json"
             if args.collect_only:
