@@ -698,7 +698,7 @@ class TransferSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
             # would not change the pick: chosen, refit at its max_epochs
             if not da and len(alive) == 1 and float(np.mean(alive[0].scores)) >= best - 1e-12:
                 c = alive.pop()
-                c.promoted, c.folds = True, None
+                c.promoted = True
                 c.stopped = (f"leads at {c.reached} epochs with nothing left to race: "
                              f"refit at {c.max_resource} epochs")
         for c in expensive:  # no fold model outlives the race (nor is pickled with it)
