@@ -1,7 +1,8 @@
 """TransferSearchCV vs the exhaustive grid over the same candidates (issue 13).
 
-For each data set, one candidate space (the frozen probe, a frozen MLP head and LP-FT
-fine-tuning of the default backbone at its default training length, ``max_epochs=10``;
+For each data set, one candidate space, the one ``candidates="auto"`` builds (the frozen
+probe, a frozen MLP head and LP-FT fine-tuning of the default backbone, with all weights
+trained and with LoRA adapters, at its default training length, ``max_epochs=10``;
 raw pixels on digits; zero-shot on text; for PACS photo->art the source-only frozen
 probe (fitted on the labeled photos only) and DANN heads at four lambdas on the frozen
 backbone, with the unlabeled art rows):
@@ -147,9 +148,10 @@ def candidates(name, modality, a):
     out.append((f"mlp-head[{bb}]", FrozenFeatureClassifier(bb, backbone_kwargs=kw, head="mlp",
                                                            device=dev, random_state=seed)))
     ft_kw = {} if a.ft_epochs is None else {"max_epochs": a.ft_epochs}
-    out.append((f"fine-tune[{bb}]", FineTuneClassifier(
-        bb, backbone_kwargs=kw, augment=name != "digits", device=dev, random_state=seed,
-        **ft_kw)))
+    ft_kw.update(backbone_kwargs=kw, augment=name != "digits", device=dev, random_state=seed)
+    out.append((f"fine-tune[{bb}]", FineTuneClassifier(bb, **ft_kw)))
+    if not a.no_lora:  # candidates="auto" has it whenever peft is installed
+        out.append((f"lora[{bb}]", FineTuneClassifier(bb, unfreeze="lora", **ft_kw)))
     return out
 
 
@@ -299,6 +301,8 @@ def main(argv=None):
                    help="fine-tuning max_epochs (default: FineTuneClassifier's, 10)")
     p.add_argument("--da-epochs", type=int, default=None,
                    help="DANN max_epochs (default: DANNAdapter's, 20)")
+    p.add_argument("--no-lora", action="store_true",
+                   help="leave out the LoRA fine-tuning candidate (the space before round 6)")
     p.add_argument("--cv", type=int, default=3)
     p.add_argument("--budget", type=float, default=7200.0)
     p.add_argument("--threads", type=int, default=1)
@@ -357,7 +361,8 @@ def main(argv=None):
             row.update(load=(load0, os.getloadavg()[0]), threads=a.threads,
                        when=f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC",
                        settings=dict(blas_threads=a.threads, n_train=a.n_train, n_test=a.n_test, img_size=a.img_size,
-                                     ft_epochs=a.ft_epochs, da_epochs=a.da_epochs, cv=a.cv))
+                                     ft_epochs=a.ft_epochs, da_epochs=a.da_epochs, cv=a.cv,
+                                     lora=not a.no_lora))
             (rows_dir / f"{name}.json").write_text(json.dumps(row, default=float))
     rows = [json.loads((rows_dir / f"{n}.json").read_text()) for n in ALL
             if (rows_dir / f"{n}.json").exists()]
@@ -377,7 +382,8 @@ def write(rows, a):
         f"{max(loads, default=0):.1f} (1 min, at the start and end of each data set; the "
         "row's own load is in its report below), so wall seconds vary with the load and "
         "the CPU seconds in brackets are the steadier guide. Images: efficientnet_lite0 at "
-        f"{a.img_size} px; text: minilm; {a.cv} folds; fine-tuning (LP-FT) at "
+        f"{a.img_size} px; text: minilm; {a.cv} folds; fine-tuning (LP-FT"
+        f"{'' if a.no_lora else ', all weights and LoRA adapters'}) at "
         f"max_epochs {a.ft_epochs or 'default (10)'}; DANN heads at max_epochs "
         f"{a.da_epochs or 'default (20)'}. Both sides use the default in-memory feature "
         "cache, emptied before each timing (each pays one embedding pass); the two "

@@ -370,7 +370,7 @@ def test_search_embeds_each_item_once(feats):
     assert feature_cache().hits >= 2 * len(X)
 
 
-def test_auto_candidates_follow_the_modality(feats):
+def test_auto_candidates_follow_the_modality(feats, monkeypatch):
     X, y = feats
     s = tle.TransferSearchCV(budget=600, cv=2)
     cands, modality, da = s._build_candidates(X, y)
@@ -379,8 +379,18 @@ def test_auto_candidates_follow_the_modality(feats):
     texts = ["a question about cats", "where is paris"] * 5
     cands, modality, _ = s._build_candidates(texts, ["animal", "place"] * 5)
     assert modality == "text"
-    assert [c.strategy for c in cands][:3] == ["zero-shot", "frozen probe", "frozen + mlp head"]
-    assert cands[-1].resource == "max_epochs"
+    assert [c.strategy for c in cands] == ["zero-shot", "frozen probe", "frozen + mlp head",
+                                           "fine-tune (all)", "fine-tune (lora)"]
+    assert [c.resource for c in cands[-2:]] == ["max_epochs"] * 2
+    # LoRA restarts at each rung (its adapters are merged at the end of a fit)
+    from tlestimators.estimators.search import _resume_support
+
+    assert _resume_support(cands[-2].estimator) is None
+    assert "lora" in _resume_support(cands[-1].estimator)
+    # without peft (the [lora] extra) there is no LoRA candidate, and nothing fails
+    monkeypatch.setattr("tlestimators.estimators.search._peft_available", lambda: False)
+    cands, _, _ = s._build_candidates(texts, ["animal", "place"] * 5)
+    assert [c.strategy for c in cands][-1] == "fine-tune (all)"
     y_da = np.r_[y[:80], -np.ones(40, int)]
     cands, _, da = s._build_candidates(X, y_da)
     assert da and cands[0].name == "source-only" and len(cands) >= 3

@@ -138,6 +138,13 @@ def _has_target_rows(y) -> bool:
     return bool(unlabeled_mask(y).any())
 
 
+def _peft_available() -> bool:
+    """Whether ``unfreeze="lora"`` can run (peft, the ``[lora]`` extra, is installed)."""
+    import importlib.util
+
+    return importlib.util.find_spec("peft") is not None
+
+
 def _bare_name(estimator) -> str:
     return type(estimator).__name__
 
@@ -290,7 +297,9 @@ class TransferSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         ``"auto"`` builds them from the data's modality and ``backbones``: zero-shot
         (text backbones; image-text backbones when ``class_names`` is given), the frozen
         probe and a frozen MLP head for every backbone, LP-FT fine-tuning for image and
-        text backbones, and, when ``y`` holds ``-1`` rows, the domain-adaptation methods
+        text backbones, with all weights trained (``unfreeze="all"``) and with LoRA
+        adapters (``unfreeze="lora"``, when peft, the ``[lora]`` extra, is installed),
+        and, when ``y`` holds ``-1`` rows, the domain-adaptation methods
         (DANN, Deep CORAL, MMD, CDAN, InfoMax) with the source-only frozen probe. A list
         holds estimators or ``(name, estimator)`` pairs; with ``y == -1`` rows a
         source-only frozen probe is added to it unless it holds one
@@ -454,6 +463,9 @@ class TransferSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
                         FrozenFeatureClassifier(bb, head="mlp", random_state=rs)))
             if modality in ("image", "text"):
                 out.append((f"fine-tune[{bb}]", FineTuneClassifier(bb, random_state=rs)))
+                if _peft_available():
+                    out.append((f"lora[{bb}]", FineTuneClassifier(bb, unfreeze="lora",
+                                                                  random_state=rs)))
         if modality == "image-text" or any(b.startswith("open_clip/") for b in backbones):
             from tlestimators import ZeroShotCLIPClassifier
 
