@@ -717,12 +717,10 @@ def digits(args, lines, all_rows):
     # default: every method with the library's defaults (20 epochs, Adam, standardize and
     # weight_decay "auto") on SmallCNN(seed), lambda from the grid; --epochs N: the
     # round-4 candidates (N epochs, no penalty, raw inputs; stored for N=5, seed 0)
-    defaults = args.epochs is None and not args.quick
-    epochs = 20 if defaults else (args.epochs or 3)
-    if defaults:
-        from tlestimators import DANNAdapter
+    from tlestimators import DANNAdapter
 
-        epochs = DANNAdapter().max_epochs
+    defaults = args.epochs is None and not args.quick
+    epochs = DANNAdapter().max_epochs if defaults else (args.epochs or 3)
     methods = discover_methods()
     grid = args.grid or [0.3, 1.0]
     store = OUT / ("digits_defaults" if defaults else f"digits_e{epochs}")
