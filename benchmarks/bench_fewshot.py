@@ -176,14 +176,19 @@ def main(argv=None):
                 for method in a.methods:
                     acc, fit_s = run_method(method, dataset, Xp[idx], yp[idx], Xte, yte, seed,
                                             test_emb)
-                    row = {"dataset": dataset, "shots": k, "seed": seed, "method": method,
-                           "acc": acc, "fit_s": fit_s, "n_test": len(yte), "threads": 1,
-                           "load1": round(os.getloadavg()[0], 1), "version": VERSION,
-                           "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
-                    print(json.dumps(row), flush=True)
-                    with open(JSONL, "a") as f:
-                        f.write(json.dumps(row) + "\n")
+                    _record({"dataset": dataset, "shots": k, "seed": seed, "method": method,
+                             "acc": acc, "fit_s": fit_s, "n_test": len(yte)})
     render()
+
+
+def _record(row):
+    """Append one measured row (plus threads, load, version and date) to fewshot.jsonl
+    and print it."""
+    row = {**row, "threads": 1, "load1": round(os.getloadavg()[0], 1), "version": VERSION,
+           "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    print(json.dumps(row), flush=True)
+    with open(JSONL, "a") as f:
+        f.write(json.dumps(row) + "\n")
 
 
 def select_floor(a):
@@ -214,14 +219,8 @@ def select_floor(a):
                 if a.select_setfit:
                     acc, fit_s = run_method("setfit", dataset, Xp[idx], yp[idx], Xh, yh,
                                             seed, None)
-                    row = {"kind": "select_setfit", "dataset": dataset, "shots": k,
-                           "seed": seed, "acc": acc, "fit_s": fit_s, "n_heldout": len(yh),
-                           "threads": 1, "load1": round(os.getloadavg()[0], 1),
-                           "version": VERSION,
-                           "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
-                    print(json.dumps(row), flush=True)
-                    with open(JSONL, "a") as f:
-                        f.write(json.dumps(row) + "\n")
+                    _record({"kind": "select_setfit", "dataset": dataset, "shots": k,
+                             "seed": seed, "acc": acc, "fit_s": fit_s, "n_heldout": len(yh)})
                     continue
                 for floor in [None] + list(a.select_floor or []):
                     epochs = None if floor is None else max(16, math.ceil(floor / per_pass))
@@ -231,15 +230,10 @@ def select_floor(a):
                     clf.fit(list(Xp[idx]), yp[idx])
                     fit_s = time.perf_counter() - t0
                     acc = float(np.mean(clf.predict(Xh) == yh))
-                    row = {"kind": "select_floor", "dataset": dataset, "shots": k,
-                           "seed": seed, "floor": floor, "max_epochs": epochs,
-                           "n_steps": clf.n_steps_, "acc": acc, "fit_s": fit_s,
-                           "n_heldout": len(yh), "threads": 1,
-                           "load1": round(os.getloadavg()[0], 1), "version": VERSION,
-                           "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
-                    print(json.dumps(row), flush=True)
-                    with open(JSONL, "a") as f:
-                        f.write(json.dumps(row) + "\n")
+                    _record({"kind": "select_floor", "dataset": dataset, "shots": k,
+                             "seed": seed, "floor": floor, "max_epochs": epochs,
+                             "n_steps": clf.n_steps_, "acc": acc, "fit_s": fit_s,
+                             "n_heldout": len(yh)})
 
 
 # What the run left out and why (kept with the table by --render).
@@ -436,8 +430,8 @@ def render():
                      f"| {np.mean([r['fit_s'] for r in rs]):.1f} |")
     lines += _paired(last)
     lines += ["", NOTES.strip()] if NOTES.strip() else []
-    lines += _select_floor_table(rows)
-    lines += ["", SELECT_NOTES.strip()] if _select_floor_table(rows) else []
+    select = _select_floor_table(rows)
+    lines += select + (["", SELECT_NOTES.strip()] if select else [])
     RESULTS.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
