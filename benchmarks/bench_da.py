@@ -60,6 +60,7 @@ from tlestimators.backbones.base import Backbone, BackboneConfig  # noqa: E402
 OUT = ROOT / "benchmarks" / "out" / "da"
 RESULTS = ROOT / "benchmarks" / "results"
 LETTER = {"books": "B", "dvd": "D", "electronics": "E", "kitchen": "K"}
+DOMAIN_OF = {v: k for k, v in LETTER.items()}  # "B" -> "books"
 PAPER = {"B->D": 78.4, "B->E": 73.3, "B->K": 77.9, "D->B": 72.3, "D->E": 75.4, "D->K": 78.3,
          "E->B": 71.3, "E->D": 73.8, "E->K": 85.4, "K->B": 70.9, "K->D": 74.0, "K->E": 84.3}
 # the tuned DANN row measured by bench_dann.py (20 epochs, lambda by DEV from {0.3, 1},
@@ -1387,13 +1388,12 @@ def recipe_amazon(args, lines):
 
     store = OUT / "recipe" / "amazon"
     store.mkdir(parents=True, exist_ok=True)
-    names = {"B": "books", "D": "dvd", "E": "electronics", "K": "kitchen"}
     want = args.pairs.split(",") if args.pairs else [  # every source and target early
         "B->D", "K->E", "D->B", "E->K", "B->E", "D->K", "E->B", "K->D", "B->K", "D->E",
         "E->D", "K->B"]
     recs = []
     for p in want:
-        s, t = names[p[0]], names[p[-1]]
+        s, t = DOMAIN_OF[p[0]], DOMAIN_OF[p[-1]]
         loaded = None
         for seed in args.seed_list:
             path = store / f"{p.replace('->', '_')}_s{seed}.json"
@@ -1500,9 +1500,8 @@ def _lsa_pair(p, args):
 
     from tlestimators.datasets import load_amazon
 
-    names = {"B": "books", "D": "dvd", "E": "electronics", "K": "kitchen"}
-    Xs, ys = load_amazon(names[p[0]], data_dir=args.data_dir)
-    Xt, yt = load_amazon(names[p[-1]], data_dir=args.data_dir)
+    Xs, ys = load_amazon(DOMAIN_OF[p[0]], data_dir=args.data_dir)
+    Xt, yt = load_amazon(DOMAIN_OF[p[-1]], data_dir=args.data_dir)
     C = sparse.vstack([Xs, Xt]).tocsr()
     Z = TruncatedSVD(384, random_state=0).fit_transform(TfidfTransformer().fit_transform(C))
     Z = normalize(Z).astype(np.float32)
