@@ -327,17 +327,7 @@ def main(argv=None):
     rows_dir = Path(a.rows_dir)
     rows_dir.mkdir(parents=True, exist_ok=True)
     names = [d.strip() for d in a.datasets.split(",") if d.strip()]
-    if a.pickle_cost or a.ab_resume:
-        import torch
-        from threadpoolctl import threadpool_limits
-
-        torch.set_num_threads(a.threads)
-        threadpool_limits(limits=a.threads, user_api="blas")
-        warnings.filterwarnings("ignore", category=FutureWarning)
-        for name in names:
-            (pickle_cost if a.pickle_cost else ab_resume)(name, a)
-        return
-    if not a.merge:
+    if a.pickle_cost or a.ab_resume or not a.merge:  # something is measured
         import torch
         from threadpoolctl import threadpool_limits
 
@@ -346,6 +336,11 @@ def main(argv=None):
         # machine and cost far more CPU than the solves
         threadpool_limits(limits=a.threads, user_api="blas")
         warnings.filterwarnings("ignore", category=FutureWarning)
+    if a.pickle_cost or a.ab_resume:
+        for name in names:
+            (pickle_cost if a.pickle_cost else ab_resume)(name, a)
+        return
+    if not a.merge:
         for name in names:
             load0 = os.getloadavg()[0]
             try:
