@@ -65,6 +65,36 @@ def test_compute_embeddings_matches_plain_forward(rng):
     np.testing.assert_allclose(emb, ref, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("cache", [False, True])
+def test_compute_embeddings_validates_raw_items_with_and_without_cache(rng, cache, monkeypatch):
+    bb = TinyConvBackbone()
+    arrays = [rng.integers(0, 255, (16, 16, 3), dtype=np.uint8) for _ in range(3)]
+    # a list of arrays: the estimators' error, not an AttributeError from the cache key
+    with pytest.raises(TypeError, match=r"items\[0\] is an array inside a list; pass images "
+                                        r"as one stacked uint8 array"):
+        compute_embeddings(bb, arrays, cache=cache)
+    assert compute_embeddings(bb, np.stack(arrays), cache=cache).shape == (3, 16)
+    with pytest.raises(TypeError, match=r"items\[1\] is int \(3\); a text backbone"):
+        compute_embeddings(create_backbone("minilm"), ["a text", 3], cache=cache)
+    with pytest.raises(ValueError, match="items has 4 features, but the backbone .mlp. expects 10"):
+        compute_embeddings(_mlp(), np.zeros((2, 4), np.float32), cache=cache)
+
+
+def test_compute_embeddings_does_not_reopen_validated_image_files(tmp_path, monkeypatch):
+    from PIL import Image
+
+    from tlestimators import data
+
+    paths = []
+    for i in range(2):
+        p = tmp_path / f"{i}.png"
+        Image.new("RGB", (16, 16), (40 * i, 0, 0)).save(p)
+        paths.append(str(p))
+    items = TinyConvBackbone().check_input(paths)
+    monkeypatch.setattr(data, "check_images", lambda *a, **k: pytest.fail("re-validated"))
+    assert compute_embeddings(TinyConvBackbone(), items, cache=False).shape == (2, 16)
+
+
 def test_cache_computes_only_missing_items(rng, monkeypatch):
     bb = _mlp()
     X = rng.normal(size=(40, 10)).astype(np.float32)

@@ -746,7 +746,10 @@ def compute_embeddings(backbone, items, *, batch_size=64, device="cpu", cache=Tr
         Used as is (not trained). It is switched to eval mode and moved to ``device``
         for the call; its previous mode and device are restored afterwards.
     items : array-like or list
-        What ``backbone.check_input(X)`` returned.
+        Input for the backbone's modality, validated by ``backbone.check_input``
+        (bad input raises naming ``items``; what ``check_input`` already returned
+        passes unchanged, and a list of image paths or PIL images is not
+        re-opened).
     batch_size : int, default=64
         Items per forward pass.
     device : str, default="cpu"
@@ -784,6 +787,7 @@ def compute_embeddings(backbone, items, *, batch_size=64, device="cpu", cache=Tr
     batch_size = check_positive_int(batch_size, "batch_size")
     device = resolve_device(device)
     use_cache, directory = _check_cache(cache)
+    items = _checked_items(backbone, items)
     with _RUN_LOCK:  # a shared frozen backbone is moved/evaluated by one thread at a time
         if not use_cache:
             return _forward(backbone, items, batch_size, device, verbose)
@@ -791,6 +795,18 @@ def compute_embeddings(backbone, items, *, batch_size=64, device="cpu", cache=Tr
 
 
 _RUN_LOCK = threading.RLock()
+
+
+def _checked_items(backbone, items):
+    """``items`` validated for ``backbone`` (its ``check_input``), except a list of
+    image paths and PIL images, the form the estimators pass after their own
+    validation, whose files would otherwise be opened a second time."""
+    if backbone.config.modality in ("image", "image-text") and isinstance(items, list):
+        from PIL import Image
+
+        if items and all(isinstance(it, (str, Image.Image)) for it in items):
+            return items
+    return backbone.check_input(items, "items")
 
 
 def _cached(backbone, items, batch_size, device, directory, verbose, fingerprint):

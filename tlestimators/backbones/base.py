@@ -150,7 +150,14 @@ class Backbone(nn.Module):
         """Validate raw input for this backbone's modality (see tlestimators.data)."""
         from tlestimators import data
 
-        return data.check_input(X, self.config.modality, name=name)
+        items = data.check_input(X, self.config.modality, name=name)
+        expected = getattr(self.config, "in_features", None)
+        if self.config.modality == "features" and expected and items.shape[1] != expected:
+            raise ValueError(
+                f"{name} has {items.shape[1]} features, but the backbone "
+                f"{self.config.name!r} expects {expected}."
+            )
+        return items
 
     def fingerprint(self) -> str:
         """Hash of the weights and the preprocessing config.
