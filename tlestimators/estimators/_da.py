@@ -73,6 +73,7 @@ __all__ = [
     "DAModule",
     "DANet",
     "DomainBalancedSampler",
+    "document_da_estimator",
     "make_domain_head",
 ]
 
@@ -563,3 +564,148 @@ class WarmupCosineProgress:
 
     def __call__(self, p):
         return WarmupCosine(round(1000 * self.warmup), 1000)(int(round(1000 * p)))
+
+
+# --------------------------------------------------------------------------- docstrings
+# The parameters and attributes every deep DA estimator shares, written once and filled
+# into each class docstring by ``document_da_estimator`` (DANNAdapter in dann.py, the
+# others in da.py).
+_COMMON_PARAMETERS = """backbone : str or Backbone, default="mlp"
+        Registry name (``"mlp"``, ``"efficientnet_lite0"``, ``"minilm"``, ...) or a
+        :class:`~tlestimators.Backbone` instance (deep-copied).
+    backbone_kwargs : dict, default=None
+        Passed to :func:`~tlestimators.create_backbone`; e.g.
+        ``{"hidden_sizes": (50,), "activation": "sigmoid"}`` gives the DANN paper's
+        5000-50-2 network for the ``mlp`` backbone on its 5000-d Amazon features.
+    unfreeze : {"all", "head", "gradual"} or int, default="all"
+        Which backbone layer groups train, with the same words and callbacks as
+        :class:`~tlestimators.FineTuneClassifier`: all; ``"head"`` (frozen backbone:
+        its embeddings are computed once through the feature cache and only the
+        bottleneck and the heads train, which is fast); the last ``k`` groups of
+        ``backbone.layer_groups()``; or ``"gradual"`` (one more group from the output
+        side each epoch). The old spelling ``"none"`` means ``"head"`` and warns.
+    bottleneck : "auto", int or None, default="auto"
+        Width of a trainable ``Linear + ReLU`` layer between the backbone and the
+        heads. ``"auto"``: 256 with a frozen backbone (something must be trainable
+        for the adaptation loss to move the features), none otherwise. The
+        adaptation loss acts on its output (the features the label head sees).
+    head : {"linear", "mlp"} or nn.Module, default="linear"
+        Label classifier on the features.%(after_head)s
+    lambda_max : float, default=%(lambda_max)s
+        Final weight of the adaptation loss (``0`` trains source-only with the same
+        network and schedule). %(lambda_doc)s
+    lambda_schedule : {"dann", "constant"} or callable, default="dann"
+        ``p -> factor`` (``p`` = training progress in [0, 1]) multiplied by
+        ``lambda_max``: ``"dann"`` is the DANN paper's ``2 / (1 + exp(-10 p)) - 1``.
+    lr : float, default=1e-3
+        Learning rate of the heads and bottleneck.
+    lr_schedule : {"dann", "warmup_cosine", "constant"} or callable, default="dann"
+        ``p -> lr factor``, applied every batch: ``"dann"`` is the DANN paper's
+        ``1 / (1 + 10 p) ** 0.75``; ``"warmup_cosine"`` a linear warm-up over the
+        first ``warmup`` fraction then a cosine decay to 0.
+    warmup : float in [0, 1), default=0.1
+        Warm-up fraction of ``lr_schedule="warmup_cosine"``.
+    backbone_lr : float, default=None
+        Absolute learning rate of the trained backbone parameters. ``None``:
+        ``lr / 10`` for pretrained weights (the DANN paper's fine-tuning setting),
+        ``lr`` for randomly initialised ones.
+    optimizer : {"sgd", "adamw", "adam"} or torch.optim class, default="adam"
+        The recipe shared by every deep DA estimator: Adam at ``lr=1e-3`` with the
+        DANN paper's lr decay and lambda ramp, dense inputs standardised. Until 0.3
+        the defaults were the paper's SGD recipe, ``optimizer="sgd", lr=0.01,
+        momentum=0.9, standardize=None, lambda_max=1`` (pass these to get it back);
+        it underfits dense embeddings of small per-column scale
+        (``benchmarks/results/da.md``).
+    momentum : float in [0, 1], default=0.9
+        SGD only.
+    weight_decay : float or "auto", default="auto"
+        L2 penalty (the optimizer's ``weight_decay``). ``"auto"``: with dense inputs,
+        0.01 on the parameters trained from scratch (heads, bottleneck, a randomly
+        initialised backbone such as ``"mlp"``) and none on pretrained backbone
+        weights, which under Adam it would pull towards zero; with sparse inputs
+        (bag-of-words) none, because under Adam it erases the weights of rare words
+        (which get few gradient updates). A float applies to every trained
+        parameter (``0.0`` was the previous default). Without the penalty the source
+        classifier fits its rows to a loss of ~0.005 and transfers worse (see
+        ``benchmarks/results/da.md``).
+    max_epochs : int, default=20
+        Passes over the larger of the two domains.
+    batch_size : int, default=64
+        Samples per step; with ``balanced=True`` half come from each domain.
+    balanced : bool, default=True
+        Domain-balanced batches (a sampler alternating source and target rows, the
+        smaller domain cycled). With ``False`` batches are drawn from the pooled data.
+    standardize : {"auto", "global", "per_feature"} or None, default="auto"
+        A fixed affine map, fitted on all rows (source and target) and stored in the
+        network, in front of the first trained layer (2-D features, or a frozen
+        backbone's embeddings). ``"auto"``: ``"global"`` for dense inputs, ``None``
+        for sparse ones (bag-of-words counts, whose scale the network's first layer
+        already suits; scaling them up fitted the source faster and transferred
+        worse on Amazon). ``"global"`` removes the column means and divides by
+        one scale (the root mean column variance), which fixes the input scale of
+        any feature type while keeping its geometry; ``"per_feature"`` z-scores each
+        column (which also amplifies near-constant, often domain-specific columns);
+        ``None`` leaves the input as is. Sparse inputs are scaled, not centred.
+    head_init : {"probe", "random"}, default="random"
+        ``"probe"``: before training, fit a source-only logistic-regression probe
+        (:class:`~tlestimators.probe.LinearProbeCV`, its regularisation chosen by
+        cross-validation) on the initial network's features of the labeled rows and
+        start the linear head from it, so adaptation starts from a good classifier.
+        ``"random"``: the head starts at random.
+    device : str, default="auto"
+        ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda[:N]"`` or ``"mps"``.
+    random_state : int, RandomState or None, default=None
+        Seeds the backbone build, the heads' initialisation and the batch order.
+    verbose : int, default=0
+        ``>0`` prints skorch's epoch table.
+    cache : bool or path-like, default=True
+        Feature cache for a frozen backbone (see
+        :func:`tlestimators.features.compute_embeddings`)."""
+
+_COMMON_ATTRIBUTES = """classes_ : ndarray
+        Class labels seen in the labeled rows.
+    n_features_in_ : int
+        Only for the ``features`` modality.
+    feature_names_in_ : ndarray of str
+        Input column names, when given (``features`` modality only).
+    backbone_ : Backbone
+        The (adapted or frozen) backbone, stored once (inside ``net_`` when trained).
+    net_ : skorch.NeuralNetClassifier
+        The trained net; ``net_.module_`` is a ``DAModule``
+        (``tlestimators.estimators._da``) whose ``criterion`` holds the method's
+        adaptation loss (and the domain classifier of the adversarial methods).
+    history_ : skorch.History
+        Per epoch: ``train_loss`` (task + adaptation), ``task_loss``, ``adapt_loss``,
+        ``lambda``, ``lr`` and the method's statistics (``domain_loss`` and
+        ``domain_acc`` for the adversarial methods).
+    domain_accuracy_ : float
+        Accuracy of the domain classifier over the last epoch's training batches
+        (near 0.5: the features no longer reveal the domain; near 1.0: adaptation
+        failed). Only the adversarial methods (DANNAdapter, CDANAdapter) have a domain
+        classifier; for Deep CORAL, MMD and InfoMax it is ``nan``. To check their
+        alignment without one, cross-validate a classifier of the domain on
+        ``transform(X)`` (near 0.5 accuracy: aligned) or follow
+        ``history_[:, "adapt_loss"]`` over epochs.
+    n_source_, n_target_ : int
+        Source and target rows seen in ``fit``."""
+
+
+def document_da_estimator(lambda_doc, after_head=""):
+    """Class decorator filling ``%(common_parameters)s`` and ``%(common_attributes)s``
+    in the docstring with the text above. ``lambda_doc`` says why the method's
+    ``lambda_max`` default is what it is; ``after_head`` holds parameter entries
+    (starting with a newline) that the method's signature has right after ``head``.
+    The method's other own parameters follow ``%(common_parameters)s`` in its
+    docstring."""
+
+    def wrap(cls):
+        import inspect
+
+        lam = inspect.signature(cls.__init__).parameters["lambda_max"].default
+        params = (_COMMON_PARAMETERS.replace("%(lambda_max)s", f"{lam:g}")
+                  .replace("%(lambda_doc)s", lambda_doc)
+                  .replace("%(after_head)s", after_head))
+        cls.__doc__ = (cls.__doc__.replace("%(common_parameters)s", params)
+                       .replace("%(common_attributes)s", _COMMON_ATTRIBUTES))
+        return cls
+    return wrap

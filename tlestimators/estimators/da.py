@@ -26,6 +26,7 @@ from tlestimators.estimators._da import (
     DEFAULT_WEIGHT_DECAY,
     AdversarialCriterion,
     BaseDomainAdapter,
+    document_da_estimator,
     make_domain_head,
 )
 from tlestimators.estimators.dann import DANNAdapter
@@ -37,114 +38,6 @@ from tlestimators.losses import (
 )
 
 __all__ = ["DeepCORALAdapter", "MMDAdapter", "CDANAdapter", "InfoMaxAdapter", "DA_METHODS"]
-
-_COMMON_PARAMETERS = """backbone : str or Backbone, default="mlp"
-        Registry name or :class:`~tlestimators.Backbone` instance (deep-copied).
-    backbone_kwargs : dict, default=None
-        Passed to :func:`~tlestimators.create_backbone`.
-    unfreeze : {"all", "head", "gradual"} or int, default="all"
-        Which backbone layer groups train (as in FineTuneClassifier); ``"head"``
-        freezes the backbone and trains a bottleneck on its cached embeddings.
-    bottleneck : "auto", int or None, default="auto"
-        Width of a trainable ``Linear + ReLU`` layer after the backbone (``"auto"``:
-        256 with a frozen backbone, none otherwise). The adaptation loss acts on its
-        output (the features the label head sees).
-    head : {"linear", "mlp"} or nn.Module, default="linear"
-        Label classifier on the features.
-    lambda_max : float, default=%(lambda_max)s
-        Final weight of the adaptation loss (``0``: source-only with the same
-        network). %(lambda_doc)s
-    lambda_schedule : {"dann", "constant"} or callable, default="dann"
-        ``p -> factor`` ramping the weight with training progress ``p`` in [0, 1];
-        ``"dann"`` is ``2 / (1 + exp(-10 p)) - 1``.
-    lr : float, default=1e-3
-        Learning rate of the heads and bottleneck.
-    lr_schedule : {"dann", "warmup_cosine", "constant"} or callable, default="dann"
-        ``p -> lr factor`` applied every batch; ``"dann"`` is the DANN paper's
-        ``1 / (1 + 10 p) ** 0.75``.
-    warmup : float in [0, 1), default=0.1
-        Warm-up fraction of ``"warmup_cosine"``.
-    backbone_lr : float, default=None
-        Absolute rate of the trained backbone; ``None``: ``lr / 10`` for pretrained
-        weights, ``lr`` for random ones.
-    optimizer : {"sgd", "adamw", "adam"} or torch.optim class, default="adam"
-        The recipe shared by every deep DA estimator (DANNAdapter's): Adam at
-        ``lr=1e-3`` with the paper's lr decay and lambda ramp, dense inputs
-        standardised. Until 0.3 the defaults were the DANN paper's SGD recipe,
-        ``optimizer="sgd", lr=0.01, momentum=0.9, standardize=None, lambda_max=1``
-        (pass these to get it back); it underfits dense embeddings of small
-        per-column scale (``benchmarks/results/da.md``).
-    momentum : float in [0, 1], default=0.9
-        SGD only.
-    weight_decay : float or "auto", default="auto"
-        L2 penalty (the optimizer's ``weight_decay``). ``"auto"``: with dense inputs,
-        0.01 on the parameters trained from scratch (heads, bottleneck, a randomly
-        initialised backbone such as ``"mlp"``) and none on pretrained backbone
-        weights, which under Adam it would pull towards zero; with sparse inputs
-        (bag-of-words) none, because under Adam it erases the weights of rare words
-        (which get few gradient updates). A float applies to every trained
-        parameter (``0.0`` was the previous default). Without the penalty the source
-        classifier fits its rows to a loss of ~0.005 and transfers worse (see
-        ``benchmarks/results/da.md``).
-    max_epochs : int, default=20
-        Passes over the larger of the two domains.
-    batch_size : int, default=64
-        Samples per step; half from each domain with ``balanced=True``.
-    balanced : bool, default=True
-        Domain-balanced batches.
-    standardize : {"auto", "global", "per_feature"} or None, default="auto"
-        A fixed affine map, fitted on all rows (source and target) and stored in the
-        network, in front of the first trained layer (2-D features, or a frozen
-        backbone's embeddings). ``"auto"``: ``"global"`` for dense inputs, ``None`` for
-        sparse ones (bag-of-words counts). ``"global"`` removes the column means and divides by
-        one scale (the root mean column variance), which fixes the input scale of
-        any feature type while keeping its geometry; ``"per_feature"`` z-scores each
-        column (which also amplifies near-constant, often domain-specific columns);
-        ``None`` leaves the input as is. Sparse inputs are scaled, not centred.
-    head_init : {"probe", "random"}, default="random"
-        ``"probe"``: start the linear head from a cross-validated source-only
-        logistic-regression probe on the initial features.
-    device : str, default="auto"
-    random_state : int, RandomState or None, default=None
-    verbose : int, default=0
-    cache : bool or path-like, default=True
-        Feature cache for a frozen backbone."""
-
-_COMMON_ATTRIBUTES = """classes_ : ndarray
-        Class labels seen in the labeled rows.
-    n_features_in_ : int
-        Only for the ``features`` modality.
-    backbone_ : Backbone
-        The adapted (or frozen) backbone, stored once.
-    net_ : skorch.NeuralNetClassifier
-        The trained net; ``history_`` holds per epoch ``task_loss``, ``adapt_loss``,
-        ``lambda``, ``lr`` and the method's statistics.
-    n_source_, n_target_ : int
-        Source and target rows seen in ``fit``.
-    domain_accuracy_ : float
-        Accuracy of the domain classifier over the last epoch's training batches
-        (near 0.5: the features no longer reveal the domain). Only the adversarial
-        methods have a domain classifier (CDAN here, and DANNAdapter); for Deep CORAL,
-        MMD and InfoMax it is ``nan``. To check their alignment without one,
-        cross-validate a classifier of the domain on ``transform(X)`` (near 0.5
-        accuracy: aligned) or follow ``history_[:, "adapt_loss"]`` over epochs."""
-
-
-def _document(lambda_doc):
-    """Fill the class docstring's shared parameter and attribute text; ``lambda_doc``
-    says why the method's ``lambda_max`` default is what it is."""
-
-    def wrap(cls):
-        import inspect
-
-        lam = inspect.signature(cls.__init__).parameters["lambda_max"].default
-        params = (_COMMON_PARAMETERS.replace("%(lambda_max)s", f"{lam:g}")
-                  .replace("%(lambda_doc)s", lambda_doc))
-        cls.__doc__ = (cls.__doc__.replace("%(common_parameters)s", params)
-                       .replace("%(common_attributes)s", _COMMON_ATTRIBUTES))
-        return cls
-    return wrap
-
 
 def _store(est, params):
     # __init__ only stores its arguments under their own names (sklearn's rule)
@@ -221,7 +114,7 @@ _LAMBDA_INFOMAX = """0.3, the weight of the other methods (the entropy terms are
         4-pair mean, 0.3 on every pair. SHOT weighs them 1, without source labels."""
 
 
-@_document(_LAMBDA_CORAL)
+@document_da_estimator(_LAMBDA_CORAL)
 class DeepCORALAdapter(BaseDomainAdapter):
     """Deep CORAL: align the second-order statistics (covariances) of source and
     target features.
@@ -276,7 +169,7 @@ class DeepCORALAdapter(BaseDomainAdapter):
         return AlignmentCriterion(coral_loss)
 
 
-@_document(_LAMBDA_MMD)
+@document_da_estimator(_LAMBDA_MMD)
 class MMDAdapter(BaseDomainAdapter):
     """Deep adaptation network (DAN): minimise the multi-kernel maximum mean
     discrepancy between source and target features.
@@ -324,7 +217,7 @@ class MMDAdapter(BaseDomainAdapter):
         return AlignmentCriterion(mmd_loss, sigmas=sigmas)
 
 
-@_document(_LAMBDA_CDAN)
+@document_da_estimator(_LAMBDA_CDAN)
 class CDANAdapter(BaseDomainAdapter):
     """Conditional adversarial adaptation (CDAN, CDAN+E): a domain classifier on the
     multilinear map of features and class probabilities, through gradient reversal.
@@ -381,7 +274,7 @@ class CDANAdapter(BaseDomainAdapter):
         return self._module_output(X, "domain")
 
 
-@_document(_LAMBDA_INFOMAX)
+@document_da_estimator(_LAMBDA_INFOMAX)
 class InfoMaxAdapter(BaseDomainAdapter):
     """Target self-training by information maximisation (SHOT-style), optionally with
     confidence-thresholded pseudo-labels.

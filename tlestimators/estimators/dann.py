@@ -36,6 +36,7 @@ from tlestimators.estimators._da import (
     AdversarialCriterion,
     BaseDomainAdapter,
     DAModule,
+    document_da_estimator,
     make_domain_head,
 )
 
@@ -43,6 +44,19 @@ __all__ = ["DANNAdapter", "DAModule", "DANNLambdaSchedule", "DANNLRDecay", "dann
            "dann_lr_factor"]
 
 
+_DOMAIN_HEAD = """
+    domain_head : {"mlp", "linear"} or nn.Module, default="mlp"
+        Domain classifier on the reversed features; it must return one logit per
+        sample (binary cross-entropy with logits; positive = target) or two
+        (softmax cross-entropy). ``"mlp"`` has two hidden ReLU layers (as in the
+        paper's image experiments); ``"linear"`` is the paper's shallow regressor."""
+_LAMBDA_DANN = """Here the strength of the reversed domain gradient. The paper's
+        image experiments ramp to 1; 0.3 is the default because on frozen image
+        embeddings (PACS photo->art) and digits 1 over-aligns while 0.3 gains (see
+        Notes)."""
+
+
+@document_da_estimator(_LAMBDA_DANN, after_head=_DOMAIN_HEAD)
 class DANNAdapter(BaseDomainAdapter):
     """Domain-adversarial neural network (DANN) adapting a backbone to an unlabeled
     target domain.
@@ -55,123 +69,13 @@ class DANNAdapter(BaseDomainAdapter):
 
     Parameters
     ----------
-    backbone : str or Backbone, default="mlp"
-        Registry name (``"mlp"``, ``"efficientnet_lite0"``, ``"minilm"``, ...) or a
-        :class:`~tlestimators.Backbone` instance (deep-copied).
-    backbone_kwargs : dict, default=None
-        Passed to :func:`~tlestimators.create_backbone`; e.g.
-        ``{"hidden_sizes": (50,), "activation": "sigmoid"}`` gives the paper's
-        5000-50-2 network for the ``mlp`` backbone.
-    unfreeze : {"all", "head", "gradual"} or int, default="all"
-        Which backbone layer groups train, with the same words and callbacks as
-        :class:`~tlestimators.FineTuneClassifier`: all; ``"head"`` (frozen backbone:
-        its embeddings are computed once through the feature cache and only the
-        bottleneck and the heads train, which is fast); the last ``k`` groups of
-        ``backbone.layer_groups()``; or ``"gradual"`` (one more group from the output
-        side each epoch). The old spelling ``"none"`` means ``"head"`` and warns.
-    bottleneck : "auto", int or None, default="auto"
-        Width of a trainable ``Linear + ReLU`` layer between the backbone and the
-        heads. ``"auto"``: 256 with a frozen backbone (something must be trainable
-        for the adversarial game to move the features), none otherwise.
-    head : {"linear", "mlp"} or nn.Module, default="linear"
-        Label classifier on the features.
-    domain_head : {"mlp", "linear"} or nn.Module, default="mlp"
-        Domain classifier on the reversed features; it must return one logit per
-        sample (binary cross-entropy with logits; positive = target) or two
-        (softmax cross-entropy). ``"mlp"`` has two hidden ReLU layers (as in the
-        paper's image experiments); ``"linear"`` is the paper's shallow regressor.
-    lambda_max : float, default=0.3
-        Final strength of the reversed domain gradient (``0`` trains source-only
-        with the same network and schedule). The paper's image experiments ramp to 1;
-        0.3 is the default because on frozen image embeddings (PACS photo->art) and
-        digits 1 over-aligns while 0.3 gains (see Notes).
-    lambda_schedule : {"dann", "constant"} or callable, default="dann"
-        ``p -> factor`` (``p`` = training progress in [0, 1]) multiplied by
-        ``lambda_max``: ``"dann"`` is the paper's ``2 / (1 + exp(-10 p)) - 1``.
-    lr : float, default=1e-3
-        Learning rate of the heads and bottleneck.
-    lr_schedule : {"dann", "warmup_cosine", "constant"} or callable, default="dann"
-        ``p -> lr factor``, applied every batch: ``"dann"`` is the paper's
-        ``1 / (1 + 10 p) ** 0.75``; ``"warmup_cosine"`` a linear warm-up over the
-        first ``warmup`` fraction then a cosine decay to 0.
-    warmup : float in [0, 1), default=0.1
-        Warm-up fraction of ``lr_schedule="warmup_cosine"``.
-    backbone_lr : float, default=None
-        Absolute learning rate of the trained backbone parameters. ``None``:
-        ``lr / 10`` for pretrained weights (the paper's fine-tuning setting), ``lr``
-        for randomly initialised ones.
-    optimizer : {"sgd", "adam", "adamw"} or torch.optim class, default="adam"
-        SGD uses ``momentum`` (the paper's recipe: ``optimizer="sgd", lr=0.01``).
-    momentum : float in [0, 1], default=0.9
-    weight_decay : float or "auto", default="auto"
-        L2 penalty (the optimizer's ``weight_decay``). ``"auto"``: with dense inputs,
-        0.01 on the parameters trained from scratch (heads, bottleneck, a randomly
-        initialised backbone such as ``"mlp"``) and none on pretrained backbone
-        weights, which under Adam it would pull towards zero; with sparse inputs
-        (bag-of-words) none, because under Adam it erases the weights of rare words
-        (which get few gradient updates). A float applies to every trained
-        parameter (``0.0`` was the previous default). Without the penalty the source
-        classifier fits its rows to a loss of ~0.005 and transfers worse (see
-        ``benchmarks/results/da.md``).
-    max_epochs : int, default=20
-        Passes over the larger of the two domains.
-    batch_size : int, default=64
-        Samples per step; with ``balanced=True`` half come from each domain.
-    balanced : bool, default=True
-        Domain-balanced batches (a sampler alternating source and target rows, the
-        smaller domain cycled). With ``False`` batches are drawn from the pooled data.
-    standardize : {"auto", "global", "per_feature"} or None, default="auto"
-        A fixed affine map, fitted on all rows (source and target) and stored in the
-        network, in front of the first trained layer (2-D features, or a frozen
-        backbone's embeddings). ``"auto"``: ``"global"`` for dense inputs, ``None``
-        for sparse ones (bag-of-words counts, whose scale the network's first layer
-        already suits; scaling them up fitted the source faster and transferred
-        worse on Amazon). ``"global"`` removes the column means and divides by
-        one scale (the root mean column variance), which fixes the input scale of
-        any feature type while keeping its geometry; ``"per_feature"`` z-scores each
-        column (which also amplifies near-constant, often domain-specific columns);
-        ``None`` leaves the input as is. Sparse inputs are scaled, not centred.
-    head_init : {"probe", "random"}, default="random"
-        ``"probe"``: before training, fit a source-only logistic-regression probe
-        (:class:`~tlestimators.probe.LinearProbeCV`, its regularisation chosen by
-        cross-validation) on the initial network's features of the labeled rows and
-        start the linear head from it, so adaptation starts from a good classifier.
-        ``"random"``: the head starts at random.
-    device : str, default="auto"
-        ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda[:N]"`` or ``"mps"``.
-    random_state : int, RandomState or None, default=None
-        Seeds the backbone build, the heads' initialisation and the batch order.
-    verbose : int, default=0
-        ``>0`` prints skorch's epoch table.
-    cache : bool or path-like, default=True
-        Feature cache for a frozen backbone (see
-        :func:`tlestimators.features.compute_embeddings`).
+    %(common_parameters)s
     backbone_lr_mult : float or "auto", default="deprecated"
         Deprecated (FutureWarning): a factor of ``lr``; pass ``backbone_lr=lr * mult``.
 
     Attributes
     ----------
-    classes_ : ndarray
-        Class labels seen in the labeled rows.
-    n_features_in_ : int
-        Only for the ``features`` modality.
-    feature_names_in_ : ndarray of str
-        Input column names, when given (``features`` modality only).
-    backbone_ : Backbone
-        The (adapted or frozen) backbone, stored once (inside ``net_`` when trained).
-    net_ : skorch.NeuralNetClassifier
-        The trained net; ``net_.module_`` is a
-        ``DAModule`` (``tlestimators.estimators._da``) whose ``criterion`` holds the
-        domain classifier.
-    history_ : skorch.History
-        Per epoch: ``train_loss`` (task + domain), ``task_loss``, ``adapt_loss``,
-        ``domain_loss``, ``domain_acc`` (domain-classifier accuracy on the training
-        batches), ``lambda`` and ``lr``.
-    domain_accuracy_ : float
-        Domain-classifier accuracy over the last epoch. Near 0.5 means the
-        features no longer reveal the domain; near 1.0 means adaptation failed.
-    n_source_, n_target_ : int
-        Source and target rows seen in ``fit``.
+    %(common_attributes)s
 
     See Also
     --------
