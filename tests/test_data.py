@@ -128,6 +128,16 @@ def test_text_given_to_an_image_backbone_is_a_type_error():
 
 
 # ----------------------------------------------------------------------------- text
+def test_a_one_column_dataframe_of_texts_says_to_pass_the_column():
+    pd = pytest.importorskip("pandas")
+    df = pd.DataFrame({"review": ["good", "bad"]})
+    with pytest.raises(ValueError, match=r"Pass the column itself, X\['review'\] \(in a "
+                                         r"ColumnTransformer, name the column as 'review', "
+                                         r"not \['review'\]\)"):
+        data.check_texts(df)
+    assert data.check_texts(df["review"]) == ["good", "bad"]
+
+
 def test_texts_accepted_from_list_and_array():
     assert data.check_texts(np.array(["a", "b"])) == ["a", "b"]
     assert data.check_texts(("x",)) == ["x"]

@@ -382,6 +382,15 @@ def test_auto_candidates_follow_the_modality(feats, monkeypatch):
     assert [c.strategy for c in cands] == ["zero-shot", "frozen probe", "frozen + mlp head",
                                            "fine-tune (all)", "fine-tune (lora)"]
     assert [c.resource for c in cands[-2:]] == ["max_epochs"] * 2
+    # class_names reach the zero-shot candidate as given: a dict, or a list with one
+    # entry per sorted label (as ZeroShotTextClassifier takes it)
+    for names in ({"animal": "an animal", "place": "a place"}, ["an animal", "a place"]):
+        s_names = tle.TransferSearchCV(class_names=names)
+        s_names._validate_params()  # what fit checks first
+        zs, _, _ = s_names._build_candidates(texts, ["animal", "place"] * 5)
+        assert zs[0].estimator.class_names == names
+    with pytest.raises(ValueError, match="'class_names' parameter of TransferSearchCV"):
+        tle.TransferSearchCV(class_names="animal").fit(texts, ["animal", "place"] * 5)
     # LoRA restarts at each rung (its adapters are merged at the end of a fit)
     from tlestimators.estimators.search import _resume_support
 

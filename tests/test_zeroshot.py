@@ -217,6 +217,12 @@ def test_bad_input_errors(data):
         ZeroShotCLIPClassifier(TinyConvBackbone(), device="cpu").fit(None, ["a", "b"])
     with pytest.raises(ValueError, match="label set is empty"):
         tiny_clip().fit(None, [])
+    # fit(X) alone: sklearn's "requires y" message with the zero-shot way to call it,
+    # not Python's missing-argument TypeError
+    with pytest.raises(ValueError, match=r"requires y to be passed, but the target y is "
+                                         r"None: pass the labels \(or just the list of class "
+                                         r"labels, with X=None for pure zero-shot\)"):
+        tiny_clip().fit(Xtr)
     with pytest.raises(ValueError, match="only one class"):
         tiny_clip().fit(None, ["a", "a"])
     with pytest.raises(ValueError, match="'few_shot' parameter of ZeroShotCLIPClassifier must be"):

@@ -109,9 +109,14 @@ def check_texts(X, name="X") -> list[str]:
             f"{name} is a single str; expected a sequence of strings (wrap it in a list)."
         )
     if hasattr(X, "ndim") and X.ndim != 1:
+        hint = ""
+        if getattr(X, "shape", (0, 0))[1:] == (1,) and hasattr(X, "columns"):
+            col = X.columns[0]
+            hint = (f" Pass the column itself, X[{col!r}] (in a ColumnTransformer, name "
+                    f"the column as {col!r}, not [{col!r}]).")
         raise ValueError(
             f"{name} must be a 1-D sequence of strings for a text backbone, got "
-            f"{_describe(X)}."
+            f"{_describe(X)}.{hint}"
         )
     try:
         items = list(X)

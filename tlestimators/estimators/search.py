@@ -310,8 +310,10 @@ class TransferSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
     backbones : list of str, default=None
         Backbones for ``"auto"`` (default: ``efficientnet_lite0`` for images, ``minilm``
         for text, the identity ``mlp`` for 2-D features).
-    class_names : dict, default=None
-        Label -> words, for the zero-shot candidates.
+    class_names : dict or list, default=None
+        Words for the zero-shot candidates, passed to them as given: a dict
+        ``label -> words``, or a list with one entry per sorted label (as in
+        :class:`~tlestimators.ZeroShotTextClassifier`).
     budget : float or {"fast", "default", "thorough"}, default="default"
         Seconds of wall time for the search rounds (120, 600, 3600 for the presets).
         The final refit of the winner comes on top, like ``GridSearchCV``'s.
@@ -394,7 +396,7 @@ class TransferSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
     _parameter_constraints: dict = {
         "candidates": [StrOptions({"auto"}), list],
         "backbones": [None, list],
-        "class_names": [None, dict],
+        "class_names": [None, dict, list],
         "budget": [Interval(numbers.Real, 0, None, closed="neither"),
                    StrOptions(set(BUDGETS))],
         "cv": ["cv_object"],

@@ -66,7 +66,7 @@ class _PromptClassifier(LogitsClassifierMixin, BackboneParamsMixin, ClassifierMi
 
     # ------------------------------------------------------------------ fit
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y):
+    def fit(self, X, y=None):
         """Learn the classes from ``y``, embed their prompts, and (with ``few_shot``)
         refine the class weights with the labeled inputs ``X``.
 
