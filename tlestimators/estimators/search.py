@@ -343,7 +343,14 @@ class TransferSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         ``_warm_start_unsupported()`` method returning None, promising that
         ``warm_start=True`` with a larger resource trains up to it *in total*.
     min_resource : int, default=1
-        Epochs at the first rung of the expensive candidates.
+        Epochs at the first rung of the expensive candidates. With few rows per fold
+        one epoch is a handful of optimizer steps (100 rows, batch 32: 4), and
+        candidates that start slowly are ranked on their start: LoRA's adapters
+        start at zero, so after one epoch it can trail full fine-tuning that it
+        overtakes later (TREC, 150 rows: 0.65 vs 0.73 after 1 epoch, 0.74 vs 0.72
+        after 3, 0.81 vs 0.79 after 10; ``benchmarks/results/search.md``).
+        ``min_resource=3`` ranks them at 3 epochs, at about 1.5 times the search's
+        time there.
     margin : float, default=0.02
         An expensive candidate continues only while its mean score is within ``margin``
         plus one standard error (from the fold-to-fold spread of the two candidates'
