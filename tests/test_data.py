@@ -366,3 +366,13 @@ def test_eval_batch_is_channels_last_and_matches_the_per_image_reference(rng, tm
         Image.fromarray(x).save(tmp_path / f"{i}.png")
         paths.append(str(tmp_path / f"{i}.png"))
     assert torch.allclose(pre(paths), out, atol=1e-5)
+
+
+def test_text_csv_without_the_columns_names_the_file_as_a_plain_path(tmp_path):
+    from tlestimators.datasets import load_text_csv
+
+    path = tmp_path / "reviews.csv"
+    path.write_text("review,y\ngood,pos\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"^'[^']*reviews\.csv' lacks column\(s\) "
+                                         r"\['label', 'text'\]; its header is \['review', 'y'\]"):
+        load_text_csv(path)

@@ -161,7 +161,7 @@ def _load_user_data(path, args):
         return (f"CSV {str(p)!r}: {len(texts)} texts, {len(set(labels))} classes", "text",
                 texts, labels, None)
     raise ValueError(
-        f"--data {path!r} is neither a directory of images (one sub-folder per class) nor a "
+        f"--data {str(path)!r} is neither a directory of images (one sub-folder per class) nor a "
         ".csv file with text and label columns."
     )
 
@@ -404,7 +404,7 @@ def _unlabeled_target(path, modality, text_column):
     ids, items = _predict_inputs([path], text_column)
     kind = "text" if str(path).lower().endswith(".csv") else "image"
     if kind != modality:
-        raise ValueError(f"--target {path!r} holds {kind} data but DATA holds {modality} data.")
+        raise ValueError(f"--target {str(path)!r} holds {kind} data but DATA holds {modality} data.")
     return items
 
 

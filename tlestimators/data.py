@@ -314,7 +314,7 @@ def _decode(path, min_size=None):
             ImageOps.exif_transpose(im, in_place=True)
             arr = _rgb_array(im)
     except Exception as exc:
-        raise ValueError(f"image file {path!r} could not be decoded: {exc}") from exc
+        raise ValueError(f"image file {str(path)!r} could not be decoded: {exc}") from exc
     turned = (arr.shape[1], arr.shape[0]) != decoded  # EXIF rotated it by 90 degrees
     return arr, ((full[0], full[1]) if turned else (full[1], full[0]))
 

@@ -95,7 +95,7 @@ def load_text_csv(path, text_column="text", label_column="label"):
         missing = {text_column, label_column} - set(reader.fieldnames or ())
         if missing:
             raise ValueError(
-                f"{path!r} lacks column(s) {sorted(missing)}; its header is {reader.fieldnames}."
+                f"{str(path)!r} lacks column(s) {sorted(missing)}; its header is {reader.fieldnames}."
             )
         rows = list(reader)
     return [r[text_column] for r in rows], np.asarray([r[label_column] for r in rows])

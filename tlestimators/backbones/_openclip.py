@@ -234,7 +234,7 @@ def _load_checkpoint(model, path):
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise WeightsUnavailableError(
-            f"CLIP checkpoint {path!r} does not exist; pass the path of a local state dict "
+            f"CLIP checkpoint {str(path)!r} does not exist; pass the path of a local state dict "
             "(.safetensors, .pt, .bin) or open_clip checkpoint."
         )
     try:
@@ -251,7 +251,7 @@ def _load_checkpoint(model, path):
         raise
     except Exception as exc:
         raise WeightsUnavailableError(
-            f"CLIP checkpoint {path!r} could not be loaded into this architecture: "
+            f"CLIP checkpoint {str(path)!r} could not be loaded into this architecture: "
             f"{type(exc).__name__}: {str(exc)[:500]}. Check the architecture name (OpenAI "
             "weights need the '-quickgelu' variant or quick_gelu=True)."
         ) from exc

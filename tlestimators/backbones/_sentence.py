@@ -209,7 +209,7 @@ def _build(path, *, name, pretrained, weights, max_seq_length, seed, source, lic
             model = st.SentenceTransformer(path, device="cpu", local_files_only=True)
     except Exception as exc:
         raise WeightsUnavailableError(
-            f"could not load the sentence-transformers model {path!r} from local files "
+            f"could not load the sentence-transformers model {str(path)!r} from local files "
             f"({type(exc).__name__}: {exc}). Pass the directory of a model saved with "
             "SentenceTransformer.save(dir); nothing is downloaded."
         ) from exc

