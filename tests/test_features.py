@@ -74,6 +74,8 @@ def test_compute_embeddings_validates_raw_items_with_and_without_cache(rng, cach
                                         r"as one stacked uint8 array"):
         compute_embeddings(bb, arrays, cache=cache)
     assert compute_embeddings(bb, np.stack(arrays), cache=cache).shape == (3, 16)
+    with pytest.raises(TypeError, match="items holds strings that are not image files"):
+        compute_embeddings(bb, ["a text", "another"], cache=cache)
     with pytest.raises(TypeError, match=r"items\[1\] is int \(3\); a text backbone"):
         compute_embeddings(create_backbone("minilm"), ["a text", 3], cache=cache)
     with pytest.raises(ValueError, match="items has 4 features, but the backbone .mlp. expects 10"):

@@ -799,12 +799,13 @@ _RUN_LOCK = threading.RLock()
 
 def _checked_items(backbone, items):
     """``items`` validated for ``backbone`` (its ``check_input``), except a list of
-    image paths and PIL images, the form the estimators pass after their own
+    existing files and PIL images, the form the estimators pass after their own
     validation, whose files would otherwise be opened a second time."""
     if backbone.config.modality in ("image", "image-text") and isinstance(items, list):
         from PIL import Image
 
-        if items and all(isinstance(it, (str, Image.Image)) for it in items):
+        if items and all(isinstance(it, Image.Image)
+                         or (isinstance(it, str) and os.path.isfile(it)) for it in items):
             return items
     return backbone.check_input(items, "items")
 
