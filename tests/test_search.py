@@ -144,6 +144,30 @@ def test_budget_is_respected_with_a_fake_clock(feats, monkeypatch):
     assert s.best_params_ == {"candidate": "a"}
 
 
+def test_a_first_rung_is_projected_from_the_candidates_run_before_it(feats, monkeypatch):
+    X, y = feats
+    monkeypatch.setattr(search_mod, "_clock", CLOCK)
+    # cheap: 3 x 1 s; "a" rung 1: 3 folds x (10 s + 10 s per epoch) = 60 s -> 63 s used.
+    # "b" has no rung of its own yet: projected from a's 60 s per epoch, it needs 60 s
+    # and 37 s are left, so it is not started (it used to start and end at 123 s)
+    CLOCK.t = 0.0
+    cands = [("cheap", _Cheap(cost=1, per_epoch=0, quality=0.95)),
+             ("a", _Costly(cost=10, per_epoch=10.0, quality=0.9, max_epochs=3)),
+             ("b", _Costly(cost=10, per_epoch=10.0, quality=0.9, max_epochs=3))]
+    s = tle.TransferSearchCV(cands, budget=100, cv=3, eta=3, margin=0.5,
+                             refit=False).fit(X, y)
+    rep = s.report_.set_index("candidate")
+    assert s.search_seconds_ == pytest.approx(63) and s.search_seconds_ <= 100
+    assert rep.loc["b", "stopped"] == ("budget: needs ~60 s for 1 epochs (projected from "
+                                       "the candidates run before it), 37 s left")
+    assert np.isnan(rep.loc["b", "mean_score"]) and rep.loc["b", "resource"] == "none"
+    # with room for both, both run their first rung, and halving keeps one
+    CLOCK.t = 0.0
+    rep = s.set_params(budget=1000).fit(X, y).report_.set_index("candidate")
+    assert rep.loc["b", "resource"] == "1/3 epochs"
+    assert rep.loc["b", "stopped"].startswith("halving") and s.search_seconds_ > 123
+
+
 class _Noisy(_Costly):
     """Fold scores spread by +-spread around the mean (fold k of every fit gets
     offsets[k]), so the race sees a standard error."""

@@ -30,10 +30,14 @@ than a grid of one estimator's parameters. The search runs in rounds:
    at each rung; the report's ``resource`` says which (``"10/10 epochs (1 -> 3 -> 10,
    resumed)"`` or ``"(1, 3, 10, each from scratch)"``). The winner's final refit is
    always a fresh fit on all rows;
-3. **the budget** (seconds of wall time for the rounds) is checked before each task:
-   a task whose cost, projected from its previous rung (per epoch trained, times the
-   epochs the next rung trains: the increment when resumed), does not fit in what is
-   left is not started, and the report says so.
+3. **the budget** (seconds of wall time for the rounds) is checked before each
+   candidate starts (the candidates of a rung run one after the other, each one's
+   folds in parallel): a rung whose cost, projected per epoch trained from the
+   candidate's previous rung (times the epochs the next rung trains: the increment
+   when resumed), or for a first rung from the costliest epoch of the candidates
+   already run, does not fit in what is left is not started, and the report says so.
+   Only the very first expensive task has nothing to be projected from; it starts
+   while any time is left.
 
 With unlabeled target rows (``y == -1``) the candidates are the domain-adaptation
 methods plus a **source-only frozen probe** (:class:`FrozenFeatureClassifier` fitted on
@@ -316,7 +320,10 @@ class TransferSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         :class:`~tlestimators.ZeroShotTextClassifier`).
     budget : float or {"fast", "default", "thorough"}, default="default"
         Seconds of wall time for the search rounds (120, 600, 3600 for the presets).
-        The final refit of the winner comes on top, like ``GridSearchCV``'s.
+        The final refit of the winner comes on top, like ``GridSearchCV``'s; for a
+        fine-tuning pick that is ``max_epochs`` on all rows, which can take longer
+        than the rounds (2,000 TREC questions on one CPU thread, ``"fast"``: 88 s of
+        rounds, 323 s of refit).
     cv : int or splitter, default=3
         Folds (stratified; source/target-aware with ``y == -1`` rows).
     scoring : str or callable, default=None
@@ -537,6 +544,28 @@ class TransferSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         return float(BUDGETS[self.budget]) if isinstance(self.budget, str) else float(
             self.budget)
 
+    @staticmethod
+    def _over_budget(c, r_c, epochs, resume, expensive, left):
+        """Why candidate ``c`` must not start its rung of ``r_c`` epochs (``epochs``
+        trained, the increment when resumed) with ``left`` seconds left, or "".
+
+        The rung's cost is projected per epoch trained: from the candidate's own last
+        rung, or for a first rung from the costliest epoch of the candidates already
+        run (none run yet: it starts while any time is left)."""
+        what = f"{epochs} more epochs (resumed to {r_c})" if resume else f"{r_c} epochs"
+        if c.last_epochs:
+            per_epoch, source = c.total_seconds / c.last_epochs, ""
+        else:
+            per_epoch = max((d.total_seconds / d.last_epochs for d in expensive
+                             if d.last_epochs), default=None)
+            source = " (projected from the candidates run before it)"
+            if per_epoch is None:
+                return "" if left > 0 else "budget: none left before its first rung"
+        if per_epoch * epochs > left:
+            return (f"budget: needs ~{per_epoch * epochs:.0f} s for {what}{source}, "
+                    f"{max(left, 0):.0f} s left")
+        return ""
+
     def _run(self, tasks, X, y, splits, scorers, fit_params, keep=()):
         """Cross-validate ``[(cand, estimator)]`` on every split, in parallel.
 
@@ -654,50 +683,40 @@ class TransferSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         rung = 0
         alive = list(expensive)
         while alive:
-            tasks = []
-            for c in alive:
-                r_c = c.schedule[rung]
-                prev = c.reached
+            tasks = [(c, c.schedule[rung]) for c in alive]
+            rung += 1
+            label = ", ".join(sorted({str(r_c) for _, r_c in tasks}))
+            self._progress(rung, n_rounds, f"{len(tasks)} candidates at {label} epochs")
+            # keep the fold estimators of the candidates that can be resumed later
+            kept = {c.name for c, r_c in tasks if c.no_resume is None and r_c < c.max_resource}
+            # one candidate at a time (its folds in parallel), so the budget is checked
+            # right before each starts
+            ran = []
+            for c, r_c in tasks:
                 resume = c.folds is not None
-                epochs = r_c - prev if resume else r_c
-                # the cost of the next rung, projected from the last one per epoch
-                # trained (a resumed rung costs its increment only)
-                projected = (c.total_seconds * epochs / c.last_epochs) if prev else None
-                if projected is not None and projected > remaining():
-                    what = (f"{epochs} more epochs (resumed to {r_c})" if resume
-                            else f"{r_c} epochs")
-                    c.alive, c.stopped = False, (f"budget: needs ~{projected:.0f} s for "
-                                                 f"{what}, {max(remaining(), 0):.0f} s left")
-                    c.folds = None
-                    continue
-                if prev is None and remaining() <= 0:
-                    c.alive, c.stopped = False, "budget: none left before its first rung"
+                epochs = r_c - c.reached if resume else r_c
+                stop = self._over_budget(c, r_c, epochs, resume, expensive, remaining())
+                if stop:
+                    c.alive, c.stopped, c.folds = False, stop, None
                     continue
                 if resume:
                     est = [f.set_params(**{c.resource: r_c, "warm_start": True})
                            for f in c.folds]
                 else:
                     est = clone(c.estimator).set_params(**{c.resource: r_c})
-                tasks.append((c, est, r_c, epochs))
-            rung += 1
-            if not tasks:
-                break
-            label = ", ".join(sorted({str(r_c) for _, _, r_c, _ in tasks}))
-            self._progress(rung, n_rounds, f"{len(tasks)} candidates at {label} epochs")
-            # keep the fold estimators of the candidates that can be resumed later
-            kept = {c.name for c, _, r_c, _ in tasks
-                    if c.no_resume is None and r_c < c.max_resource}
-            per = self._run([(c, est) for c, est, _, _ in tasks], X, y_arr, splits,
-                            scorers, fit_params, keep=kept)
-            for c, _, r_c, epochs in tasks:
+                per = self._run([(c, est)], X, y_arr, splits, scorers, fit_params,
+                                keep=kept)
                 self._record(c, per[c.name], main_key)
-                c.path.append((r_c, c.folds is not None))
+                c.path.append((r_c, resume))
                 c.folds = per[c.name]["fitted"] if c.name in kept else None
                 c.reached, c.rung, c.last_epochs = r_c, rung, epochs
+                ran.append(c)
+            if not ran:
+                break
             scored = [c for c in cands if c.scores]
             leader = max(scored, key=lambda c: float(np.mean(c.scores)))
             best = float(np.mean(leader.scores))
-            ranked = sorted((c for c, _, _, _ in tasks), key=lambda c: -np.mean(c.scores))
+            ranked = sorted(ran, key=lambda c: -np.mean(c.scores))
             keep = max(1, math.ceil(len(ranked) / self.eta))
             alive = []
             for i, c in enumerate(ranked):
