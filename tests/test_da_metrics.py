@@ -396,3 +396,20 @@ def test_search_cv_agreement_guard_refuses_a_model_that_rewrites_the_target_labe
         MeanShiftLR(), grid, cv=2,
         selection=SafeDASelection(scorers=likes_big_lambda, min_agreement=None)).fit(X, y)
     assert unguarded.best_params_ == {"lambda_max": 30.0}
+
+
+def test_search_cv_takes_pandas_rows_by_position_whatever_their_index():
+    pd = pytest.importorskip("pandas")
+    from tlestimators.model_selection import DomainAdaptationSearchCV
+
+    X, y, Xt, _ = mean_shifted()
+    index = np.random.default_rng(0).permutation(len(y)) + 1000  # labels, not positions
+    grid = {"lambda_max": [0.5, 1.0]}
+    a = DomainAdaptationSearchCV(MeanShiftLR(), grid, cv=2).fit(X, y)
+    b = DomainAdaptationSearchCV(MeanShiftLR(), grid, cv=2).fit(
+        pd.DataFrame(X, index=index), pd.Series(y, index=index))
+    assert a.selection_report_["rule"] == "consensus"  # the path that takes target rows
+    assert a.best_params_ == b.best_params_
+    np.testing.assert_allclose(a.selection_report_["agreement_with_vote"],
+                               b.selection_report_["agreement_with_vote"])
+    np.testing.assert_array_equal(a.predict(Xt), b.predict(Xt))

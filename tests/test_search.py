@@ -399,6 +399,12 @@ def test_auto_candidates_follow_the_modality(feats, monkeypatch):
     s = tle.TransferSearchCV(budget=600, cv=2)
     cands, modality, da = s._build_candidates(X, y)
     assert modality == "features" and not da
+    # pandas: a DataFrame holds features, a Series texts (not images, as their
+    # column names or index once made them)
+    pd = pytest.importorskip("pandas")
+    assert s._build_candidates(pd.DataFrame(X), y)[1] == "features"
+    assert s._build_candidates(pd.Series(["a cat", "where is it"] * 5, index=range(5, 15)),
+                               ["animal", "place"] * 5)[1] == "text"
     assert [c.strategy for c in cands] == ["frozen probe", "frozen + mlp head"]
     texts = ["a question about cats", "where is paris"] * 5
     cands, modality, _ = s._build_candidates(texts, ["animal", "place"] * 5)

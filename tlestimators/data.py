@@ -46,9 +46,12 @@ def num_samples(X) -> int:
 
 
 def take(X, indices):
-    """Rows ``indices`` of validated input (array, sparse matrix or list)."""
-    if isinstance(X, list):
+    """Rows ``indices`` (positions) of an array, sparse matrix, list or tuple, or of a
+    pandas DataFrame or Series (by position, whatever its index)."""
+    if isinstance(X, (list, tuple)):
         return [X[i] for i in indices]
+    if hasattr(X, "iloc"):
+        return X.iloc[np.asarray(indices)]
     return X[np.asarray(indices)]
 
 

@@ -12,7 +12,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
 
-from tlestimators.data import parse_domains, unlabeled_mask
+from tlestimators.data import parse_domains, take, unlabeled_mask
 
 __all__ = ["LabeledOnly"]
 
@@ -65,7 +65,7 @@ class LabeledOnly(ClassifierMixin, BaseEstimator):
                 + (" y holds the string '-1'?" if y.dtype.kind in "UO" else "")
             )
         idx = np.flatnonzero(keep)
-        Xk = X[idx] if hasattr(X, "shape") else [X[i] for i in idx]
+        Xk = take(X, idx)
         yk = y[idx]
         if yk.dtype == object:
             try:

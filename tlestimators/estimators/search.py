@@ -117,6 +117,8 @@ class _Cand:
 def _infer_modality(X) -> str:
     if hasattr(X, "tocsr"):
         return "features"
+    if hasattr(X, "iloc"):  # pandas: a DataFrame of features, a Series of texts or paths
+        X = X.to_numpy() if X.ndim == 2 else np.asarray(X, dtype=object)
     if isinstance(X, np.ndarray):
         if X.dtype.kind in "US" or (X.dtype == object and X.ndim == 1 and X.size
                                     and isinstance(X.flat[0], str) and not _looks_like_path(X)):

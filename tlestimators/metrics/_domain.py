@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tlestimators.data import parse_domains
+from tlestimators.data import num_samples, parse_domains, take
 
 __all__ = [
     "prediction_entropy",
@@ -29,18 +29,6 @@ __all__ = [
     "CircularValidationScorer",
     "domain_density_ratio",
 ]
-
-
-def _n_samples(X):
-    return X.shape[0] if hasattr(X, "shape") else len(X)
-
-
-def _take(X, idx):
-    if isinstance(X, (list, tuple)):
-        return [X[i] for i in idx]
-    if hasattr(X, "iloc"):
-        return X.iloc[idx]
-    return X[idx]
 
 
 _NEED_SPLITTER = (
@@ -104,8 +92,8 @@ class PredictionEntropyScorer(_DAScorer):
     """
 
     def __call__(self, estimator, X, y=None, sample_domain=None):
-        _, tgt = _split_domains(y, sample_domain, _n_samples(X), self._name())
-        return -prediction_entropy(estimator.predict_proba(_take(X, tgt)))
+        _, tgt = _split_domains(y, sample_domain, num_samples(X), self._name())
+        return -prediction_entropy(estimator.predict_proba(take(X, tgt)))
 
 
 def _features(estimator, X, space):
@@ -157,7 +145,7 @@ def domain_density_ratio(F_source, F_target, domain_classifier=None, clip=None):
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import MaxAbsScaler, StandardScaler
 
-    ns, nt = _n_samples(F_source), _n_samples(F_target)
+    ns, nt = num_samples(F_source), num_samples(F_target)
     if sparse.issparse(F_source) or sparse.issparse(F_target):
         F = sparse.vstack([sparse.csr_matrix(F_source), sparse.csr_matrix(F_target)]).tocsr()
         scaler = MaxAbsScaler()
@@ -227,11 +215,11 @@ class ImportanceWeightedScorer(_DAScorer):
         who = self._name()
         if self.metric not in ("accuracy", "log_loss"):
             raise ValueError(f"metric must be 'accuracy' or 'log_loss', got {self.metric!r}.")
-        src, tgt = _split_domains(y, sample_domain, _n_samples(X), who)
+        src, tgt = _split_domains(y, sample_domain, num_samples(X), who)
         _require_source(src, who)
         F = _features(estimator, X, self.space)
-        w = domain_density_ratio(_take(F, src), _take(F, tgt), self.domain_classifier, self.clip)
-        X_src = _take(X, src)
+        w = domain_density_ratio(take(F, src), take(F, tgt), self.domain_classifier, self.clip)
+        X_src = take(X, src)
         loss, correct = _source_log_loss(estimator, X_src, np.asarray(y)[src], who)
         if self.metric == "accuracy":
             return float(np.sum(w * correct) / np.sum(w))
@@ -266,11 +254,11 @@ class DeepEmbeddedValidationScorer(_DAScorer):
 
     def __call__(self, estimator, X, y=None, sample_domain=None):
         who = self._name()
-        src, tgt = _split_domains(y, sample_domain, _n_samples(X), who)
+        src, tgt = _split_domains(y, sample_domain, num_samples(X), who)
         _require_source(src, who)
         F = _features(estimator, X, self.space)
-        w = domain_density_ratio(_take(F, src), _take(F, tgt), self.domain_classifier, self.clip)
-        loss, _ = _source_log_loss(estimator, _take(X, src), np.asarray(y)[src], who)
+        w = domain_density_ratio(take(F, src), take(F, tgt), self.domain_classifier, self.clip)
+        loss, _ = _source_log_loss(estimator, take(X, src), np.asarray(y)[src], who)
         weighted = w * loss
         var_w = np.var(w, ddof=1) if len(w) > 1 else 0.0
         eta = 0.0 if var_w <= 1e-12 else -np.cov(weighted, w)[0, 1] / var_w
@@ -307,11 +295,11 @@ class CircularValidationScorer(_DAScorer):
         from sklearn.base import clone
 
         who = self._name()
-        n = _n_samples(X)
+        n = num_samples(X)
         src, tgt = _split_domains(y, sample_domain, n, who)
         _require_source(src, who)
         y = np.asarray(y)
-        pseudo = estimator.predict(_take(X, tgt))
+        pseudo = estimator.predict(take(X, tgt))
         y_src = y[src]
         if len(np.unique(pseudo)) < 2:
             # the reverse model could only learn one class: score that constant guess
@@ -326,4 +314,4 @@ class CircularValidationScorer(_DAScorer):
             rev.fit(X, y_rev, sample_domain=-np.asarray(sample_domain))
         else:
             rev.fit(X, y_rev)
-        return float(np.mean(rev.predict(_take(X, src)) == y_src))
+        return float(np.mean(rev.predict(take(X, src)) == y_src))
