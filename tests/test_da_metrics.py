@@ -306,7 +306,7 @@ class MeanShiftLR(SourceOnlyLR):
     def fit(self, X, y):
         y = np.asarray(y)
         src = y != -1
-        self.shift_ = X[~src].mean(0) - X[src].mean(0)
+        self.shift_ = X[~src].mean(axis=0) - X[src].mean(axis=0)
         self.lr_ = LogisticRegression(C=self.C).fit(X[src] + self.lambda_max * self.shift_,
                                                     y[src])
         self.classes_ = self.lr_.classes_
