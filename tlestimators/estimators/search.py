@@ -568,29 +568,21 @@ class TransferSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
                     f"{max(left, 0):.0f} s left")
         return ""
 
-    def _run(self, tasks, X, y, splits, scorers, fit_params, keep=()):
-        """Cross-validate ``[(cand, estimator)]`` on every split, in parallel.
+    def _run(self, est, X, y, splits, scorers, fit_params, keep=False):
+        """Cross-validate one candidate's ``est`` on every split, the folds in parallel.
 
-        ``estimator`` is one unfitted estimator (cloned for each fold) or a list of one
+        ``est`` is one unfitted estimator (cloned for each fold) or a list of one
         fitted estimator per fold, each continued on its own fold's rows (a resumed
-        rung). The fitted fold estimators of the candidates named in ``keep`` come back
-        in ``per[name]["fitted"]`` (from joblib's workers, pickled, when ``n_jobs`` runs
-        them in other processes)."""
-        jobs = [(c, est, k) for c, est in tasks for k in range(len(splits))]
+        rung). With ``keep`` the fitted fold estimators come back in ``["fitted"]``
+        (from joblib's workers, pickled, when ``n_jobs`` runs them in other
+        processes)."""
         out = Parallel(n_jobs=self.n_jobs)(
             delayed(_fit_score)(est[k] if isinstance(est, list) else est, X, y,
-                                splits[k][0], splits[k][1], scorers, fit_params,
-                                fresh=not isinstance(est, list), keep=c.name in keep)
-            for c, est, k in jobs)
-        per = {}
-        for (c, _, _), (scores, fit_t, total_t, fitted) in zip(jobs, out):
-            d = per.setdefault(c.name, {"scores": [], "fit": 0.0, "total": 0.0,
-                                        "fitted": []})
-            d["scores"].append(scores)
-            d["fit"] += fit_t
-            d["total"] += total_t
-            d["fitted"].append(fitted)
-        return per
+                                train, test, scorers, fit_params,
+                                fresh=not isinstance(est, list), keep=keep)
+            for k, (train, test) in enumerate(splits))
+        return {"scores": [o[0] for o in out], "fit": sum(o[1] for o in out),
+                "total": sum(o[2] for o in out), "fitted": [o[3] for o in out]}
 
     def _record(self, cand, res, main_key):
         cand.score_table = {k: [s[k] for s in res["scores"]] for k in res["scores"][0]}
@@ -668,8 +660,8 @@ class TransferSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
             if remaining() <= 0 and any(d.scores for d in cheap):
                 c.alive, c.stopped = False, "budget: not started, none left"
                 continue
-            per = self._run([(c, c.estimator)], X, y_arr, splits, scorers, fit_params)
-            self._record(c, per[c.name], main_key)
+            self._record(c, self._run(c.estimator, X, y_arr, splits, scorers, fit_params),
+                         main_key)
             c.stopped = "completed"
         # successive halving of the expensive candidates on their epochs: each has its
         # own rungs (min_resource * eta**k, then its max_resource); after every rung only
@@ -689,8 +681,6 @@ class TransferSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
             rung += 1
             label = ", ".join(sorted({str(r_c) for _, r_c in tasks}))
             self._progress(rung, n_rounds, f"{len(tasks)} candidates at {label} epochs")
-            # keep the fold estimators of the candidates that can be resumed later
-            kept = {c.name for c, r_c in tasks if c.no_resume is None and r_c < c.max_resource}
             # one candidate at a time (its folds in parallel), so the budget is checked
             # right before each starts
             ran = []
@@ -706,11 +696,12 @@ class TransferSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
                            for f in c.folds]
                 else:
                     est = clone(c.estimator).set_params(**{c.resource: r_c})
-                per = self._run([(c, est)], X, y_arr, splits, scorers, fit_params,
-                                keep=kept)
-                self._record(c, per[c.name], main_key)
+                # the fold estimators of a candidate that can be resumed at its next rung
+                keep_folds = c.no_resume is None and r_c < c.max_resource
+                res = self._run(est, X, y_arr, splits, scorers, fit_params, keep=keep_folds)
+                self._record(c, res, main_key)
                 c.path.append((r_c, resume))
-                c.folds = per[c.name]["fitted"] if c.name in kept else None
+                c.folds = res["fitted"] if keep_folds else None
                 c.reached, c.rung, c.last_epochs = r_c, rung, epochs
                 ran.append(c)
             if not ran:
