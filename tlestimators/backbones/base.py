@@ -151,7 +151,7 @@ class Backbone(nn.Module):
         from tlestimators import data
 
         items = data.check_input(X, self.config.modality, name=name)
-        expected = getattr(self.config, "in_features", None)
+        expected = self.config.in_features
         if self.config.modality == "features" and expected and items.shape[1] != expected:
             raise ValueError(
                 f"{name} has {items.shape[1]} features, but the backbone "
