@@ -47,8 +47,9 @@ def test_predict_image_folder_and_csv_errors(tmp_path, capsys):
     tle.save(est, tmp_path / "model")
     folder = tmp_path / "images" / "sub"
     folder.mkdir(parents=True)
-    for i in (0, 15):
-        Image.fromarray(X[i]).save(folder / f"img{i}.png")
+    # every suffix read as an image elsewhere (data.IMAGE_SUFFIXES) is found in a folder
+    Image.fromarray(X[0]).save(folder / "img0.png")
+    Image.fromarray(X[15]).save(folder / "img15.ppm")
     trusted = "_tiny_backbones.TinyConvBackbone"
     # a user-defined backbone class is refused unless trusted: a clear one-line error
     assert main(["predict", str(tmp_path / "model"), str(tmp_path / "images")]) == 1
@@ -56,7 +57,7 @@ def test_predict_image_folder_and_csv_errors(tmp_path, capsys):
     assert main(["predict", str(tmp_path / "model"), str(tmp_path / "images"),
                  "--trust", trusted]) == 0
     rows = _rows(capsys.readouterr().out)[1:]
-    assert [r[0].rsplit("/", 1)[-1] for r in rows] == ["img0.png", "img15.png"]
+    assert [r[0].rsplit("/", 1)[-1] for r in rows] == ["img0.png", "img15.ppm"]
     assert [int(r[1]) for r in rows] == est.predict(X[[0, 15]]).tolist()
     (tmp_path / "t.csv").write_text("body\nhello\n")
     assert main(["predict", str(tmp_path / "model"), str(tmp_path / "t.csv")]) == 1

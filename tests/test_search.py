@@ -394,6 +394,17 @@ def test_search_embeds_each_item_once(feats):
     assert feature_cache().hits >= 2 * len(X)
 
 
+def test_paths_are_images_by_the_one_suffix_list():
+    """The search reads a path as an image by the same suffixes as the input checks
+    and the CLI (``.ppm`` was once text here and an image there)."""
+    from tlestimators.data import IMAGE_SUFFIXES
+    from tlestimators.estimators.search import _infer_modality
+
+    for suffix in IMAGE_SUFFIXES:
+        assert _infer_modality([f"a{suffix}", f"B{suffix.upper()}"]) == "image"
+    assert _infer_modality(["a cat.", "a dog"]) == "text"
+
+
 def test_auto_candidates_follow_the_modality(feats, monkeypatch):
     X, y = feats
     s = tle.TransferSearchCV(budget=600, cv=2)

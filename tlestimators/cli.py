@@ -294,6 +294,7 @@ def cmd_bench(args) -> int:
     import torch
 
     from tlestimators.backbones.registry import create_backbone
+    from tlestimators.data import take
     from tlestimators.features import compute_embeddings
 
     kwargs = {"img_size": args.img_size} if args.img_size else {}
@@ -311,7 +312,7 @@ def cmd_bench(args) -> int:
     else:
         X = rng.normal(size=(args.n, bb.config.in_features or 8)).astype(np.float32)
     items = bb.check_input(X)
-    warm = data_take_first(items, min(args.batch_size, args.n))
+    warm = take(items, list(range(min(args.batch_size, args.n))))
     compute_embeddings(bb, warm, batch_size=args.batch_size, cache=False)
     t0 = time.perf_counter()
     emb = compute_embeddings(bb, items, batch_size=args.batch_size, cache=False)
@@ -324,26 +325,19 @@ def cmd_bench(args) -> int:
     return 0
 
 
-def data_take_first(items, n):
-    from tlestimators.data import take
-
-    return take(items, list(range(n)))
-
-
-_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
-
-
 def _predict_inputs(data, text_column):
     """DATA of ``predict``: an image folder (searched recursively), image files, a CSV
     with a text column, or a .npy array of features. Returns ``(ids, items)``."""
     from pathlib import Path
 
+    from tlestimators.data import IMAGE_SUFFIXES, is_image_path
+
     paths = [Path(d).expanduser() for d in data]
     if len(paths) == 1 and paths[0].is_dir():
-        files = sorted(f for f in paths[0].rglob("*") if f.suffix.lower() in _IMAGE_SUFFIXES)
+        files = sorted(f for f in paths[0].rglob("*") if is_image_path(f))
         if not files:
             raise ValueError(f"DATA folder {str(paths[0])!r} holds no image files "
-                             f"({', '.join(_IMAGE_SUFFIXES)}).")
+                             f"({', '.join(IMAGE_SUFFIXES)}).")
         return [str(f) for f in files], [str(f) for f in files]
     if len(paths) == 1 and paths[0].suffix.lower() == ".csv":
         import csv

@@ -36,6 +36,8 @@ __all__ = [
     "num_samples",
     "take",
     "unlabeled_mask",
+    "IMAGE_SUFFIXES",
+    "is_image_path",
     "parse_domains",
     "Domains",
 ]
@@ -138,7 +140,14 @@ def check_texts(X, name="X") -> list[str]:
 
 
 # --------------------------------------------------------------------------- images
-_IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".tif", ".tiff", ".webp", ".ppm"}
+#: File suffixes read as images (lower case), wherever a path's type is decided: the
+#: input checks, the search's modality, image folders and the CLI.
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".tif", ".tiff", ".webp", ".ppm")
+
+
+def is_image_path(path) -> bool:
+    """Whether ``path`` names an image file by its suffix (:data:`IMAGE_SUFFIXES`)."""
+    return Path(str(path)).suffix.lower() in IMAGE_SUFFIXES
 
 
 def check_images(X, name="X"):
@@ -473,7 +482,7 @@ def check_input(X, modality: str, name: str = "X"):
         return check_texts(X, name)
     if modality in ("image", "image-text"):
         if isinstance(X, (list, tuple)) and X and isinstance(X[0], str) and not any(
-            Path(x).suffix.lower() in _IMAGE_SUFFIXES or Path(x).is_file() for x in X[:5]
+            is_image_path(x) or Path(x).is_file() for x in X[:5]
         ):
             raise TypeError(
                 f"{name} holds strings that are not image files, but this backbone expects "

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tlestimators.data import is_image_path
+
 __all__ = [
     "DatasetNotFoundError",
     "data_home",
@@ -28,7 +30,6 @@ __all__ = [
 ]
 
 AMAZON_DOMAINS = ("books", "dvd", "electronics", "kitchen")
-_IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".tif", ".tiff", ".webp", ".ppm"}
 
 
 class DatasetNotFoundError(FileNotFoundError):
@@ -74,7 +75,7 @@ def load_image_folder(root, classes=None):
         for f in sorted(d.iterdir()):
             if not f.is_file():
                 continue
-            if f.suffix.lower() in _IMAGE_SUFFIXES:
+            if is_image_path(f):
                 paths.append(str(f))
                 labels.append(d.name)
             else:

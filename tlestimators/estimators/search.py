@@ -133,11 +133,9 @@ def _infer_modality(X) -> str:
 
 
 def _looks_like_path(items) -> bool:
-    import os
+    from tlestimators.data import is_image_path
 
-    head = [str(t) for t in list(items)[:5]]
-    return all(os.path.splitext(t)[1].lower() in (".jpg", ".jpeg", ".png", ".bmp", ".gif",
-                                                  ".tif", ".tiff", ".webp") for t in head)
+    return all(is_image_path(t) for t in list(items)[:5])
 
 
 def _has_target_rows(y) -> bool:
