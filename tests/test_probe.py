@@ -314,3 +314,12 @@ def test_lp_ft_probe_stage_reuses_the_frozen_probe_fit_on_the_same_rows(monkeypa
                             **kw).fit(X, y)
     assert calls == []  # the probe stage was the frozen probe's fit
     np.testing.assert_allclose(ft.probe_.coef_, frozen.head_.coef_)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only error")
+def test_cuda_without_cuda_is_a_clear_value_error():
+    """The probe resolves devices as the estimators do: a ValueError naming the
+    request, not torch's driver RuntimeError deep in the fit."""
+    X, y = _data(2, n=60)
+    with pytest.raises(ValueError, match="device='cuda' was requested but CUDA is not available"):
+        LinearProbeCV(device="cuda").fit(X, y)

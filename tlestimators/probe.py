@@ -91,15 +91,12 @@ def zero_unresolved_features(X):
 
 
 def _resolve_device(device):
-    if device is None or (isinstance(device, str) and device == "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        return torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise ValueError(
-            f"The 'device' parameter of LinearProbeCV must be 'auto', None or a torch device "
-            f"such as 'cpu' or 'cuda:0'; got {device!r}."
-        ) from exc
+    """The torch device of ``device`` by the estimators' one rule
+    (:func:`tlestimators._validation.resolve_device`: ``"auto"``/``None`` -> CUDA when
+    available; CUDA asked for where there is none raises a ValueError naming it)."""
+    from tlestimators._validation import resolve_device
+
+    return torch.device(resolve_device(device))
 
 
 def _loss_and_grad(W, b, X, y, Y, sw, inv_reg, binary, offset=None, W0=None):
