@@ -74,6 +74,22 @@ def test_pickles_and_clones(fitted):
     assert c.get_params() == fitted.get_params() and not hasattr(c, "backbone_")
 
 
+def test_prediction_api_is_the_other_classifiers(fitted):
+    """Binary: decision_function is the positive-class margin, probabilities are its
+    softmax pair, log-probabilities match, and score rejects unseen labels."""
+    d = fitted.decision_function(NEW)
+    proba = fitted.predict_proba(NEW)
+    assert d.shape == (2,) and proba.shape == (2, 2)
+    np.testing.assert_allclose(proba[:, 1], 1 / (1 + np.exp(-d)), rtol=1e-10)
+    np.testing.assert_allclose(fitted.predict_log_proba(NEW), np.log(proba), rtol=1e-10)
+    # the probe's own decision function on the same embeddings
+    np.testing.assert_allclose(d, fitted.probe_.decision_function(fitted._embed(NEW)),
+                               rtol=1e-10, atol=1e-12)
+    assert fitted.score(NEW, ["pos", "neg"]) == 1.0
+    with pytest.raises(ValueError, match="not seen"):
+        fitted.score(NEW, ["pos", "meh"])
+
+
 def test_sampled_pairs_learn_too():
     clf = ContrastiveFewShotClassifier(pairs="sampled", num_iterations=2, max_epochs=3,
                                        lr=1e-4, device="cpu", random_state=0).fit(TEXTS, LABELS)
@@ -92,6 +108,7 @@ def test_label_name_prior():
     n = len(TEXTS) + 2 * 5
     assert clf.n_steps_ == 1 and clf.n_pairs_ == n * (n + 1) // 2
     np.testing.assert_array_equal(clf.predict(NEW), ["pos", "neg"])
+    assert clf.decision_function(NEW).shape == (2,)  # as without class names
     proba = pickle.loads(pickle.dumps(clf)).predict_proba(NEW)
     np.testing.assert_allclose(proba, clf.predict_proba(NEW), atol=1e-6)
 

@@ -662,6 +662,24 @@ def class_weight_tensor(class_weight, classes, y_enc):
     return torch.as_tensor(w, dtype=torch.float32)
 
 
+def linear_probe(*, device, random_state, class_weight=None, classes=None, y_enc=None,
+                 **kwargs):
+    """The :class:`~tlestimators.probe.LinearProbeCV` an estimator's linear head comes
+    from (the frozen head, LP-FT's head, a DA head's warm start, the few-shot head):
+    on the estimator's ``device``, its folds shuffled by the estimator's seed, and a
+    ``class_weight`` given by original label (checked against ``classes``) mapped to
+    the encoded labels ``y_enc`` the probe is fitted on."""
+    from tlestimators.probe import LinearProbeCV
+
+    if class_weight is not None:
+        class_weight_tensor(class_weight, classes, y_enc)  # unknown labels raise
+    if isinstance(class_weight, dict):
+        index = {c: i for i, c in enumerate(classes.tolist())}
+        class_weight = {index[k]: v for k, v in class_weight.items()}
+    return LinearProbeCV(class_weight=class_weight, device=device, random_state=random_state,
+                         **kwargs)
+
+
 def check_labels_seen(classes, y, name="y"):
     """Raise if ``y`` holds labels that were not seen at fit."""
     y = np.asarray(y)

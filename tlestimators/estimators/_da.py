@@ -50,6 +50,7 @@ from tlestimators.estimators._base import (
     _autocast_context,
     common_constraints,
     encode_labels,
+    linear_probe,
     make_head,
     resolve_optimizer,
     validate_feature_input,
@@ -376,7 +377,7 @@ class BaseDomainAdapter(NetClassifierMixin, ClassifierMixin, TransformerMixin,
         y_enc[dom.labeled] = y_lab
         self.n_source_, self.n_target_ = n - n_target, n_target
         with torch_seed(seed):
-            self._fit_net(items, modality, y_enc, dom.is_target, unfreeze, device)
+            self._fit_net(items, modality, y_enc, dom.is_target, unfreeze, device, seed)
         return self
 
     def _schedules(self):
@@ -402,7 +403,7 @@ class BaseDomainAdapter(NetClassifierMixin, ClassifierMixin, TransformerMixin,
             return float(self.backbone_lr)
         return self.lr if backbone.config.weights == "random" else self.lr / 10
 
-    def _fit_net(self, items, modality, y_enc, is_target, unfreeze, device):
+    def _fit_net(self, items, modality, y_enc, is_target, unfreeze, device, seed):
         backbone = self._make_backbone(items.shape[1] if modality == "features" else None)
         frozen = unfreeze in ("head", 0)
         if frozen:
@@ -432,7 +433,7 @@ class BaseDomainAdapter(NetClassifierMixin, ClassifierMixin, TransformerMixin,
                           make_head(d, n_classes, self.head),
                           self._make_criterion(d, n_classes))
         if self.head_init == "probe" and self.head == "linear":
-            self._warm_start_head(module, inputs, y_enc)
+            self._warm_start_head(module, inputs, y_enc, device, seed)
         callbacks = [("nan_guard", NaNLossGuard())]
         if not frozen:
             callbacks += unfreeze_callbacks(module, unfreeze)[0]
@@ -478,11 +479,11 @@ class BaseDomainAdapter(NetClassifierMixin, ClassifierMixin, TransformerMixin,
         self.net_ = net
         self.domain_accuracy_ = float(net.history[-1].get("domain_acc", np.nan))
 
-    def _warm_start_head(self, module, inputs, y_enc):
+    def _warm_start_head(self, module, inputs, y_enc, device, seed):
         """Start the label head from the source-only probe: a cross-validated logistic
         regression on the initial network's features of the labeled rows, so the
         adaptation starts from a good classifier instead of a random one."""
-        from tlestimators.probe import LinearProbeCV, zero_unresolved_features
+        from tlestimators.probe import zero_unresolved_features
 
         rows = np.flatnonzero(y_enc >= 0)
         loader = torch.utils.data.DataLoader(
@@ -492,7 +493,7 @@ class BaseDomainAdapter(NetClassifierMixin, ClassifierMixin, TransformerMixin,
         with torch.inference_mode():
             feats = np.concatenate([module.features(x).float().numpy() for x, _ in loader])
         # the network trains under this head: no weight on features it cannot resolve
-        probe = LinearProbeCV(Cs=10, cv=3, random_state=0).fit(
+        probe = linear_probe(device=device, random_state=seed, cv=3).fit(
             zero_unresolved_features(feats), y_enc[rows])
         if len(probe.classes_) == module.head[-1].out_features:
             module.head[-1].load_state_dict(probe.to_linear().state_dict())

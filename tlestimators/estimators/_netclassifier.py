@@ -38,7 +38,9 @@ __all__ = ["LogitsClassifierMixin", "NetClassifierMixin"]
 
 class LogitsClassifierMixin:
     """``predict``, ``predict_proba``, ``predict_log_proba`` and ``decision_function``
-    from ``_logits(X)`` of shape (n_samples, n_classes), columns ordered as ``classes_``."""
+    from ``_logits(X)`` of shape (n_samples, n_classes), columns ordered as ``classes_``,
+    and a ``score`` that rejects labels unseen at fit. Put it before
+    :class:`~sklearn.base.ClassifierMixin` in the bases (its ``score`` defers to it)."""
 
     def _logits(self, X) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -115,6 +117,23 @@ class LogitsClassifierMixin:
         """
         return self._labels_from_logits(self._logits(X))  # _logits checks fitted
 
+    def score(self, X, y, sample_weight=None):
+        """Accuracy on ``(X, y)``; labels never seen at fit raise a ``ValueError``.
+
+        Parameters
+        ----------
+        X : input of the backbone's modality
+        y : array-like of shape (n_samples,)
+        sample_weight : array-like of shape (n_samples,), default=None
+
+        Returns
+        -------
+        score : float
+        """
+        check_is_fitted(self)
+        check_labels_seen(self.classes_, np.asarray(y).ravel(), name="y")
+        return super().score(X, y, sample_weight=sample_weight)
+
 
 def _exact_module(module):
     """Whether ``module`` is cheap enough to evaluate in float64 on the CPU: its
@@ -127,8 +146,7 @@ def _exact_module(module):
 
 
 class NetClassifierMixin(LogitsClassifierMixin):
-    """:class:`LogitsClassifierMixin` over a fitted skorch ``net_``, with a ``score``
-    that rejects labels unseen at fit."""
+    """:class:`LogitsClassifierMixin` over a fitted skorch ``net_``."""
 
     def _net_input(self, X):  # pragma: no cover - abstract
         raise NotImplementedError
@@ -164,8 +182,3 @@ class NetClassifierMixin(LogitsClassifierMixin):
         with torch.inference_mode():
             return m(x).numpy()
 
-    def score(self, X, y, sample_weight=None):
-        """Accuracy on ``(X, y)``; labels never seen at fit raise a ``ValueError``."""
-        check_is_fitted(self)
-        check_labels_seen(self.classes_, np.asarray(y).ravel(), name="y")
-        return super().score(X, y, sample_weight=sample_weight)

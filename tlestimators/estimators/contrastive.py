@@ -21,11 +21,13 @@ from sklearn.utils.validation import check_is_fitted
 from tlestimators.estimators._base import (
     BackboneParamsMixin,
     common_constraints,
+    linear_probe,
     resolve_device,
     torch_seed,
     validate_feature_input,
     validate_fit_data,
 )
+from tlestimators.estimators._netclassifier import LogitsClassifierMixin
 
 #: Learning rate of ``pairs="batch"`` (see the class docstring).
 LR_BATCH = 8e-5
@@ -99,7 +101,8 @@ def all_pairs_loss(emb, y):
     return pos
 
 
-class ContrastiveFewShotClassifier(BackboneParamsMixin, ClassifierMixin, BaseEstimator):
+class ContrastiveFewShotClassifier(LogitsClassifierMixin, BackboneParamsMixin, ClassifierMixin,
+                                   BaseEstimator):
     """Few-shot text classifier: contrastive fine-tuning of the encoder, then a probe.
 
     SetFit's recipe [1]_: pairs of the labeled texts (same label -> target cosine 1,
@@ -294,12 +297,9 @@ class ContrastiveFewShotClassifier(BackboneParamsMixin, ClassifierMixin, BaseEst
                 f"{type(self).__name__} needs a text backbone such as 'minilm'; "
                 f"backbone {self.backbone!r} has modality {modality!r}."
             )
-        if len(classes) < 2:
-            raise ValueError(f"{type(self).__name__} needs at least 2 classes in y, got "
-                             f"{len(classes)}.")
         device = resolve_device(self.device)
         rng = np.random.default_rng(seed)
-        texts = [str(t) for t in items]
+        texts = list(items)  # a copy: the prompts are appended
         pool_y = list(y_enc)
         prompts = None
         if self.class_names is not None:
@@ -333,10 +333,8 @@ class ContrastiveFewShotClassifier(BackboneParamsMixin, ClassifierMixin, BaseEst
         Z = self._embed(items, device)
         self.probe_, self.alpha_ = None, None
         if prompts is None:
-            from tlestimators.probe import LinearProbeCV
-
-            self.probe_ = LinearProbeCV(random_state=seed).fit(Z, y_enc)
-            lin = self.probe_.to_linear()
+            self.probe_ = linear_probe(device=device, random_state=seed).fit(Z, y_enc)
+            lin = self.probe_.to_linear(torch.float64)
             self.coef_ = lin.weight.detach().double().numpy()
             self.intercept_ = lin.bias.detach().double().numpy()
         else:
@@ -413,30 +411,15 @@ class ContrastiveFewShotClassifier(BackboneParamsMixin, ClassifierMixin, BaseEst
         bb = self.backbone_
         return np.asarray(bb.encode(list(items), batch_size=64, device=device), dtype=np.float64)
 
-    def decision_function(self, X):
-        """Logits of shape (n_samples, n_classes)."""
+    def _logits(self, X):
         check_is_fitted(self)
         items = validate_feature_input(self, X, "text", reset=False)
         Z = self._embed(items)
-        if self.probe_ is None:
+        if self.probe_ is None:  # the anchored head scores unit-norm embeddings
             from tlestimators.estimators._fewshot import normalize
 
             Z = normalize(Z)
-            return Z @ self.coef_.T + self.intercept_
-        return self.probe_.decision_function(Z)
-
-    def predict_proba(self, X):
-        """Class probabilities (softmax of :meth:`decision_function`)."""
-        from scipy.special import softmax
-
-        d = self.decision_function(X)
-        if d.ndim == 1:
-            d = np.stack([-d, d], axis=1) / 2
-        return softmax(d, axis=1)
-
-    def predict(self, X):
-        """Predicted labels."""
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+        return Z @ self.coef_.T + self.intercept_
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -22,6 +22,7 @@ from tlestimators.estimators._base import (
     class_weight_tensor,
     common_constraints,
     early_stopping_split,
+    linear_probe,
     make_head,
     resolve_device,
     resolve_optimizer,
@@ -593,7 +594,7 @@ class FineTuneClassifier(NetClassifierMixin, BackboneParamsMixin, ClassifierMixi
         """LinearProbeCV on the pretrained backbone's embeddings of the training rows."""
         from tlestimators.data import take
         from tlestimators.features import compute_embeddings
-        from tlestimators.probe import LinearProbeCV, zero_unresolved_features
+        from tlestimators.probe import zero_unresolved_features
 
         Z = compute_embeddings(backbone, take(items, train_idx), batch_size=self.batch_size,
                                device=device, cache=self.cache, verbose=self.verbose)
@@ -601,13 +602,9 @@ class FineTuneClassifier(NetClassifierMixin, BackboneParamsMixin, ClassifierMixi
         # resolution of the embeddings (they would get ~1e31 weights and move by far more
         # than their spread on the first step)
         Z = zero_unresolved_features(Z)
-        class_weight_tensor(self.class_weight, classes, y_enc)  # unknown labels raise
-        class_weight = self.class_weight
-        if isinstance(class_weight, dict):  # the probe sees encoded labels
-            index = {c: i for i, c in enumerate(classes.tolist())}
-            class_weight = {index[k]: v for k, v in class_weight.items()}
         y_train = y_enc[train_idx]
-        probe = LinearProbeCV(class_weight=class_weight, device=device, random_state=seed)
+        probe = linear_probe(device=device, random_state=seed, class_weight=self.class_weight,
+                             classes=classes, y_enc=y_enc)
         if len(np.unique(y_train)) < len(classes):  # a class only in validation rows
             return None
         return probe.fit(Z, y_train)

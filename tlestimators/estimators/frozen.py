@@ -15,6 +15,7 @@ from tlestimators.estimators._base import (
     class_weight_tensor,
     common_constraints,
     early_stopping_split,
+    linear_probe,
     make_head,
     resolve_device,
     resolve_optimizer,
@@ -294,14 +295,8 @@ class FrozenFeatureClassifier(NetClassifierMixin, BackboneParamsMixin, Classifie
         from sklearn.base import clone
 
         if isinstance(self.head, str):  # "linear": the convex probe
-            from tlestimators.probe import LinearProbeCV
-
-            class_weight = self.class_weight
-            if isinstance(class_weight, dict):  # the probe sees encoded labels
-                class_weight_tensor(class_weight, classes, y_enc)  # unknown labels raise
-                index = {c: i for i, c in enumerate(classes.tolist())}
-                class_weight = {index[k]: v for k, v in class_weight.items()}
-            head = LinearProbeCV(class_weight=class_weight, device=device, random_state=seed)
+            head = linear_probe(device=device, random_state=seed, class_weight=self.class_weight,
+                                classes=classes, y_enc=y_enc)
         else:
             head = clone(self.head)
             if self.standardize:
