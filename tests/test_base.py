@@ -119,16 +119,21 @@ def test_unfreeze_callbacks_and_param_names():
 
 def test_renamed_param_and_deprecated_value():
     class E:
-        max_epochs = 10
-        epochs_per_experience = "deprecated"
+        def __init__(self, max_epochs=10, epochs_per_experience="deprecated"):
+            self.max_epochs = max_epochs
+            self.epochs_per_experience = epochs_per_experience
 
-    e = E()
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert renamed_param(e, "epochs_per_experience", "max_epochs") == 10
-    e.epochs_per_experience = 3
+        assert renamed_param(E(), "epochs_per_experience", "max_epochs") == 10
+        assert renamed_param(E(max_epochs=4), "epochs_per_experience", "max_epochs") == 4
+    e = E(epochs_per_experience=3)
     with pytest.warns(FutureWarning, match="`epochs_per_experience` was renamed to `max_epochs`"):
         assert renamed_param(e, "epochs_per_experience", "max_epochs") == 3
+    # both set: nothing is silently dropped
+    with pytest.raises(ValueError, match="both `max_epochs`=4 and its deprecated alias "
+                                         "`epochs_per_experience`=3 are set"):
+        renamed_param(E(4, 3), "epochs_per_experience", "max_epochs")
     with pytest.warns(FutureWarning, match="label_descriptions"):
         assert deprecated_value("x", {"x": "y"}, "label_descriptions") == "y"
     assert deprecated_value("z", {"x": "y"}, "p") == "z"

@@ -267,6 +267,9 @@ def test_text_zero_shot_with_label_descriptions():
     assert clf.prompts_["food"] == ["This text is about food, cooking and eating."]
     assert clf.score(X, y) == 1.0
     assert clf.backbone_.config.name == "minilm" and clf.logit_scale_ == 20.0
+    # labels that are no class name are an error, not a silent miss (as for every classifier)
+    with pytest.raises(ValueError, match="labels not seen at fit: \\['cooking'\\]"):
+        clf.score(X[:1], ["cooking"])
     with pytest.raises(ValueError, match="class_names has no entry for label 'x'"):
         ZeroShotTextClassifier(class_names=TOPICS, device="cpu").fit(
             None, ["sport", "x"])
@@ -299,11 +302,11 @@ def test_text_few_shot_beats_zero_shot_on_trec(tle_data):
 def test_label_descriptions_is_a_deprecated_alias_of_class_names():
     words = {"sport": "sports and games", "food": "cooking and eating"}
     new = ZeroShotTextClassifier(class_names=words, device="cpu").fit(None, list(words))
-    with pytest.warns(FutureWarning, match="use class_names"):
+    with pytest.warns(FutureWarning, match="`label_descriptions` was renamed to `class_names`"):
         old = ZeroShotTextClassifier(label_descriptions=words, device="cpu").fit(None, list(words))
     assert old.prompts_ == new.prompts_
     np.testing.assert_array_equal(old.coef_, new.coef_)
-    with pytest.raises(ValueError, match="both set"):
+    with pytest.raises(ValueError, match="both `class_names`=.* and its deprecated alias"):
         ZeroShotTextClassifier(class_names=words, label_descriptions=words).fit(None, list(words))
     with pytest.raises(TypeError):  # keyword-only after the backbone
         ZeroShotTextClassifier("minilm", words)

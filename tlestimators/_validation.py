@@ -96,23 +96,35 @@ def renamed_param(estimator, old, new, *, version="0.2", removed="0.4"):
 
     The sklearn pattern for a renamed parameter: ``old`` stays a keyword for one
     release with default ``"deprecated"``; when the user sets it, a ``FutureWarning``
-    names the new parameter and the old value is used. Setting both raises.
+    names the new parameter and the old value is used. Setting both (``new`` away from
+    its default in the estimator's signature) raises a ``ValueError``.
 
     >>> class E:
-    ...     max_epochs, epochs_per_experience = 10, 3
+    ...     def __init__(self, max_epochs=10, epochs_per_experience="deprecated"):
+    ...         self.max_epochs, self.epochs_per_experience = max_epochs, epochs_per_experience
     >>> import warnings
     >>> with warnings.catch_warnings(record=True) as w:
     ...     warnings.simplefilter("always")
-    ...     renamed_param(E(), "epochs_per_experience", "max_epochs")
+    ...     renamed_param(E(epochs_per_experience=3), "epochs_per_experience", "max_epochs")
     3
     >>> "max_epochs" in str(w[0].message)
     True
     """
+    import inspect
+
     old_value = getattr(estimator, old)
     if isinstance(old_value, str) and old_value == DEPRECATED:
         return getattr(estimator, new)
+    name = type(estimator).__name__
+    default = inspect.signature(type(estimator)).parameters[new].default
+    new_value = getattr(estimator, new)
+    if new_value is not default and new_value != default:
+        raise ValueError(
+            f"{name}: both `{new}`={new_value!r} and its deprecated alias "
+            f"`{old}`={old_value!r} are set; pass `{new}` only."
+        )
     warnings.warn(
-        f"{type(estimator).__name__}: `{old}` was renamed to `{new}` in {version} and will "
+        f"{name}: `{old}` was renamed to `{new}` in {version} and will "
         f"be removed in {removed}; pass {new}={old_value!r} instead.",
         FutureWarning,
         stacklevel=3,

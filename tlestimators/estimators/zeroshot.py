@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import numbers
 import os
-import warnings
 from collections.abc import Mapping
 
 import numpy as np
@@ -21,7 +20,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
 from sklearn.utils._param_validation import Hidden, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from tlestimators._validation import check_random_state_int, resolve_device
+from tlestimators._validation import check_random_state_int, renamed_param, resolve_device
 from tlestimators.backbones.base import Backbone
 from tlestimators.estimators._base import BackboneParamsMixin, common_constraints
 from tlestimators.estimators._fewshot import fit_few_shot, normalize
@@ -447,6 +446,7 @@ class ZeroShotTextClassifier(_PromptClassifier):
         Progress bars while embedding.
     label_descriptions : dict or None, default="deprecated"
         Deprecated since 0.2, removed in 0.4: use ``class_names`` (same meaning).
+        Setting both raises.
 
     Attributes
     ----------
@@ -509,14 +509,7 @@ few_shot_alpha_, n_iter_, backbone_
         self.label_descriptions = label_descriptions
 
     def _class_names(self):
-        if isinstance(self.label_descriptions, str) and self.label_descriptions == "deprecated":
-            return self.class_names
-        if self.class_names is not None:
-            raise ValueError("class_names and its deprecated alias label_descriptions are both "
-                             "set; pass class_names only.")
-        warnings.warn("label_descriptions is deprecated since 0.2 and will be removed in 0.4; "
-                      "use class_names (same meaning).", FutureWarning, stacklevel=4)
-        return self.label_descriptions
+        return renamed_param(self, "label_descriptions", "class_names")
 
     def _check_backbone(self, bb):
         if bb.config.modality != "text":
