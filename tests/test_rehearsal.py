@@ -143,6 +143,32 @@ def test_pickling_mid_stream_then_continuing_gives_the_same_predictions(digits_s
     assert pickled.backbone_ is pickled.net_.module_.backbone
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="simulates a machine without CUDA")
+def test_learner_fitted_on_a_gpu_loads_and_goes_on_on_the_cpu(digits_stream):
+    """A learner whose device_ is CUDA (fitted on a GPU) unpickles on a CPU-only
+    machine to the CPU: it predicts and learns the next experience there."""
+    clf = _run(_learner(ewc_lambda=50.0), digits_stream, 1)
+    expected = clf.predict_proba(digits_stream[0][1][0])
+    state = clf.__getstate__()
+    state["device_"] = "cuda"
+    gpu = RehearsalLearner.__new__(RehearsalLearner)
+    with pytest.warns(Warning):  # skorch tells that it maps the net's CUDA state to the CPU
+        gpu.__setstate__(pickle.loads(pickle.dumps(dict(state, net_=_cuda_net(clf.net_)))))
+    assert gpu.device_ == "cpu" and str(gpu.net_.device) == "cpu"
+    np.testing.assert_allclose(gpu.predict_proba(digits_stream[0][1][0]), expected, atol=1e-6)
+    (X, y), (Xt, yt) = digits_stream[1]
+    assert gpu.partial_fit(X, y).score(Xt, yt) > 0.8
+
+
+def _cuda_net(net):
+    """A copy of a CPU net that claims CUDA, as one pickled on a GPU machine does."""
+    import copy
+
+    net = copy.deepcopy(net)
+    net.device = "cuda"
+    return net
+
+
 def test_ewc_anchors_important_weights(digits_stream):
     def weighted_drift(lam):
         clf = _learner(memory_size=0, ewc_lambda=lam)
@@ -219,11 +245,13 @@ def test_distillation_keeps_old_outputs_closer(digits_stream):
 def test_epochs_per_experience_is_a_deprecated_alias_and_params_are_keyword_only(
         digits_stream):
     (X, y), (Xt, _) = digits_stream[0]
-    with pytest.warns(FutureWarning, match="renamed to `max_epochs`"):
-        old = _learner(memory_size=0, epochs_per_experience=2).partial_fit(X, y)
+    with pytest.warns(FutureWarning, match="renamed to `max_epochs`"):  # max_epochs default
+        old = _learner(memory_size=0, max_epochs=5, epochs_per_experience=2).partial_fit(X, y)
     new = _learner(memory_size=0, max_epochs=2).partial_fit(X, y)
     assert len(old.net_.history) == len(new.net_.history) == 2
     assert np.array_equal(old.predict_proba(Xt), new.predict_proba(Xt))
+    with pytest.raises(ValueError, match="both `max_epochs`=4 and its deprecated alias"):
+        _learner(epochs_per_experience=2).partial_fit(X, y)  # which did the user mean?
     with pytest.raises(TypeError):
         RehearsalLearner("mlp", {"hidden_sizes": (8,)})  # backbone is the only positional
 

@@ -142,7 +142,8 @@ class RehearsalLearner(TransactionalFitMixin, NetClassifierMixin, BackboneParams
     verbose : int, default=0
         Print skorch's epoch log.
     epochs_per_experience : int, default="deprecated"
-        Deprecated alias of ``max_epochs`` (FutureWarning); removed in 0.4.
+        Deprecated alias of ``max_epochs`` (FutureWarning); removed in 0.4. Setting
+        it together with a non-default ``max_epochs`` raises.
 
     Attributes
     ----------
@@ -546,6 +547,12 @@ class RehearsalLearner(TransactionalFitMixin, NetClassifierMixin, BackboneParams
         self.__dict__.update(state)
         if state.get("net_") is not None and not state.get("frozen_", True):
             self.backbone_ = self.net_.module_.backbone
+        if str(state.get("device_", "cpu")).startswith("cuda") and not torch.cuda.is_available():
+            # fitted on a GPU, loaded where there is none: embed, predict and go on
+            # learning on the CPU (skorch maps the net's state there too)
+            self.device_ = "cpu"
+            if state.get("net_") is not None:
+                self.net_.device = "cpu"
 
     # ------------------------------------------------------------------ prediction
     def _net_input(self, X):
