@@ -128,3 +128,13 @@ def test_search_cv_uses_passthrough_as_the_source_only_skada_candidate():
     rep = search.selection_report_
     assert steps[rep["source_only"]] == "passthrough"
     assert search.predict(Xt).shape == (len(Xt),)
+    # a selection of the user's that names no source-only gets the same one
+    from tlestimators.model_selection import SafeDASelection
+
+    sel = SafeDASelection(rule="scores")
+    search = DomainAdaptationSearchCV(
+        pipe, {"skadaadapter": [SkadaAdapter(skada.CORALAdapter())]}, selection=sel,
+        cv=2).fit(X, y)
+    steps = [p["skadaadapter"] for p in search.cv_results_["params"]]
+    assert "passthrough" in steps and sel.source_only is None  # the parameter is untouched
+    assert search.predict(Xt).shape == (len(Xt),)

@@ -230,14 +230,16 @@ class SafeDASelection:
         dict ``name -> scorer``. ``"circ"`` costs one extra fit per candidate and fold.
         With ``rule="consensus"`` they are computed and reported (``cv_results_``) and
         decide only with fewer than 3 candidates.
-    source_only : dict, default={"lambda_max": 0.0}
+    source_only : dict or None, default=None
         The parameters that make a candidate the source-only model (for a skada
-        pipeline: ``{"skadaadapter": "passthrough"}``). Selection raises if no
-        candidate matches: source-only must always be a candidate.
+        pipeline: ``{"skadaadapter": "passthrough"}``). ``None``: ``{"lambda_max": 0.0}``;
+        :class:`DomainAdaptationSearchCV` works it out from its estimator instead (as
+        it does for its default selection). Selection raises if no candidate matches:
+        source-only must always be a candidate.
     min_wins : int or "majority" or "all", default="all"
         Scorers on which the ensemble winner must beat source-only to be chosen
         (score rule).
-    min_agreement : float in [0, 1] or None, default="auto"
+    min_agreement : float in [0, 1], "auto" or None, default="auto"
         The agreement with source-only's target predictions a model needs: the
         eligibility threshold of the consensus rule, the guard of the score rule.
         ``"auto"``: 0.7 with ``rule="consensus"``, 0.8 with ``rule="scores"``.
@@ -476,9 +478,18 @@ class DomainAdaptationSearchCV(GridSearchCV):
                          error_score=error_score, return_train_score=return_train_score)
 
     def _selection(self):
-        if self.selection is not None:
+        """The selection in force: the user's (or the default), with source-only
+        worked out from the estimator when it names none (a copy: the parameter is
+        not modified)."""
+        if self.selection is None:
+            return SafeDASelection(source_only=_default_source_only(self.estimator))
+        if getattr(self.selection, "source_only", None) is not None:
             return self.selection
-        return SafeDASelection(source_only=_default_source_only(self.estimator))
+        import copy
+
+        sel = copy.copy(self.selection)
+        sel.source_only = _default_source_only(self.estimator)
+        return sel
 
     def fit(self, X, y=None, **params):
         """Search with ``y == -1`` marking unlabeled target rows."""
