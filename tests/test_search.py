@@ -405,6 +405,33 @@ def test_paths_are_images_by_the_one_suffix_list():
     assert _infer_modality(["a cat.", "a dog"]) == "text"
 
 
+def test_a_random_state_instance_seeds_folds_and_candidates_alike(feats, monkeypatch):
+    """random_state=RandomState: drawn from once per fit, and that one seed goes to the
+    folds and to every candidate built for the search (the folds got None and the
+    candidates 0 before)."""
+    from tlestimators._validation import check_random_state_int
+
+    X, y = feats
+    seen = {}
+    real = tle.TransferSearchCV._build_candidates
+
+    def record(self, X, y, seed=0):
+        seen["candidates"] = seed
+        return real(self, X, y, seed)
+
+    monkeypatch.setattr(tle.TransferSearchCV, "_build_candidates", record)
+    s = tle.TransferSearchCV([("probe", _lr_probe())], cv=3,
+                             random_state=np.random.RandomState(7)).fit(X, y)
+    expected = check_random_state_int(np.random.RandomState(7))
+    assert seen["candidates"] == expected
+    # the same folds as an int seed of that value
+    again = tle.TransferSearchCV([("probe", _lr_probe())], cv=3, random_state=expected).fit(X, y)
+    np.testing.assert_array_equal(s.cv_results_["split0_test_score"],
+                                  again.cv_results_["split0_test_score"])
+    assert tle.TransferSearchCV(random_state=None)._build_candidates(X, y, None)[0][0]\
+        .estimator.random_state is None
+
+
 def test_auto_candidates_follow_the_modality(feats, monkeypatch):
     X, y = feats
     s = tle.TransferSearchCV(budget=600, cv=2)

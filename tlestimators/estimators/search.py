@@ -78,6 +78,8 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.parallel import Parallel, delayed
 from sklearn.utils.validation import check_is_fitted
 
+from tlestimators._validation import check_random_state_int
+
 __all__ = ["TransferSearchCV", "BUDGETS"]
 
 # seconds of search rounds (on a 2-core CPU: "fast" is a probe or two per backbone)
@@ -368,8 +370,10 @@ class TransferSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
     n_jobs : int, default=None
         Parallel (candidate, fold) fits through joblib. A resumed rung sends each fold's
         fitted estimator to a worker and back (pickled).
-    random_state : int, default=0
-        Seeds the folds and the candidates built by ``"auto"``.
+    random_state : int, RandomState instance or None, default=0
+        Seeds the folds and the candidates built by ``"auto"`` (and the source-only
+        probe added for domain adaptation). A RandomState is drawn from once per fit;
+        ``None`` leaves both unseeded.
     verbose : int, default=0
         ``1`` prints a progress bar over rounds and the report table.
 
@@ -445,7 +449,7 @@ class TransferSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         self.verbose = verbose
 
     # ------------------------------------------------------------------ candidates
-    def _auto_candidates(self, modality, da, labels):
+    def _auto_candidates(self, modality, da, labels, seed):
         from tlestimators import (
             DANNAdapter,
             FineTuneClassifier,
@@ -453,7 +457,7 @@ class TransferSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
             ZeroShotTextClassifier,
         )
 
-        rs = self.random_state if isinstance(self.random_state, numbers.Integral) else 0
+        rs = seed
         backbones = self.backbones or _DEFAULT_BACKBONES.get(modality, [])
         out = []
         for i, bb in enumerate(backbones):
@@ -495,12 +499,12 @@ class TransferSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
             raise ValueError(f"No candidates for {modality} data with backbones={backbones!r}.")
         return out
 
-    def _build_candidates(self, X, y):
+    def _build_candidates(self, X, y, seed=0):
         modality = _infer_modality(X)
         da = _has_target_rows(y)
         labels = [c for c in np.unique(np.asarray(y).astype(object).astype(str))]
         if isinstance(self.candidates, str):
-            pairs = self._auto_candidates(modality, da, labels)
+            pairs = self._auto_candidates(modality, da, labels, seed)
         else:
             pairs = []
             for i, c in enumerate(self.candidates):
@@ -519,9 +523,7 @@ class TransferSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
             if probes:
                 self.fallback_ = probes[0]
             else:
-                rs = self.random_state if isinstance(self.random_state,
-                                                     numbers.Integral) else 0
-                probe = _source_probe_like([e for _, e in pairs], modality, rs)
+                probe = _source_probe_like([e for _, e in pairs], modality, seed)
                 if probe is None:
                     raise ValueError(
                         "With unlabeled target rows (y == -1) the candidates must include "
@@ -615,11 +617,13 @@ class TransferSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         self._validate_params()
         start = _clock()
         budget = self._budget_seconds()
-        cands, modality, da = self._build_candidates(X, y)
+        # one seed for the candidates built here and the folds (a RandomState is drawn
+        # from once, as sklearn does)
+        seed = check_random_state_int(self.random_state)
+        cands, modality, da = self._build_candidates(X, y, seed)
         y_arr = np.asarray(y)
         if num_samples(X) != len(y_arr):
             raise ValueError(f"X has {num_samples(X)} samples but y has {len(y_arr)}.")
-        seed = self.random_state if isinstance(self.random_state, numbers.Integral) else None
         if da:
             cv = SourceTargetKFold(self.cv, shuffle=True, random_state=seed) \
                 if isinstance(self.cv, numbers.Integral) else self.cv
