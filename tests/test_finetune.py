@@ -109,6 +109,27 @@ def test_gradual_unfreezing_schedule(images):
     assert seen == [False] * 6 + [True]
 
 
+def test_default_backbone_lr_follows_where_the_weights_come_from(images):
+    """backbone_lr=None: lr / 10 for pretrained weights, lr for a backbone that starts
+    from scratch (the DA estimators' rule too)."""
+    import dataclasses
+
+    X, y = images
+
+    def backbone_lr(bb):
+        clf = FineTuneClassifier(bb, unfreeze="all", lr=1e-2, max_epochs=1, batch_size=16,
+                                 device="cpu", random_state=0).fit(X, y)
+        module, opt = clf.net_.module_, clf.net_.optimizer_
+        group_of = {id(p): g for g in opt.param_groups for p in g["params"]}
+        assert group_of[id(module.head[-1].weight)]["initial_lr"] == pytest.approx(1e-2)
+        return group_of[id(module.backbone.proj.weight)]["initial_lr"]
+
+    assert backbone_lr(TinyConvBackbone()) == pytest.approx(1e-2)  # random init
+    pretrained = TinyConvBackbone()
+    pretrained.config = dataclasses.replace(pretrained.config, weights="file:tiny.pt")
+    assert backbone_lr(pretrained) == pytest.approx(1e-3)
+
+
 def test_layer_decay_and_warmup_cosine_schedule(images):
     X, y = images
     clf = _ft(unfreeze="all", lr=1e-2, backbone_lr=1e-3, layer_decay=0.5, warmup=0.25,

@@ -662,6 +662,16 @@ def class_weight_tensor(class_weight, classes, y_enc):
     return torch.as_tensor(w, dtype=torch.float32)
 
 
+def default_backbone_lr(lr, backbone, lora=False):
+    """What ``backbone_lr=None`` means in every estimator that trains a backbone:
+    ``lr`` for weights that start from scratch (a randomly initialised backbone, LoRA
+    adapters, which start at zero), ``lr / 10`` for pretrained weights (the usual
+    fine-tuning discount: they should move less than a new head)."""
+    if lora or backbone.config.weights == "random":
+        return lr
+    return lr / 10
+
+
 def linear_probe(*, device, random_state, class_weight=None, classes=None, y_enc=None,
                  **kwargs):
     """The :class:`~tlestimators.probe.LinearProbeCV` an estimator's linear head comes

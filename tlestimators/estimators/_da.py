@@ -49,6 +49,7 @@ from tlestimators.estimators._base import (
     TransferNet,
     _autocast_context,
     common_constraints,
+    default_backbone_lr,
     encode_labels,
     linear_probe,
     make_head,
@@ -401,7 +402,7 @@ class BaseDomainAdapter(NetClassifierMixin, ClassifierMixin, TransformerMixin,
                 return self.lr * float(mult)
         if self.backbone_lr is not None:
             return float(self.backbone_lr)
-        return self.lr if backbone.config.weights == "random" else self.lr / 10
+        return default_backbone_lr(self.lr, backbone)
 
     def _fit_net(self, items, modality, y_enc, is_target, unfreeze, device, seed):
         backbone = self._make_backbone(items.shape[1] if modality == "features" else None)
@@ -609,7 +610,8 @@ _COMMON_PARAMETERS = """backbone : str or Backbone, default="mlp"
     backbone_lr : float, default=None
         Absolute learning rate of the trained backbone parameters. ``None``:
         ``lr / 10`` for pretrained weights (the DANN paper's fine-tuning setting),
-        ``lr`` for randomly initialised ones.
+        ``lr`` for randomly initialised ones (the rule of every estimator that trains
+        a backbone).
     optimizer : {"sgd", "adamw", "adam"} or torch.optim class, default="adam"
         The recipe shared by every deep DA estimator: Adam at ``lr=1e-3`` with the
         DANN paper's lr decay and lambda ramp, dense inputs standardised. Until 0.3

@@ -21,6 +21,7 @@ from tlestimators.estimators._base import (
     check_random_state_int,
     class_weight_tensor,
     common_constraints,
+    default_backbone_lr,
     early_stopping_split,
     linear_probe,
     make_head,
@@ -106,8 +107,10 @@ class FineTuneClassifier(NetClassifierMixin, BackboneParamsMixin, ClassifierMixi
     lr : float, default=1e-3
         Learning rate of the head.
     backbone_lr : float, default=None
-        Learning rate (absolute) of the last backbone group; ``None`` means ``lr / 10``
-        (``lr`` for the LoRA adapters, which start at zero).
+        Learning rate (absolute) of the last backbone group. ``None``: ``lr / 10`` for
+        pretrained weights, ``lr`` for weights that start from scratch (a randomly
+        initialised backbone such as ``"mlp"``, or the LoRA adapters, which start at
+        zero), as in the domain-adaptation estimators.
     layer_decay : float in (0, 1], default=None
         Group ``i`` from the output gets ``backbone_lr * layer_decay ** i``; ``None``
         means no decay.
@@ -448,9 +451,9 @@ class FineTuneClassifier(NetClassifierMixin, BackboneParamsMixin, ClassifierMixi
                 self.lora_ = start_lora(self, backbone)
             module = TransferModule(backbone, head, freeze_norm_stats=self.freeze_norm_stats)
             callbacks, groups = self._build_callbacks(module, n_train, es)
-            backbone_lr = self.lr / 10 if self.backbone_lr is None else self.backbone_lr
-            if self.lora_ is not None and self.backbone_lr is None:
-                backbone_lr = self.lr
+            backbone_lr = self.backbone_lr
+            if backbone_lr is None:
+                backbone_lr = default_backbone_lr(self.lr, backbone, lora=self.lora_ is not None)
             cuda = str(device).startswith("cuda")
             # the collates read the backbone from the net, so it is pickled once
             collate_train = Collate(train=bool(self.augment))
