@@ -151,6 +151,14 @@ def test_lora_pickles_adapters_only_and_clones(fitted):
     assert c.get_params()["unfreeze"] == "lora" and not hasattr(c, "lora_")
     # a second pickle of the unpickled estimator is as small
     assert len(pickle.dumps(again)) < 0.1 * full
+    # base weights changed since: the same error (and type) as tlestimators.load gives
+    from tlestimators.exceptions import FingerprintMismatchError
+
+    state = pickle.loads(blob).__getstate__()
+    state["lora_"] = dict(state["lora_"], base_fingerprint="0" * 64)
+    with pytest.raises(FingerprintMismatchError, match=r"only LoRA adapters .* over the "
+                                                       r"backbone 'efficientnet_lite0'"):
+        type(clf).__new__(type(clf)).__setstate__(state)
 
 
 def test_lora_refused_words_and_bad_kwargs():

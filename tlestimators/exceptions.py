@@ -13,6 +13,7 @@ __all__ = [
     "PluginError",
     "PluginLoadError",
     "WeightsUnavailableError",
+    "FingerprintMismatchError",
     "TrainingDivergedError",
     "PluginWarning",
 ]
@@ -43,6 +44,11 @@ class PluginLoadError(PluginError, BackboneNotFoundError):
 
 class WeightsUnavailableError(TLEError, RuntimeError):
     """Pretrained weights are not installed and cannot be fetched offline."""
+
+
+class FingerprintMismatchError(TLEError, ValueError):
+    """A backbone stored by reference (a saved or pickled model that keeps only its
+    name, or only LoRA adapters over it) no longer has the weights it was fitted on."""
 
 
 class TrainingDivergedError(TLEError, RuntimeError):

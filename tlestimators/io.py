@@ -48,7 +48,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tlestimators.exceptions import TLEError
+from tlestimators.exceptions import FingerprintMismatchError, TLEError
 
 __all__ = [
     "save",
@@ -84,10 +84,6 @@ _BUILTIN_CONTAINERS = {"builtins.dict", "builtins.list", "builtins.tuple", "buil
 
 class UntrustedTypeError(TLEError, TypeError):
     """A saved model names a type or function that :func:`load` will not build."""
-
-
-class FingerprintMismatchError(TLEError, ValueError):
-    """A backbone stored by reference no longer has the weights it was saved with."""
 
 
 def _qualname(obj) -> str:
@@ -642,7 +638,7 @@ def _backbone_from_reference(ref):
 def _backbone_from_lora(info, settings, adapters):
     """Rebuild the package backbone, check its base fingerprint, put the saved LoRA
     adapters on and merge them (what fit did at its end)."""
-    from tlestimators.backbones.lora import apply_lora, load_lora_state_dict, merge_lora
+    from tlestimators.backbones.lora import merge_saved_adapters
     from tlestimators.backbones.registry import create_backbone
     from tlestimators.features import backbone_fingerprint
 
@@ -656,9 +652,7 @@ def _backbone_from_lora(info, settings, adapters):
             f"{info['fingerprint'][:16]}.... Install the package version the model was "
             "trained with, or save it with include_backbone=True."
         )
-    apply_lora(bb, settings)
-    load_lora_state_dict(bb, adapters)
-    merge_lora(bb)
+    merge_saved_adapters(bb, settings, adapters)
     _restore_mode(bb, info)
     return bb
 

@@ -41,7 +41,8 @@ from torch import nn
 from tlestimators.backbones.base import Backbone
 
 __all__ = ["LORA_KEYS", "apply_lora", "has_lora", "load_lora_state_dict", "lora_family",
-           "lora_state_dict", "lora_targets", "merge_lora", "trainable_fraction"]
+           "lora_state_dict", "lora_targets", "merge_lora", "merge_saved_adapters",
+           "trainable_fraction"]
 
 #: ``lora_kwargs`` keys with a documented meaning (other ``peft.LoraConfig`` fields are
 #: passed through).
@@ -244,6 +245,17 @@ def merge_lora(backbone: nn.Module) -> nn.Module:
         setattr(parent, child, plain)
     if hasattr(inner, "peft_config"):
         del inner.peft_config
+    return backbone
+
+
+def merge_saved_adapters(backbone: Backbone, settings: dict, adapters: dict) -> Backbone:
+    """Put saved adapters back on a fresh base and merge them, as ``fit`` left its
+    backbone: :func:`apply_lora` with the recorded ``settings`` (its ``"family"`` entry
+    is a record, not a setting), :func:`load_lora_state_dict`, :func:`merge_lora`.
+    Checking that the base is the one the adapters were trained on is the caller's."""
+    apply_lora(backbone, {k: v for k, v in settings.items() if k != "family"})
+    load_lora_state_dict(backbone, adapters)
+    merge_lora(backbone)
     return backbone
 
 

@@ -15,7 +15,7 @@ import pickle
 
 import torch
 
-from tlestimators.exceptions import WeightsUnavailableError
+from tlestimators.exceptions import FingerprintMismatchError
 
 __all__ = ["start_lora", "finish_lora", "lora_getstate", "lora_setstate"]
 
@@ -44,24 +44,21 @@ def finish_lora(est, net):
 
 
 def _rebuild(est, ref):
-    from tlestimators.backbones.lora import apply_lora, load_lora_state_dict, merge_lora
+    from tlestimators.backbones.lora import merge_saved_adapters
     from tlestimators.features import backbone_fingerprint
 
     n_features = getattr(est, "n_features_in_", None)
     backbone = est._make_backbone(n_features)
     fp = backbone_fingerprint(backbone)
     if fp != ref["base_fingerprint"]:
-        raise WeightsUnavailableError(
-            f"cannot unpickle this {type(est).__name__}: it stores only LoRA adapters over "
-            f"backbone {est.backbone!r} ({ref['settings'].get('family')}), whose installed "
-            f"weights now have fingerprint {fp[:16]}... instead of "
-            f"{ref['base_fingerprint'][:16]}.... Install the package version it was fitted "
-            "with."
+        raise FingerprintMismatchError(
+            f"cannot unpickle this {type(est).__name__}: it stores only LoRA adapters "
+            f"({ref['settings'].get('family')}) over the backbone {est.backbone!r}, whose "
+            f"weights installed here have fingerprint {fp[:16]}..., but the adapters were "
+            f"trained on {ref['base_fingerprint'][:16]}.... Install the package version "
+            "the model was trained with."
         )
-    settings = {k: v for k, v in ref["settings"].items() if k != "family"}
-    apply_lora(backbone, settings)
-    load_lora_state_dict(backbone, ref["adapters"])
-    merge_lora(backbone)
+    merge_saved_adapters(backbone, ref["settings"], ref["adapters"])
     for p in backbone.parameters():
         p.requires_grad_(False)
     return backbone.eval()
