@@ -43,6 +43,11 @@ def feats():
 
 def test_search_picks_reports_and_predicts(feats, tmp_path):
     X, y = feats
+    from sklearn.exceptions import NotFittedError
+
+    for method in ("predict", "predict_proba", "decision_function", "score"):
+        with pytest.raises(NotFittedError):  # as GridSearchCV, not an AttributeError
+            getattr(tle.TransferSearchCV(), method)(X, *([y] if method == "score" else []))
     cands = [("probe", _lr_probe()),
              ("mlp-head", tle.FrozenFeatureClassifier("mlp", head="mlp", max_epochs=5,
                                                       random_state=0)),
@@ -71,6 +76,11 @@ def test_search_picks_reports_and_predicts(feats, tmp_path):
     assert clone(s).get_params()["candidates"][0][0] == "probe"
     s2 = pickle.loads(pickle.dumps(s))
     np.testing.assert_array_equal(s2.predict(X), s.predict(X))
+    # tlestimators.save / load (no pickle) round-trips the fitted search, report included
+    tle.save(s, tmp_path / "search")
+    s3 = tle.load(tmp_path / "search")
+    np.testing.assert_array_equal(s3.predict_proba(X), s.predict_proba(X))
+    assert s3.report_.equals(s.report_) and s3.best_params_ == s.best_params_
     outer = GridSearchCV(tle.TransferSearchCV(cands[:1], budget=600, cv=2),
                          {"margin": [0.0, 0.1]}, cv=2).fit(X, y)
     assert outer.best_score_ > 0.8
@@ -289,6 +299,20 @@ def test_domain_adaptation_search_is_label_free_and_keeps_target_rows(feats):
     assert np.isfinite(s.cv_results_["mean_test_score"]).all()  # no all-NaN folds
 
 
+def test_a_fitted_da_search_saves_and_loads(feats, tmp_path):
+    X, y = feats
+    y_da = y.copy()
+    y_da[80:] = -1
+    cands = [("dann", tle.DANNAdapter("mlp", max_epochs=2, random_state=0))]
+    s = tle.TransferSearchCV(cands, budget=600, cv=2,
+                             selection=SafeDASelection(rule="scores")).fit(X, y_da)
+    tle.save(s, tmp_path / "da")
+    again = tle.load(tmp_path / "da")
+    np.testing.assert_array_equal(again.predict_proba(X), s.predict_proba(X))
+    assert again.selection_report_ == s.selection_report_
+    assert again.report_.equals(s.report_)
+
+
 def test_source_only_probe_wins_over_worse_and_tied_adaptation(feats):
     X, y = feats
     X = X.copy()
@@ -450,6 +474,10 @@ def test_auto_candidates_follow_the_modality(feats, monkeypatch):
     assert [c.strategy for c in cands] == ["zero-shot", "frozen probe", "frozen + mlp head",
                                            "fine-tune (all)", "fine-tune (lora)"]
     assert [c.resource for c in cands[-2:]] == ["max_epochs"] * 2
+    # integer labels are no words to prompt with: no zero-shot candidate without
+    # class_names (it was added with prompts "0", "1" and could win a short budget)
+    for labels in ([0, 1] * 5, np.array([3, 7] * 5), pytest.importorskip("pandas").Series([0, 1] * 5)):
+        assert "zero-shot" not in [c.strategy for c in s._build_candidates(texts, labels)[0]]
     # class_names reach the zero-shot candidate as given: a dict, or a list with one
     # entry per sorted label (as ZeroShotTextClassifier takes it)
     for names in ({"animal": "an animal", "place": "a place"}, ["an animal", "a place"]):

@@ -502,7 +502,9 @@ class TransferSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
     def _build_candidates(self, X, y, seed=0):
         modality = _infer_modality(X)
         da = _has_target_rows(y)
-        labels = [c for c in np.unique(np.asarray(y).astype(object).astype(str))]
+        # the labels as given (not as strings): zero-shot only when they are words
+        labels = list(dict.fromkeys(c for c in np.asarray(y).tolist()
+                                    if not (isinstance(c, numbers.Integral) and c == -1)))
         if isinstance(self.candidates, str):
             pairs = self._auto_candidates(modality, da, labels, seed)
         else:
@@ -884,8 +886,6 @@ class TransferSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         return scored[chosen], fitted
 
     def _finish(self, cands, selection, main_key, best_index=None):
-        import pandas as pd
-
         self._cands = cands
         means = np.array([float(np.mean(c.scores)) if c.scores else np.nan for c in cands])
         if best_index is not None:
@@ -911,36 +911,54 @@ class TransferSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         best = cands[self.best_index_]
         self.best_params_ = {"candidate": best.name}
         self.best_score_ = float(means[self.best_index_])
-        rows = [{"candidate": c.name, "backbone": c.backbone, "strategy": c.strategy,
-                 "mean_score": means[i], "std_score": self.cv_results_["std_test_score"][i],
-                 "fit_seconds": round(c.fit_seconds, 2),
-                 "resource": _resource_text(c),
-                 "stopped": c.stopped, "chosen": i == self.best_index_}
-                for i, c in enumerate(cands)]
-        self.report_ = pd.DataFrame(rows).sort_values(
+        # plain rows (report_ builds the DataFrame from them), so the fitted search
+        # saves with tlestimators.save like any estimator
+        self._report_rows = [
+            {"candidate": c.name, "backbone": c.backbone, "strategy": c.strategy,
+             "mean_score": float(means[i]),
+             "std_score": float(self.cv_results_["std_test_score"][i]),
+             "fit_seconds": round(float(c.fit_seconds), 2), "resource": _resource_text(c),
+             "stopped": c.stopped, "chosen": i == self.best_index_}
+            for i, c in enumerate(cands)]
+
+    @property
+    def report_(self):
+        """The report (see the class docstring), best first: a new DataFrame per access."""
+        if "_report_rows" not in self.__dict__:
+            raise AttributeError("report_ exists once the search is fitted.")
+        import pandas as pd
+
+        return pd.DataFrame(self._report_rows).sort_values(
             ["chosen", "mean_score"], ascending=[False, False], na_position="last"
         ).reset_index(drop=True)
 
     # ------------------------------------------------------------------ delegation
     def _best_has(attr):
+        """Fitted: whether ``best_estimator_`` has ``attr``. Not fitted: the method is
+        there and raises ``NotFittedError`` (GridSearchCV's behaviour; which candidate
+        wins, and so what it offers, is not known before ``fit``)."""
         def check(self):
-            check_is_fitted(self, "best_estimator_")
+            if "best_estimator_" not in self.__dict__:
+                return True
             return hasattr(self.best_estimator_, attr)
         return check
 
     @available_if(_best_has("predict"))
     def predict(self, X):
         """Predictions of ``best_estimator_``."""
+        check_is_fitted(self, "best_estimator_")
         return self.best_estimator_.predict(X)
 
     @available_if(_best_has("predict_proba"))
     def predict_proba(self, X):
         """Class probabilities of ``best_estimator_``."""
+        check_is_fitted(self, "best_estimator_")
         return self.best_estimator_.predict_proba(X)
 
     @available_if(_best_has("decision_function"))
     def decision_function(self, X):
         """Decision function of ``best_estimator_``."""
+        check_is_fitted(self, "best_estimator_")
         return self.best_estimator_.decision_function(X)
 
     def score(self, X, y, sample_weight=None):
