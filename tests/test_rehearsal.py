@@ -98,8 +98,9 @@ def test_head_grows_keeping_old_rows_and_classes_declares_outputs(digits_stream)
 def test_string_labels_and_proba_columns_follow_classes(digits_stream):
     names = np.asarray(["zero", "one", "two", "three", "four", "five"])
     clf = _learner(memory_size=40)
-    for (X, y), _ in digits_stream[:2][::-1]:  # 2-3 first, then 0-1
-        clf.partial_fit(X, names[y])
+    # the same strings as a '<U' array, then as an object array (a list, a pandas column)
+    for k, ((X, y), _) in enumerate(digits_stream[:2][::-1]):  # 2-3 first, then 0-1
+        clf.partial_fit(X, names[y] if k == 0 else names[y].astype(object))
     (_, _), (Xt, yt) = digits_stream[0]
     assert clf.classes_.tolist() == sorted(["zero", "one", "two", "three"])
     proba = clf.predict_proba(Xt)

@@ -417,7 +417,10 @@ class RehearsalLearner(TransactionalFitMixin, NetClassifierMixin, BackboneParams
                     "earlier experiences; classes must include every label seen so far."
                 )
             candidates = classes
-        if known and (np.asarray(known).dtype.kind in "US") != (candidates.dtype.kind in "US"):
+        def words(labels):  # by the labels themselves: str and object arrays of str mix
+            return all(isinstance(c, (str, bytes)) for c in np.asarray(labels).tolist())
+
+        if known and words(known) != words(candidates):
             raise ValueError(
                 f"labels of this experience ({candidates.dtype}) do not mix with the "
                 f"labels seen before ({np.asarray(known).dtype}); use one label type for "
