@@ -53,12 +53,24 @@ def test_predict_image_folder_and_csv_errors(tmp_path, capsys):
     trusted = "_tiny_backbones.TinyConvBackbone"
     # a user-defined backbone class is refused unless trusted: a clear one-line error
     assert main(["predict", str(tmp_path / "model"), str(tmp_path / "images")]) == 1
-    assert "does not trust" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "does not trust" in err and f"From the command line: --trust {trusted}" in err
     assert main(["predict", str(tmp_path / "model"), str(tmp_path / "images"),
                  "--trust", trusted]) == 0
     rows = _rows(capsys.readouterr().out)[1:]
     assert [r[0].rsplit("/", 1)[-1] for r in rows] == ["img0.png", "img15.ppm"]
     assert [int(r[1]) for r in rows] == est.predict(X[[0, 15]]).tolist()
+    # data of another kind than the model's input: refused, not predicted on the paths
+    (tmp_path / "texts.csv").write_text("text\nhello\n")
+    assert main(["predict", str(tmp_path / "model"), str(tmp_path / "texts.csv"),
+                 "--trust", trusted]) == 1
+    assert "DATA holds texts but the model was fitted on image input" in capsys.readouterr().err
+    feats = tle.FrozenFeatureClassifier("mlp", random_state=0).fit(
+        np.random.RandomState(0).randn(20, 3), [0, 1] * 10)
+    tle.save(feats, tmp_path / "feats")
+    assert main(["predict", str(tmp_path / "feats"), str(tmp_path / "images")]) == 1
+    assert "DATA holds images but the model was fitted on features input" in \
+        capsys.readouterr().err
     (tmp_path / "t.csv").write_text("body\nhello\n")
     assert main(["predict", str(tmp_path / "model"), str(tmp_path / "t.csv")]) == 1
     assert main(["predict", str(tmp_path / "nope"), str(tmp_path / "t.csv")]) == 1

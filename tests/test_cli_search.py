@@ -46,4 +46,21 @@ def test_search_cli_rejects_bad_budget_and_data(tmp_path, capsys):
         main(["search", str(tmp_path), "--budget", "-3"])
     assert "budget must be seconds" in capsys.readouterr().err
     assert main(["search", str(tmp_path / "missing.txt")]) == 1
-    assert "neither a directory" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "error: DATA " in err and "neither a directory" in err  # the positional's name
+
+
+def test_search_cli_refuses_before_searching(tmp_path, capsys, monkeypatch):
+    """Errors the CLI can see up front come before any fit: an existing --save
+    directory (with the CLI's own --overwrite hint) and a CSV with blank labels."""
+    csv = tmp_path / "train.csv"
+    csv.write_text("text,label\n\"a goal\",sports\n\"bake it\",\n\"a match\",sports\n")
+    fits = []
+    monkeypatch.setattr(tle.TransferSearchCV, "fit", lambda self, *a, **k: fits.append(1))
+    assert main(["search", str(csv)]) == 1
+    err = capsys.readouterr().err
+    assert "the 'label' column is empty on 1 line(s) (first: [3])" in err
+    (tmp_path / "taken").mkdir()
+    assert main(["search", str(csv), "--save", str(tmp_path / "taken")]) == 1
+    assert "exists; pass --overwrite" in capsys.readouterr().err
+    assert not fits

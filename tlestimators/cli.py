@@ -146,7 +146,7 @@ def _pixel_features(paths, size=16):
     return out / 255.0
 
 
-def _load_user_data(path, args):
+def _load_user_data(path, args, name="--data"):
     from pathlib import Path
 
     from tlestimators import datasets
@@ -161,8 +161,8 @@ def _load_user_data(path, args):
         return (f"CSV {str(p)!r}: {len(texts)} texts, {len(set(labels))} classes", "text",
                 texts, labels, None)
     raise ValueError(
-        f"--data {str(path)!r} is neither a directory of images (one sub-folder per class) nor a "
-        ".csv file with text and label columns."
+        f"{name} {str(path)!r} is neither a directory of images (one sub-folder per class) "
+        "nor a .csv file with text and label columns."
     )
 
 
@@ -359,6 +359,31 @@ def _predict_inputs(data, text_column):
     return [str(p) for p in paths], [str(p) for p in paths]
 
 
+_KIND_OF = {"image": "images", "image-text": "images", "text": "texts",
+            "features": "features"}
+
+
+def _data_kind(data, items):
+    """What ``tlestimators predict`` was given: images (a folder or image files), texts
+    (a CSV) or features (.npy); None when it cannot tell."""
+    from tlestimators.data import is_image_path
+
+    if isinstance(items, list) and items and all(is_image_path(p) for p in items):
+        return "images"
+    first = str(data[0]).lower() if len(data) == 1 else ""
+    return {".csv": "texts", ".npy": "features"}.get(first[first.rfind("."):])
+
+
+def _model_modality(model):
+    """The input modality of a loaded model (its backbone's), or None when it has none
+    to tell (an ONNX export, a pipeline of other steps)."""
+    for m in (model, getattr(model, "estimator", None)):
+        config = getattr(getattr(m, "backbone_", None), "config", None)
+        if config is not None:
+            return config.modality
+    return getattr(model, "spec", {}).get("modality")  # OnnxClassifier
+
+
 def cmd_predict(args) -> int:
     """Predict with a model saved by tlestimators.save (or exported by export_onnx)."""
     import csv
@@ -372,10 +397,19 @@ def cmd_predict(args) -> int:
 
         model = OnnxClassifier(model_dir)
     else:
-        from tlestimators.io import load
+        from tlestimators.io import UntrustedTypeError, load
 
-        model = load(model_dir, trusted=args.trust)
+        try:
+            model = load(model_dir, trusted=args.trust)
+        except UntrustedTypeError as exc:
+            if getattr(exc, "name", None) is None:
+                raise
+            raise UntrustedTypeError(f"{exc} From the command line: --trust {exc.name}") from exc
     ids, items = _predict_inputs(args.data, args.text_column)
+    kind = _data_kind(args.data, items)
+    expected = _model_modality(model)
+    if kind is not None and expected is not None and kind != _KIND_OF.get(expected, expected):
+        raise ValueError(f"DATA holds {kind} but the model was fitted on {expected} input.")
     proba = np.asarray(model.predict_proba(items))
     classes = np.asarray(model.classes_)
     pred = classes[np.argmax(proba, axis=1)]
@@ -404,12 +438,18 @@ def _unlabeled_target(path, modality, text_column):
 
 def cmd_search(args) -> int:
     """Pick backbone and strategy with TransferSearchCV; print the report; save the pick."""
+    from pathlib import Path
+
     import numpy as np
 
     import tlestimators as tle
     from tlestimators.estimators.search import BUDGETS
 
-    desc, modality, X, y, _ = _load_user_data(args.data, args)
+    if args.save and Path(args.save).expanduser().exists() and not args.overwrite:
+        # before the search, not after it: nothing is lost but the typing
+        raise ValueError(f"--save {args.save!r} exists; pass --overwrite to replace a saved "
+                         "model there, or choose another path.")
+    desc, modality, X, y, _ = _load_user_data(args.data, args, name="DATA")
     y = np.asarray(y).astype(object)
     print(desc)
     if args.target:
@@ -548,7 +588,10 @@ def _add_search(sub) -> None:
                    help="unlabeled target data (image folder or text CSV): adds the "
                         "domain-adaptation candidates, selected without target labels")
     p.add_argument("--budget", type=_budget, default="fast",
-                   help="seconds, or fast (120) / default (600) / thorough (3600); default fast")
+                   help="seconds of search rounds, or fast (120) / default (600) / thorough "
+                        "(3600); default fast. A candidate started before it runs out "
+                        "finishes, and the chosen model's refit on all rows comes on top "
+                        "(for fine-tuning: its full epochs)")
     p.add_argument("--backbone", action="append", default=[],
                    help="candidate backbone (repeatable; default per modality)")
     p.add_argument("--cv", type=_positive_int, default=3, help="folds (default 3)")

@@ -99,6 +99,16 @@ def load_text_csv(path, text_column="text", label_column="label"):
                 f"{str(path)!r} lacks column(s) {sorted(missing)}; its header is {reader.fieldnames}."
             )
         rows = list(reader)
+    # a blank label would become a class of its own (''), a short row a None text:
+    # name the lines instead (line 1 is the header)
+    for column, bad in ((label_column, lambda v: v is None or not v.strip()),
+                        (text_column, lambda v: v is None)):
+        lines = [i + 2 for i, r in enumerate(rows) if bad(r[column])]
+        if lines:
+            raise ValueError(
+                f"{str(path)!r}: the {column!r} column is empty on {len(lines)} line(s) "
+                f"(first: {lines[:5]}); fill or drop them."
+            )
     return [r[text_column] for r in rows], np.asarray([r[label_column] for r in rows])
 
 

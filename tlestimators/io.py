@@ -83,7 +83,8 @@ _BUILTIN_CONTAINERS = {"builtins.dict", "builtins.list", "builtins.tuple", "buil
 
 
 class UntrustedTypeError(TLEError, TypeError):
-    """A saved model names a type or function that :func:`load` will not build."""
+    """A saved model names a type or function that :func:`load` will not build (its
+    ``name`` attribute, when set, is the one to pass in ``trusted=``)."""
 
 
 def _qualname(obj) -> str:
@@ -103,11 +104,13 @@ def _resolve(name: str, *, function: bool = False, trusted=()):
     ok = ok or name in trusted
     if not ok or "<" in name:
         kind = "function" if function else "type"
-        raise UntrustedTypeError(
+        err = UntrustedTypeError(
             f"The saved model names the {kind} {name!r}, which tlestimators.load does not "
             f"trust (allowed: {', '.join(TRUSTED_MODULE_PREFIXES)}; pass trusted=[{name!r}] to "
             "load if you know where it comes from). Nothing was executed."
         )
+        err.name = name  # what to trust (the CLI names its own flag for it)
+        raise err
     parts = name.split(".")
     for i in range(len(parts) - 1, 0, -1):
         try:
