@@ -244,3 +244,13 @@ def test_a_pickled_net_stores_module_and_optimizer_once(make):
     fresh = clone(est).fit(X, y)
     restored.fit(X, y)
     np.testing.assert_allclose(restored.predict_proba(X), fresh.predict_proba(X), atol=1e-5)
+
+
+def test_version_is_the_installed_distributions():
+    """__version__ and pyproject's version move together (the deprecation messages
+    name releases relative to it)."""
+    import importlib.metadata
+
+    import tlestimators
+
+    assert tlestimators.__version__ == importlib.metadata.version("tlestimators")

@@ -6,7 +6,7 @@ torch, timm, open_clip and sentence-transformers load only when used.
 
 from importlib import import_module
 
-__version__ = "0.1.0"
+__version__ = "0.2.0.dev0"
 
 _LAZY = {
     # backbones
