@@ -489,3 +489,19 @@ def test_warm_start_refuses_an_accelerator_clearly(blobs):
     assert clf.n_epochs_ == 1
     with pytest.raises(ValueError, match="accelerator is not supported"):
         clf.set_params(max_epochs=2).fit(X, y)
+
+
+def test_a_pandas_frame_of_features_fits_without_torch_warnings():
+    """pandas hands out read-only float32 views; the mlp backbone copies such a batch
+    instead of letting torch warn about non-writable memory on every batch."""
+    import warnings
+
+    pd = pytest.importorskip("pandas")
+    rng = np.random.RandomState(0)
+    X = pd.DataFrame(rng.randn(40, 3).astype(np.float32), columns=["a", "b", "c"])
+    y = pd.Series((X["a"] > 0).astype(int))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        clf = FineTuneClassifier("mlp", max_epochs=2, device="cpu", random_state=0).fit(X, y)
+        clf.predict(X)
+    assert list(clf.feature_names_in_) == ["a", "b", "c"]

@@ -7,6 +7,7 @@ with the same arguments are identical, which keeps the feature cache's identity 
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -67,6 +68,10 @@ class MLPBackbone(Backbone):
         )
 
     def preprocess(self, items, train=False):
+        if isinstance(items, np.ndarray) and not items.flags.writeable:
+            # a read-only view (pandas .values, np.load mmap): torch would warn that
+            # it shares memory it may not write; the batch is small, copy it
+            items = np.array(items, dtype=np.float32)
         return torch.as_tensor(items, dtype=torch.float32)
 
     def forward(self, batch):
