@@ -238,6 +238,29 @@ def test_model_card_content(feats, tmp_path):
     for needle in ("FrozenFeatureClassifier", "neg, pos", "accuracy (held-out)", "0.9100",
                    "training samples", "Intended use", "torch", "| max_epochs |"):
         assert needle in card, needle
+    assert "- Strategy: frozen probe" in card
+
+
+@pytest.mark.parametrize("make, strategy", [
+    (lambda: tle.FrozenFeatureClassifier("mlp", head="mlp", max_epochs=1), "frozen + mlp head"),
+    (lambda: tle.CDANAdapter("mlp", max_epochs=1), "CDAN (lambda_max=0.3)"),
+    (lambda: tle.DANNAdapter("mlp", lambda_max=0.0, max_epochs=1),
+     "DANN net, no adaptation (lambda_max=0)"),
+])
+def test_model_card_names_the_strategy_as_the_search_report_does(feats, tmp_path, make, strategy):
+    """One vocabulary (estimators._base.strategy_of) for the card and the search's
+    report: the card no longer calls an MLP head a linear probe."""
+    from tlestimators.estimators._base import strategy_of
+
+    X, y = feats
+    est = make()
+    y_fit = y.astype(object)
+    if "lambda" in strategy:  # the DA estimators: the last 20 rows are unlabeled target
+        y_fit[40:] = -1
+    est.fit(X, y_fit)
+    assert strategy_of(est) == strategy
+    card = (save(est, tmp_path / "m") / "README.md").read_text()
+    assert f"- Strategy: {strategy}" in card
 
 
 def test_lora_finetune_saved_as_adapters_over_package_reference(tmp_path):

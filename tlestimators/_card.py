@@ -12,19 +12,9 @@ import json
 
 import numpy as np
 
+from tlestimators.estimators._base import strategy_of
+
 __all__ = ["model_card"]
-
-_STRATEGY = {
-    "FrozenFeatureClassifier": "frozen backbone + trained head (linear probe)",
-    "FineTuneClassifier": "fine-tuning",
-    "DANNAdapter": "domain-adversarial adaptation (DANN)",
-    "RehearsalLearner": "rehearsal-based continual learning",
-    "ZeroShotCLIPClassifier": "zero-shot CLIP prompts (few-shot when labeled examples are given)",
-    "ZeroShotTextClassifier": "zero-shot text prompts (few-shot when labeled examples are given)",
-    "BackboneEmbedder": "embeddings for a downstream model",
-    "Pipeline": "scikit-learn pipeline",
-}
-
 
 def _final_step(est):
     steps = getattr(est, "steps", None)
@@ -52,7 +42,7 @@ def model_card(estimator, config, *, scores=None, data_summary=None) -> str:
 
     final = _final_step(estimator)
     name = type(estimator).__name__
-    strategy = _STRATEGY.get(type(final).__name__, type(final).__name__)
+    strategy = strategy_of(getattr(final, "best_estimator_", final))
     bb = config.get("backbone") or {}
     classes = config.get("classes")
     meta = ModelCardData(library_name="tlestimators",

@@ -662,6 +662,14 @@ def class_weight_tensor(class_weight, classes, y_enc):
     return torch.as_tensor(w, dtype=torch.float32)
 
 
+def strategy_of(estimator) -> str:
+    """How ``estimator`` transfers, in one line: the words of TransferSearchCV's report
+    and of the model card :func:`tlestimators.save` writes. Each estimator says it with
+    a ``_strategy()`` method; anything else is named by its class."""
+    describe = getattr(estimator, "_strategy", None)
+    return describe() if callable(describe) else type(estimator).__name__
+
+
 def default_backbone_lr(lr, backbone, lora=False):
     """What ``backbone_lr=None`` means in every estimator that trains a backbone:
     ``lr`` for weights that start from scratch (a randomly initialised backbone, LoRA

@@ -319,6 +319,14 @@ class BaseDomainAdapter(NetClassifierMixin, ClassifierMixin, TransformerMixin,
         "weight_decay": [Interval(Real, 0, None, closed="left"), StrOptions({"auto"})],
     }
 
+    #: the method's name in reports and model cards
+    _method = "domain adaptation"
+
+    def _strategy(self):
+        if self.lambda_max == 0:
+            return f"{self._method} net, no adaptation (lambda_max=0)"
+        return f"{self._method} (lambda_max={self.lambda_max:g})"
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.non_deterministic = False

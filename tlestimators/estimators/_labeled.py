@@ -106,6 +106,11 @@ class LabeledOnly(ClassifierMixin, BaseEstimator):
             return self.estimator_.transform(X)
         return self.estimator_._net_input(X)
 
+    def _strategy(self):
+        from tlestimators.estimators._base import strategy_of
+
+        return f"source-only ({strategy_of(self.estimator)})"
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags = clone(self.estimator).__sklearn_tags__().input_tags

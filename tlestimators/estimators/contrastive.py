@@ -421,6 +421,9 @@ class ContrastiveFewShotClassifier(LogitsClassifierMixin, BackboneParamsMixin, C
             Z = normalize(Z)
         return Z @ self.coef_.T + self.intercept_
 
+    def _strategy(self):
+        return "contrastive few-shot (SetFit's pairs)"
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.two_d_array = False

@@ -155,6 +155,8 @@ class DeepCORALAdapter(BaseDomainAdapter):
     (60,)
     """
 
+    _method = "Deep CORAL"
+
     def __init__(self, backbone="mlp", *, backbone_kwargs=None, unfreeze="all",
                  bottleneck="auto", head="linear", lambda_max=1e4, lambda_schedule="dann",
                  lr=DEFAULT_LR, lr_schedule="dann", warmup=0.1, backbone_lr=None,
@@ -201,6 +203,8 @@ class MMDAdapter(BaseDomainAdapter):
         **BaseDomainAdapter._parameter_constraints,
         "sigmas": ["array-like", None],
     }
+
+    _method = "MMD (DAN)"
 
     def __init__(self, backbone="mlp", *, backbone_kwargs=None, unfreeze="all",
                  bottleneck="auto", head="linear", lambda_max=0.3, lambda_schedule="dann",
@@ -250,6 +254,8 @@ class CDANAdapter(BaseDomainAdapter):
         "domain_head": [StrOptions({"mlp", "linear"}), nn.Module],
         "entropy_conditioning": ["boolean"],
     }
+
+    _method = "CDAN"
 
     def __init__(self, backbone="mlp", *, backbone_kwargs=None, unfreeze="all",
                  bottleneck="auto", head="linear", lambda_max=0.3, lambda_schedule="dann",
@@ -310,6 +316,8 @@ class InfoMaxAdapter(BaseDomainAdapter):
         "diversity_weight": [Interval(Real, 0, None, closed="left")],
         "pseudo_label_threshold": [Interval(Real, 0, 1, closed="both"), None],
     }
+
+    _method = "information maximisation"
 
     def __init__(self, backbone="mlp", *, backbone_kwargs=None, unfreeze="all",
                  bottleneck="auto", head="linear", lambda_max=0.3, lambda_schedule="dann",

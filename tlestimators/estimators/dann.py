@@ -150,6 +150,8 @@ class DANNAdapter(BaseDomainAdapter):
             [StrOptions({"auto"}), Interval(Real, 0, None, closed="left")]),
     }
 
+    _method = "DANN"
+
     def __init__(
         self,
         backbone="mlp",

@@ -114,6 +114,9 @@ class BackboneEmbedder(BackboneParamsMixin, TransformerMixin, BaseEstimator):
         self.normalize = normalize
         self.verbose = verbose
 
+    def _strategy(self):
+        return "frozen embeddings for a downstream model"
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.requires_fit = True

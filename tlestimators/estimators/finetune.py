@@ -361,6 +361,9 @@ class FineTuneClassifier(NetClassifierMixin, BackboneParamsMixin, ClassifierMixi
         self.verbose = verbose
         self.accelerator = accelerator
 
+    def _strategy(self):
+        return f"fine-tune ({self.unfreeze})"
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.non_deterministic = False

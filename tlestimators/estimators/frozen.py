@@ -235,6 +235,10 @@ class FrozenFeatureClassifier(NetClassifierMixin, BackboneParamsMixin, Classifie
             isinstance(self.head, str) and self.head == "mlp"
         )
 
+    def _strategy(self):
+        head = self.head if isinstance(self.head, str) else type(self.head).__name__
+        return "frozen probe" if head == "linear" else f"frozen + {head} head"
+
     def fit(self, X, y):
         """Embed ``X`` with the frozen backbone (cached) and fit the head.
 

@@ -286,6 +286,9 @@ class RehearsalLearner(TransactionalFitMixin, NetClassifierMixin, BackboneParams
         self.verbose = verbose
         self.epochs_per_experience = epochs_per_experience
 
+    def _strategy(self):
+        return f"continual learning (rehearsal, memory {self.memory_size})"
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.non_deterministic = self.random_state is None

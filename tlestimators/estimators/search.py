@@ -79,6 +79,7 @@ from sklearn.utils.parallel import Parallel, delayed
 from sklearn.utils.validation import check_is_fitted
 
 from tlestimators._validation import check_random_state_int
+from tlestimators.estimators._base import strategy_of
 
 __all__ = ["TransferSearchCV", "BUDGETS"]
 
@@ -162,24 +163,6 @@ def _describe(est):
     backbone = getattr(est, "backbone", None)
     backbone = backbone if isinstance(backbone, str) else type(backbone).__name__
     return backbone
-
-
-def _strategy_of(est) -> str:
-    name = _bare_name(est)
-    if _is_source_probe(est):
-        return "source-only (frozen probe)"
-    if name == "FineTuneClassifier":
-        return f"fine-tune ({est.unfreeze})"
-    if name == "FrozenFeatureClassifier":
-        head = est.head if isinstance(est.head, str) else type(est.head).__name__
-        return "frozen probe" if head == "linear" else f"frozen + {head} head"
-    if name.startswith("ZeroShot"):
-        return "zero-shot"
-    from tlestimators.estimators.dann import DANNAdapter
-
-    if isinstance(est, DANNAdapter) and getattr(est, "lambda_max", None) == 0:
-        return "DANN head, no adaptation (lambda_max=0)"
-    return name
 
 
 def _is_source_probe(est) -> bool:
@@ -539,7 +522,7 @@ class TransferSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         cands = []
         for name, est in pairs:
             res, max_r = _resource_of(est)
-            strategy = _strategy_of(est)
+            strategy = strategy_of(est)
             cands.append(_Cand(name, est, _describe(est), strategy, res, max_r))
         return cands, modality, da
 

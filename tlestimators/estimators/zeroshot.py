@@ -56,6 +56,9 @@ class _PromptClassifier(LogitsClassifierMixin, BackboneParamsMixin, ClassifierMi
     Subclasses set ``_modality_name`` and implement ``_check_backbone``,
     ``_default_templates``, ``_encode_prompts`` and ``_default_logit_scale``."""
 
+    def _strategy(self):
+        return "zero-shot" if self.few_shot is None else f"zero-shot + few-shot ({self.few_shot})"
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.two_d_array = False
