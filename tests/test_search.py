@@ -500,6 +500,13 @@ def test_auto_candidates_follow_the_modality(feats, monkeypatch):
     cands, _, da = s._build_candidates(X, y_da)
     assert da and cands[0].name == "source-only" and len(cands) >= 3
     assert cands[0].strategy == "source-only (frozen probe)" and s.fallback_ == "source-only"
+    adapters = [c.estimator for c in cands if hasattr(c.estimator, "lambda_max")]
+    assert len(adapters) == 5 and {a.unfreeze for a in adapters} == {"all"}  # the mlp trains
+    # images and text: the adaptation nets train on the frozen backbone's embeddings
+    y_text = np.array(["animal", "place"] * 5 + [-1] * 10, dtype=object)
+    cands, _, _ = s._build_candidates(texts + texts, y_text)
+    adapters = [c.estimator for c in cands if hasattr(c.estimator, "lambda_max")]
+    assert len(adapters) == 5 and {a.unfreeze for a in adapters} == {"head"}
 
 
 # ------------------------------------------------------------------ resumed rungs

@@ -291,7 +291,9 @@ class TransferSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         text backbones, with all weights trained (``unfreeze="all"``) and with LoRA
         adapters (``unfreeze="lora"``, when peft, the ``[lora]`` extra, is installed),
         and, when ``y`` holds ``-1`` rows, the domain-adaptation methods
-        (DANN, Deep CORAL, MMD, CDAN, InfoMax) with the source-only frozen probe. A list
+        (DANN, Deep CORAL, MMD, CDAN, InfoMax; on an image or text backbone they train
+        on its frozen, cached embeddings, ``unfreeze="head"``) with the source-only
+        frozen probe. A list
         holds estimators or ``(name, estimator)`` pairs; with ``y == -1`` rows a
         source-only frozen probe is added to it unless it holds one
         (``LabeledOnly(FrozenFeatureClassifier(...))``), on the backbone of its first
@@ -452,11 +454,15 @@ class TransferSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
                 # the labeled (source) rows only, one per backbone
                 out.append(("source-only" if i == 0 else f"source-only[{bb}]",
                             LabeledOnly(FrozenFeatureClassifier(bb, random_state=rs))))
-                out.append((f"dann[{bb}]", DANNAdapter(bb, random_state=rs)))
+                # a pretrained backbone stays frozen: the adaptation nets train on its
+                # cached embeddings, shared with the source-only probe (the setting of
+                # results/da.md); the random-init mlp over features trains
+                unfreeze = "head" if modality in ("image", "text") else "all"
+                out.append((f"dann[{bb}]", DANNAdapter(bb, unfreeze=unfreeze, random_state=rs)))
                 for cls in (da_methods.DeepCORALAdapter, da_methods.MMDAdapter,
                             da_methods.CDANAdapter, da_methods.InfoMaxAdapter):
                     out.append((f"{cls.__name__.removesuffix('Adapter').lower()}[{bb}]",
-                                cls(bb, random_state=rs)))
+                                cls(bb, unfreeze=unfreeze, random_state=rs)))
                 continue
             text_words = self.class_names is not None or all(isinstance(c, str)
                                                              for c in labels)
