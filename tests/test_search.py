@@ -393,7 +393,10 @@ def test_consensus_search_fits_each_candidate_once_within_the_budget(feats, monk
     _AdaptedTimed.fits = []
     s = tle.TransferSearchCV(cands, budget=150, cv=3).fit(X, y_da)
     assert len(_AdaptedTimed.fits) == 2
-    assert s.report_.set_index("candidate").loc["flipped", "stopped"].startswith("budget")
+    flipped = s.report_.set_index("candidate").loc["flipped"]
+    # a candidate the budget never started reached no resource (it said "full")
+    assert flipped["stopped"].startswith("budget: not started") and flipped["resource"] == "none"
+    assert s.report_.set_index("candidate").loc["source-only", "resource"] == "full"
     assert s.search_seconds_ <= 250
 
 

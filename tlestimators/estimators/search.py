@@ -92,6 +92,9 @@ _DEFAULT_BACKBONES = {"image": ["efficientnet_lite0"], "text": ["minilm"],
                       "features": ["mlp"], "image-text": []}
 
 
+_NOT_STARTED = "budget: not started"
+
+
 @dataclass
 class _Cand:
     name: str
@@ -258,10 +261,13 @@ def _fit_score(estimator, X, y, train, test, scorers, fit_params, fresh=True, ke
 
 
 def _resource_text(c):
-    """The report's ``resource``: ``"full"``, ``"none"`` or epochs reached of the max,
+    """The report's ``resource``: ``"full"``, ``"none"`` (never started) or epochs
+    reached of the max,
     with the rungs when there were several: ``"10/10 epochs (1 -> 3 -> 10, resumed)"``
     when each rung continued the previous one's fold models, ``"(1, 3, 10, each from
     scratch)"`` when they were refitted."""
+    if c.stopped.startswith(_NOT_STARTED):
+        return "none"
     if c.resource is None:
         return "full"
     if not c.reached:
@@ -651,7 +657,7 @@ class TransferSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         cheap.sort(key=lambda c: (c.name != self.fallback_ and c.strategy != "zero-shot",))
         for c in cheap:
             if remaining() <= 0 and any(d.scores for d in cheap):
-                c.alive, c.stopped = False, "budget: not started, none left"
+                c.alive, c.stopped = False, f"{_NOT_STARTED}, none left"
                 continue
             self._record(c, self._run(c.estimator, X, y_arr, splits, scorers, fit_params),
                          main_key)
@@ -787,7 +793,7 @@ class TransferSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
             batch = order[b:b + width]
             if fits and _clock() - start >= budget:
                 for i in batch:
-                    cands[i].alive, cands[i].stopped = False, "budget: not started, none left"
+                    cands[i].alive, cands[i].stopped = False, f"{_NOT_STARTED}, none left"
                 continue
             out = Parallel(n_jobs=self.n_jobs)(delayed(timed)(cands[i]) for i in batch)
             for i, (est, sec) in zip(batch, out):
