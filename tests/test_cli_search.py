@@ -61,6 +61,7 @@ def test_search_cli_refuses_before_searching(tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err
     assert "the 'label' column is empty on 1 line(s) (first: [3])" in err
     (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "config.json").write_text("{}")  # a model saved before
     assert main(["search", str(csv), "--save", str(tmp_path / "taken")]) == 1
     assert "exists; pass --overwrite" in capsys.readouterr().err
     assert not fits

@@ -222,8 +222,11 @@ def test_save_errors(feats, tmp_path):
         save(est, tmp_path / "m")
     save(est, tmp_path / "m", overwrite=True)
     (tmp_path / "not_a_model").mkdir()
+    (tmp_path / "not_a_model" / "notes.txt").write_text("mine")
     with pytest.raises(FileExistsError, match="not a saved tlestimators model"):
         save(est, tmp_path / "not_a_model", overwrite=True)
+    (tmp_path / "empty").mkdir()  # an empty folder made for the model is used as is
+    assert (save(est, tmp_path / "empty") / "config.json").is_file()
     with pytest.raises(FileNotFoundError, match="no config.json"):
         load(tmp_path / "not_a_model")
 

@@ -445,7 +445,9 @@ def cmd_search(args) -> int:
     import tlestimators as tle
     from tlestimators.estimators.search import BUDGETS
 
-    if args.save and Path(args.save).expanduser().exists() and not args.overwrite:
+    save_to = Path(args.save).expanduser() if args.save else None
+    if save_to and save_to.exists() and not args.overwrite and not (
+            save_to.is_dir() and not any(save_to.iterdir())):  # tle.save uses an empty one
         # before the search, not after it: nothing is lost but the typing
         raise ValueError(f"--save {args.save!r} exists; pass --overwrite to replace a saved "
                          "model there, or choose another path.")

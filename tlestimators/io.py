@@ -698,7 +698,8 @@ def save(estimator, path, *, include_backbone=False, overwrite=False, card=True,
         Copy the weights of package-provided backbones into the directory instead of
         storing them by reference (registry name + weights fingerprint).
     overwrite : bool, default=False
-        Replace an existing directory.
+        Replace a model saved at ``path`` before. An empty directory is used without
+        it; a directory that holds anything but a saved model is never replaced.
     card : bool, default=True
         Write a model card (``README.md``).
     scores : dict, default=None
@@ -714,6 +715,8 @@ def save(estimator, path, *, include_backbone=False, overwrite=False, card=True,
     from safetensors.torch import save_file as save_pt
 
     root = Path(path)
+    if root.is_dir() and not any(root.iterdir()):  # an empty folder made for it: use it
+        root.rmdir()
     if root.exists():
         if not overwrite:
             raise FileExistsError(f"path {str(root)!r} exists; pass overwrite=True to replace it.")
