@@ -407,6 +407,13 @@ def test_prediction_api_from_the_shared_mixin(fitted, problem):
     est = DANNAdapter(backbone_kwargs=MLP, max_epochs=1, random_state=0)
     est.fit(pd.DataFrame(X, columns=cols), y)
     assert list(est.feature_names_in_) == cols
+    # transform is a pipeline step like any sklearn transformer: named outputs, set_output
+    Z = est.set_output(transform="pandas").transform(pd.DataFrame(X, columns=cols))
+    assert isinstance(Z, pd.DataFrame) and Z.shape == (len(X), est.n_features_out_)
+    assert list(Z.columns) == list(est.get_feature_names_out())
+    assert Z.columns[0] == "dannadapter0"
+    with pytest.raises(ValueError, match="input_features"):
+        est.get_feature_names_out(["a"] * 10)
 
 
 @pytest.mark.parametrize("unfreeze", ["all", "head"])

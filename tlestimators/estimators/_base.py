@@ -82,6 +82,7 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
+from sklearn.base import ClassNamePrefixFeaturesOutMixin
 from sklearn.utils._param_validation import Hidden, Interval, StrOptions
 from skorch import NeuralNetClassifier
 from torch import nn
@@ -660,6 +661,17 @@ def class_weight_tensor(class_weight, classes, y_enc):
         )
     w = compute_class_weight(class_weight, classes=classes, y=classes[y_enc])
     return torch.as_tensor(w, dtype=torch.float32)
+
+
+class NumberedFeaturesOutMixin(ClassNamePrefixFeaturesOutMixin):
+    """``get_feature_names_out`` (hence ``set_output``) for a transformer whose outputs
+    are no input columns: ``<classname>0 ... <classname>{D-1}`` for ``D =
+    n_features_out_``, scikit-learn's own naming (``ClassNamePrefixFeaturesOutMixin``,
+    which also checks ``input_features`` against the fitted column names)."""
+
+    @property
+    def _n_features_out(self):
+        return self.n_features_out_
 
 
 def strategy_of(estimator) -> str:

@@ -45,6 +45,7 @@ from tlestimators.callbacks import (
 from tlestimators.estimators._base import (
     BackboneParamsMixin,
     Collate,
+    NumberedFeaturesOutMixin,
     TransferDataset,
     TransferNet,
     _autocast_context,
@@ -294,8 +295,8 @@ class AdversarialCriterion(nn.Module):
 
 
 # --------------------------------------------------------------------------- estimator
-class BaseDomainAdapter(NetClassifierMixin, ClassifierMixin, TransformerMixin,
-                        BackboneParamsMixin, BaseEstimator):
+class BaseDomainAdapter(NetClassifierMixin, ClassifierMixin, NumberedFeaturesOutMixin,
+                        TransformerMixin, BackboneParamsMixin, BaseEstimator):
     """Shared parameters, ``fit``, prediction and scoring of the deep DA estimators.
 
     A subclass documents its parameters, lists them in ``__init__`` and implements
@@ -438,6 +439,7 @@ class BaseDomainAdapter(NetClassifierMixin, ClassifierMixin, TransformerMixin,
         if width is not None:
             bottleneck, d = nn.Sequential(nn.Linear(d, int(width)), nn.ReLU()), int(width)
         n_classes = len(self.classes_)
+        self.n_features_out_ = d  # the width of transform's output
         module = DAModule(None if frozen else backbone, scaler, bottleneck,
                           make_head(d, n_classes, self.head),
                           self._make_criterion(d, n_classes))
@@ -679,6 +681,8 @@ _COMMON_ATTRIBUTES = """classes_ : ndarray
         Only for the ``features`` modality.
     feature_names_in_ : ndarray of str
         Input column names, when given (``features`` modality only).
+    n_features_out_ : int
+        Width of :meth:`transform`'s output (the label head's input).
     backbone_ : Backbone
         The (adapted or frozen) backbone, stored once (inside ``net_`` when trained).
     net_ : skorch.NeuralNetClassifier

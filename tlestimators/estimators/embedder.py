@@ -8,6 +8,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from tlestimators.estimators._base import (
     BackboneParamsMixin,
+    NumberedFeaturesOutMixin,
     common_constraints,
     resolve_device,
     validate_feature_input,
@@ -17,7 +18,8 @@ from tlestimators.features import compute_embeddings, frozen_backbone
 __all__ = ["BackboneEmbedder"]
 
 
-class BackboneEmbedder(BackboneParamsMixin, TransformerMixin, BaseEstimator):
+class BackboneEmbedder(NumberedFeaturesOutMixin, BackboneParamsMixin, TransformerMixin,
+                       BaseEstimator):
     """Embed raw inputs with a frozen pretrained backbone: ``X -> (n_samples, D)``.
 
     A scikit-learn transformer usable in front of any estimator. Embeddings go
@@ -173,13 +175,3 @@ class BackboneEmbedder(BackboneParamsMixin, TransformerMixin, BaseEstimator):
             Z = Z / np.maximum(np.linalg.norm(Z, axis=1, keepdims=True), 1e-12)
         return Z
 
-    def get_feature_names_out(self, input_features=None):
-        """``backboneembedder0 ... backboneembedder{D-1}`` (sklearn's naming for
-        transformers whose outputs are not input columns)."""
-        check_is_fitted(self)
-        from sklearn.utils.validation import _check_feature_names_in
-
-        if getattr(self, "n_features_in_", None) is not None:
-            _check_feature_names_in(self, input_features)  # raises on wrong names
-        prefix = type(self).__name__.lower()
-        return np.asarray([f"{prefix}{i}" for i in range(self.n_features_out_)], dtype=object)
