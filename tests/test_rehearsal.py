@@ -526,3 +526,18 @@ def test_frozen_image_backbone_with_herding_replays_raw_images():
     assert clf.score(X, y) > 0.6
     again = pickle.loads(pickle.dumps(clf))
     assert np.array_equal(again.predict_proba(X), clf.predict_proba(X))
+
+
+def test_an_experience_ending_on_a_single_row_trains_batchnorm_backbones():
+    """batch_size + 1 rows with the backbone training: the one-row last batch is dropped
+    (BatchNorm cannot train on one sample), as FineTuneClassifier and the DA
+    estimators do."""
+    from _tiny_backbones import TinyConvBackbone, make_image_blobs
+
+    X, y = make_image_blobs(9, 16)  # 2 x 9 images
+    clf = RehearsalLearner(TinyConvBackbone(), unfreeze="all", batch_size=17, max_epochs=2,
+                           memory_size=0, device="cpu", random_state=0)
+    clf.partial_fit(X[:18], y[:18])
+    assert clf.net_.history[-1, "train_batch_count"] == 1
+    clf.partial_fit(X[:17], y[:17])  # 17 rows: one full batch, nothing dropped
+    assert clf.net_.history[-1, "train_batch_count"] == 1

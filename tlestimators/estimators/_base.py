@@ -674,6 +674,13 @@ class NumberedFeaturesOutMixin(ClassNamePrefixFeaturesOutMixin):
         return self.n_features_out_
 
 
+def drop_last_batch(n_rows, batch_size):
+    """Whether training drops an epoch's last batch: only when it would hold a single
+    row (BatchNorm cannot normalise one sample in train mode), and never when that
+    would leave no batch at all."""
+    return n_rows > batch_size and n_rows % batch_size == 1
+
+
 def strategy_of(estimator) -> str:
     """How ``estimator`` transfers, in one line: the words of TransferSearchCV's report
     and of the model card :func:`tlestimators.save` writes. Each estimator says it with

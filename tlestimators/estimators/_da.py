@@ -51,6 +51,7 @@ from tlestimators.estimators._base import (
     _autocast_context,
     common_constraints,
     default_backbone_lr,
+    drop_last_batch,
     encode_labels,
     linear_probe,
     make_head,
@@ -450,7 +451,7 @@ class BaseDomainAdapter(NetClassifierMixin, ClassifierMixin, NumberedFeaturesOut
             callbacks += unfreeze_callbacks(module, unfreeze)[0]
         sampler = DomainBalancedSampler(is_target) if self.balanced else None
         n_rows = len(sampler) if self.balanced else len(y_enc)
-        drop_last = not self.balanced and n_rows % self.batch_size == 1
+        drop_last = not self.balanced and drop_last_batch(n_rows, self.batch_size)
         total = self.max_epochs * (n_rows // self.batch_size if drop_last
                                    else math.ceil(n_rows / self.batch_size))
         lam_fn, lr_fn = self._schedules()

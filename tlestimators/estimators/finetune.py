@@ -22,6 +22,7 @@ from tlestimators.estimators._base import (
     class_weight_tensor,
     common_constraints,
     default_backbone_lr,
+    drop_last_batch,
     early_stopping_split,
     linear_probe,
     make_head,
@@ -389,8 +390,7 @@ class FineTuneClassifier(NetClassifierMixin, BackboneParamsMixin, ClassifierMixi
         return cbs, groups
 
     def _drop_last(self, n_train):
-        # a last batch of one sample breaks BatchNorm in train mode
-        return n_train > self.batch_size and n_train % self.batch_size == 1
+        return drop_last_batch(n_train, self.batch_size)
 
     def _steps_per_epoch(self, n_train):
         if self._drop_last(n_train):

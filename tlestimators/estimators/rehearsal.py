@@ -35,6 +35,7 @@ from tlestimators.estimators._base import (
     TransferModule,
     common_constraints,
     deprecated_constraint,
+    drop_last_batch,
     encode_labels,
     make_head,
     resolve_optimizer,
@@ -503,6 +504,9 @@ class RehearsalLearner(TransactionalFitMixin, NetClassifierMixin, BackboneParams
         net.set_params(lr=self.lr, max_epochs=max_epochs, batch_size=self.batch_size,
                        verbose=self.verbose, optimizer__weight_decay=self.weight_decay)
         net.initialize_optimizer()
+        # replayed batches always mix in memory rows; a plain epoch may end on one row
+        net.iterator_train__drop_last = net.replay_ is None and drop_last_batch(
+            len(all_y), self.batch_size)
         try:
             net.partial_fit(TransferDataset(self._net_inputs(all_items), all_y), None)
         finally:  # nothing device-bound or experience-specific stays on the net
