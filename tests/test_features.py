@@ -66,6 +66,26 @@ def test_compute_embeddings_matches_plain_forward(rng):
 
 
 @pytest.mark.parametrize("cache", [False, True])
+def test_non_finite_embeddings_raise_for_every_caller(rng, cache):
+    """compute_embeddings is where finiteness is checked: every estimator embedding
+    through it (the frozen classifier, the embedder, a frozen DA net) gets the error."""
+    import tlestimators as tle
+
+    bb = _mlp()
+    with torch.no_grad():
+        bb.blocks[0][0].weight[0, 0] = float("inf")
+    X = rng.normal(size=(20, 10)).astype(np.float32)  # rows with x0 > 0 go to +inf
+    match = r"backbone 'mlp' produced NaN or infinite embeddings for \d+ of 20 finite input"
+    with pytest.raises(ValueError, match=match):
+        compute_embeddings(bb, X, cache=cache)
+    with pytest.raises(ValueError, match=match):
+        BackboneEmbedder(bb, cache=cache).fit_transform(X)
+    with pytest.raises(ValueError, match=match):
+        tle.DANNAdapter(bb, unfreeze="head", cache=cache, max_epochs=1).fit(
+            X, np.r_[np.arange(10) % 2, -np.ones(10, int)])
+
+
+@pytest.mark.parametrize("cache", [False, True])
 def test_compute_embeddings_validates_raw_items_with_and_without_cache(rng, cache, monkeypatch):
     bb = TinyConvBackbone()
     arrays = [rng.integers(0, 255, (16, 16, 3), dtype=np.uint8) for _ in range(3)]

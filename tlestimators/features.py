@@ -770,6 +770,8 @@ def compute_embeddings(backbone, items, *, batch_size=64, device="cpu", cache=Tr
     Returns
     -------
     embeddings : ndarray of shape (n_items, num_features), dtype float32
+        Always finite: a backbone that turns (checked, finite) input into NaN or
+        infinite embeddings raises a ``ValueError`` naming it.
 
     Notes
     -----
@@ -790,8 +792,16 @@ def compute_embeddings(backbone, items, *, batch_size=64, device="cpu", cache=Tr
     items = _checked_items(backbone, items)
     with _RUN_LOCK:  # a shared frozen backbone is moved/evaluated by one thread at a time
         if not use_cache:
-            return _forward(backbone, items, batch_size, device, verbose)
-        return _cached(backbone, items, batch_size, device, directory, verbose, fingerprint)
+            Z = _forward(backbone, items, batch_size, device, verbose)
+        else:
+            Z = _cached(backbone, items, batch_size, device, directory, verbose, fingerprint)
+    if not np.isfinite(Z).all():  # the input was checked finite: the backbone is at fault
+        bad = int((~np.isfinite(Z).all(axis=1)).sum())
+        raise ValueError(
+            f"The backbone {backbone.config.name!r} produced NaN or infinite embeddings "
+            f"for {bad} of {len(Z)} finite input rows; check its weights and input scale."
+        )
+    return Z
 
 
 _RUN_LOCK = threading.RLock()

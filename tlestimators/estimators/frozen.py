@@ -219,16 +219,10 @@ class FrozenFeatureClassifier(NetClassifierMixin, BackboneParamsMixin, Classifie
     def _embed(self, items, device):
         from tlestimators.features import compute_embeddings
 
-        Z = compute_embeddings(
+        return compute_embeddings(
             self.backbone_, items, batch_size=self.batch_size, device=device,
             cache=self.cache, verbose=self.verbose,
         )
-        if not np.isfinite(Z).all():
-            raise ValueError(
-                f"The backbone {self.backbone_.config.name!r} produced NaN or infinite "
-                "embeddings for finite input; check its weights and input scale."
-            )
-        return Z
 
     def _skorch_head(self):
         return isinstance(self.head, nn.Module) or (

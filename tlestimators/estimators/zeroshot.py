@@ -182,13 +182,8 @@ class _PromptClassifier(LogitsClassifierMixin, BackboneParamsMixin, ClassifierMi
     def _embed(self, items, device):
         from tlestimators.features import compute_embeddings
 
-        Z = compute_embeddings(self.backbone_, items, batch_size=self.batch_size,
-                               device=device, cache=self.cache, verbose=self.verbose)
-        if not np.isfinite(Z).all():
-            raise ValueError(
-                f"backbone {self.backbone_.config.name!r} produced NaN or infinite embeddings."
-            )
-        return Z
+        return compute_embeddings(self.backbone_, items, batch_size=self.batch_size,
+                                  device=device, cache=self.cache, verbose=self.verbose)
 
     def _logits(self, X):
         """``logit_scale_ * cosine(embedding, class weights) + intercept_``: what
