@@ -69,6 +69,10 @@ from tlestimators.losses import (
 
 __all__ = [
     "AdversarialCriterion",
+    "AdversarialMixin",
+    "CDAN_MAX_MAP_DIM",
+    "CDAN_RANDOM_MAP_DIM",
+    "cdan_map_width",
     "BaseDomainAdapter",
     "DEFAULT_LR",
     "DEFAULT_OPTIMIZER",
@@ -259,22 +263,34 @@ def _target_proba(z):
     return torch.sigmoid(z.float().reshape(-1))
 
 
+#: CDAN's multilinear map ``f (x) g`` is used as is up to this width; wider maps use the
+#: paper's randomised map of width ``CDAN_RANDOM_MAP_DIM``.
+CDAN_MAX_MAP_DIM, CDAN_RANDOM_MAP_DIM = 4096, 1024
+
+
+def cdan_map_width(n_features, n_classes):
+    """The width of the domain classifier's input under CDAN's (randomised) map."""
+    width = n_features * n_classes
+    return width if width <= CDAN_MAX_MAP_DIM else CDAN_RANDOM_MAP_DIM
+
+
 class AdversarialCriterion(nn.Module):
     """A domain classifier fed through a gradient-reversal layer of strength ``lambda``:
     DANN on the features, or CDAN on their multilinear map with the class
     probabilities (``conditional=True``; ``entropy_conditioning`` weights confident
-    samples up, CDAN+E). Maps wider than ``max_map_dim`` use CDAN's randomised map."""
+    samples up, CDAN+E). Maps wider than ``CDAN_MAX_MAP_DIM`` use CDAN's randomised map
+    (:func:`cdan_map_width`)."""
 
     def __init__(self, domain_head, conditional=False, entropy_conditioning=False,
-                 n_features=None, n_classes=None, max_map_dim=4096):
+                 n_features=None, n_classes=None):
         super().__init__()
         self.conditional = conditional
         self.entropy_conditioning = entropy_conditioning
         self.random_map = None
-        if conditional and n_features * n_classes > max_map_dim:
-            self.random_map = 1024
-            self.register_buffer("rf", torch.randn(n_features, 1024))
-            self.register_buffer("rg", torch.randn(n_classes, 1024))
+        if conditional and n_features * n_classes > CDAN_MAX_MAP_DIM:
+            self.random_map = CDAN_RANDOM_MAP_DIM
+            self.register_buffer("rf", torch.randn(n_features, CDAN_RANDOM_MAP_DIM))
+            self.register_buffer("rg", torch.randn(n_classes, CDAN_RANDOM_MAP_DIM))
         self.domain_head = domain_head
 
     def domain_input(self, feats, logits):
@@ -293,6 +309,14 @@ class AdversarialCriterion(nn.Module):
 
     def domain_proba(self, feats, logits):
         return _target_proba(self.domain_head(self.domain_input(feats, logits)))
+
+
+class AdversarialMixin:
+    """What the adversarial DA estimators (a domain classifier in their criterion) add."""
+
+    def predict_domain_proba(self, X):
+        """The domain classifier's probability that each sample is from the target domain."""
+        return self._module_output(X, "domain")
 
 
 # --------------------------------------------------------------------------- estimator

@@ -25,7 +25,9 @@ from tlestimators.estimators._da import (
     DEFAULT_STANDARDIZE,
     DEFAULT_WEIGHT_DECAY,
     AdversarialCriterion,
+    AdversarialMixin,
     BaseDomainAdapter,
+    cdan_map_width,
     document_da_estimator,
     make_domain_head,
 )
@@ -222,7 +224,7 @@ class MMDAdapter(BaseDomainAdapter):
 
 
 @document_da_estimator(_LAMBDA_CDAN)
-class CDANAdapter(BaseDomainAdapter):
+class CDANAdapter(AdversarialMixin, BaseDomainAdapter):
     """Conditional adversarial adaptation (CDAN, CDAN+E): a domain classifier on the
     multilinear map of features and class probabilities, through gradient reversal.
 
@@ -269,15 +271,11 @@ class CDANAdapter(BaseDomainAdapter):
         _store(self, locals())
 
     def _make_criterion(self, n_features, n_classes):
-        width = n_features * n_classes if n_features * n_classes <= 4096 else 1024
         return AdversarialCriterion(
-            make_domain_head(width, self.domain_head), conditional=True,
+            make_domain_head(cdan_map_width(n_features, n_classes), self.domain_head),
+            conditional=True,
             entropy_conditioning=self.entropy_conditioning, n_features=n_features,
             n_classes=n_classes)
-
-    def predict_domain_proba(self, X):
-        """The domain classifier's probability that each sample is from the target domain."""
-        return self._module_output(X, "domain")
 
 
 @document_da_estimator(_LAMBDA_INFOMAX)

@@ -34,6 +34,7 @@ from tlestimators.estimators._da import (
     DEFAULT_STANDARDIZE,
     DEFAULT_WEIGHT_DECAY,
     AdversarialCriterion,
+    AdversarialMixin,
     BaseDomainAdapter,
     DAModule,
     document_da_estimator,
@@ -57,7 +58,7 @@ _LAMBDA_DANN = """Here the strength of the reversed domain gradient. The paper's
 
 
 @document_da_estimator(_LAMBDA_DANN, after_head=_DOMAIN_HEAD)
-class DANNAdapter(BaseDomainAdapter):
+class DANNAdapter(AdversarialMixin, BaseDomainAdapter):
     """Domain-adversarial neural network (DANN) adapting a backbone to an unlabeled
     target domain.
 
@@ -209,7 +210,3 @@ class DANNAdapter(BaseDomainAdapter):
 
     def _make_criterion(self, n_features, n_classes):
         return AdversarialCriterion(make_domain_head(n_features, self.domain_head))
-
-    def predict_domain_proba(self, X):
-        """The domain classifier's probability that each sample is from the target domain."""
-        return self._module_output(X, "domain")
