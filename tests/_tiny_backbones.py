@@ -73,3 +73,12 @@ def make_image_blobs(n_per_class=30, size=16, n_classes=2, seed=0):
         X.append(imgs)
         y += [c] * n_per_class
     return np.concatenate(X).astype(np.uint8), np.asarray(y)
+
+
+#: A tiny open_clip model config (built offline, random weights) for the CLIP tests.
+TINY_CFG = {
+    "embed_dim": 64,
+    "vision_cfg": {"image_size": 32, "patch_size": 8, "layers": 2, "width": 64},
+    "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 64, "heads": 4,
+                 "layers": 2},
+}

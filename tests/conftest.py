@@ -26,6 +26,19 @@ def tle_data():
     return d
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module of tiny nets: intra-op threads gain nothing there,
+    and on a shared 2-core machine they spin against other processes (7 s vs 55 s for
+    one DANN fit here). Use with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)

@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-import torch
 from sklearn.linear_model import SGDClassifier
 
 from tlestimators import RehearsalLearner
@@ -16,13 +15,7 @@ from tlestimators.metrics import (
     forward_transfer,
 )
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny nets (conftest)
 
 
 # R[i, j]: accuracy on experience j after learning 0..i

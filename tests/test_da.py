@@ -17,12 +17,7 @@ MLP = {"hidden_sizes": (16,)}
 METHODS = [DeepCORALAdapter, MMDAdapter, CDANAdapter, InfoMaxAdapter]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny nets (conftest)
 
 
 def shifted(n=120, seed=0, scale=1.5, shift=1.0):

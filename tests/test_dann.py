@@ -26,14 +26,7 @@ MLP = {"hidden_sizes": (32,)}
 PAPER = {"optimizer": "sgd", "lr": 0.01, "lambda_max": 1.0, "standardize": None}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny nets gain nothing from intra-op threads, and on a shared 2-core machine
-    extra threads spin against other processes (7 s vs 55 s for one fit here)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny nets (conftest)
 
 
 def shifted_problem(n=300, seed=0):

@@ -6,6 +6,7 @@ import pickle
 import numpy as np
 import pytest
 import torch
+from _tiny_backbones import TINY_CFG
 
 from tlestimators import create_backbone
 from tlestimators.backbones import check_layer_groups, list_backbones
@@ -13,12 +14,6 @@ from tlestimators.exceptions import BackboneNotFoundError, WeightsUnavailableErr
 
 open_clip = pytest.importorskip("open_clip")
 
-TINY_CFG = {
-    "embed_dim": 64,
-    "vision_cfg": {"image_size": 32, "patch_size": 8, "layers": 2, "width": 64},
-    "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 64, "heads": 4,
-                 "layers": 2},
-}
 
 
 @pytest.fixture(scope="module")

@@ -19,13 +19,7 @@ from tlestimators.estimators._continual import grow_linear
 MLP = {"hidden_sizes": (64,)}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """These nets are tiny: one thread is faster than two on a shared machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny nets (conftest)
 
 
 @pytest.fixture(scope="module")

@@ -5,6 +5,7 @@ import pickle
 import numpy as np
 import pytest
 import torch
+from _tiny_backbones import TINY_CFG
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import GridSearchCV
@@ -15,12 +16,6 @@ from tlestimators.backbones.base import Backbone
 
 open_clip = pytest.importorskip("open_clip")
 
-TINY_CFG = {
-    "embed_dim": 64,
-    "vision_cfg": {"image_size": 32, "patch_size": 8, "layers": 2, "width": 64},
-    "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 64, "heads": 4,
-                 "layers": 2},
-}
 COLORS = {"red_square": (220, 30, 30), "green_square": (30, 200, 30),
           "blue_square": (30, 30, 220), "yellow_square": (230, 220, 30)}
 
