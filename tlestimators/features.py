@@ -517,15 +517,12 @@ def _prepare_step(backbone, batch_size, cuda):
     return max(1, min(batch_size, CPU_FORWARD_PIXELS // (size[-1] * size[-2])))
 
 
-def _prefetch_for(backbone, prefetch):
-    if prefetch is not None:
-        return int(prefetch)
+def _prefetch_for(backbone):
     # 2-D features need no preparation worth a thread
     return 0 if backbone.config.modality == "features" else PREFETCH
 
 
-def _run_backbone(backbone, items, batch_size, device, verbose, desc="embedding",
-                  prefetch=None):
+def _run_backbone(backbone, items, batch_size, device, verbose):
     """Eval-mode, inference-mode, batched forward passes over validated ``items``.
 
     The loop body is only the forward pass and the copy out: inputs are prepared
@@ -544,7 +541,7 @@ def _run_backbone(backbone, items, batch_size, device, verbose, desc="embedding"
     if verbose:
         from tqdm.auto import tqdm
 
-        starts = tqdm(starts, total=(n + step - 1) // step, desc=desc, leave=False)
+        starts = tqdm(starts, total=(n + step - 1) // step, desc="embedding", leave=False)
     # Texts are padded to the longest in their batch: batching them by length (as
     # SentenceTransformer.encode does) wastes far less compute on padding.
     order = None
@@ -553,7 +550,7 @@ def _run_backbone(backbone, items, batch_size, device, verbose, desc="embedding"
         items = [items[i] for i in order]
     module = None
     batches = _prepared_batches(backbone, items, starts, step, cuda,
-                                _prefetch_for(backbone, prefetch))
+                                _prefetch_for(backbone))
     with torch.inference_mode(), autocast_context(dev):
         for batch in batches:
             batch = _to_device(batch, dev, cuda)

@@ -99,19 +99,19 @@ def _resolve_device(device):
     return torch.device(resolve_device(device))
 
 
-def _loss_and_grad(W, b, X, y, Y, sw, inv_reg, binary, offset=None, W0=None):
+def _loss_and_grad(W, b, X, y, Y, sw, inv_reg, binary, W0=None):
     """Mean weighted log-loss + penalty of the sklearn objective (scaled by 1 / sum(sw)).
 
     Gradients are written out rather than taken by autograd: it is the hot loop of the
     CV path and the closed forms halve its cost.
     """
     if binary:
-        z = X @ W + b if offset is None else X @ W + b + offset
+        z = X @ W + b
         # softplus(z) - y z = log(1 + e^z) - y z, stable for large |z|
         loss = (sw * (torch.nn.functional.softplus(z) - y * z)).sum()
         g = sw * (torch.sigmoid(z) - y)
     else:
-        z = X @ W.T + b if offset is None else X @ W.T + b + offset
+        z = X @ W.T + b
         logp = torch.log_softmax(z, dim=1)
         loss = -(sw * logp.gather(1, y[:, None]).squeeze(1)).sum()
         g = (logp.exp() - Y) * sw[:, None]
@@ -123,7 +123,7 @@ def _loss_and_grad(W, b, X, y, Y, sw, inv_reg, binary, offset=None, W0=None):
 
 
 def fit_logistic(X, y, C, *, sample_weight=None, n_classes=None, coef=None, intercept=None,
-                 max_iter=100, tol=1e-4, offset=None, prior=None, multinomial=None):
+                 max_iter=100, tol=1e-4, prior=None, multinomial=None):
     """Minimise scikit-learn's L2 logistic-regression objective by full-batch L-BFGS.
 
     scipy's L-BFGS-B (what scikit-learn's ``lbfgs`` solver runs, same options) steers;
@@ -151,6 +151,12 @@ def fit_logistic(X, y, C, *, sample_weight=None, n_classes=None, coef=None, inte
     tol : float, default=1e-4
         Stop when every gradient entry of the objective scaled by ``1 / sum(sample_weight)``
         (scikit-learn's ``gtol``) is below ``tol``.
+    prior : torch.Tensor, default=None
+        Shrink the weights towards ``prior`` (shaped like ``coef``) instead of 0: the
+        penalty is on ``coef - prior`` (the anchored few-shot probe's label-name prior).
+    multinomial : bool, default=None
+        Use the multinomial loss even for two classes (with ``coef`` of shape
+        ``(2, n_features)``); ``None``/``False``: the binomial loss for two classes.
 
     Returns
     -------
@@ -178,7 +184,7 @@ def fit_logistic(X, y, C, *, sample_weight=None, n_classes=None, coef=None, inte
         Y = torch.nn.functional.one_hot(y, k).to(X.dtype)
         W = torch.zeros(k, d, dtype=X.dtype, device=X.device) if coef is None else coef.clone()
         b = torch.zeros(k, dtype=X.dtype, device=X.device) if intercept is None else intercept.clone()
-    args = (X, yt, Y, sw, inv_reg, binary, offset, prior)
+    args = (X, yt, Y, sw, inv_reg, binary, prior)
     shape_W, n_W = W.shape, W.numel()
 
     def func(theta):

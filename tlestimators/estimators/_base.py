@@ -35,7 +35,7 @@ Backbone
     ``set_params(backbone_kwargs__x=...)`` set one key.
 
 Data
-    ONE dataset, :class:`TransferDataset` (``ItemDataset`` is the same class): validated
+    ONE dataset, :class:`TransferDataset`: validated
     raw items, cached embeddings or 2-D (dense or CSR) features, optional int targets
     and optional per-row extra arrays (``is_target=...`` for DA, ``task=...`` /
     ``replay=...`` for continual learning). It gathers a whole batch at once
@@ -117,10 +117,8 @@ __all__ = [
     "BackboneParamsMixin",
     # data
     "TransferDataset",
-    "ItemDataset",
     "Batch",
     "Collate",
-    "passthrough_collate",
     # module / net
     "make_head",
     "TransferModule",
@@ -305,10 +303,6 @@ class BackboneParamsMixin:
         with torch_seed(self._backbone_seed()):
             return create_backbone(self.backbone, **kw)
 
-    def _validate_X(self, X, backbone=None, name="X"):
-        modality = backbone.config.modality if backbone is not None else self._backbone_modality()
-        return data.check_input(X, modality, name=name)
-
     def set_params(self, **params):
         nested = {k: v for k, v in params.items() if k.startswith("backbone_kwargs__")}
         for k in nested:
@@ -375,7 +369,6 @@ class TransferDataset(torch.utils.data.Dataset):
 
 
 #: The one dataset class (old name).
-ItemDataset = TransferDataset
 
 
 def _stack_samples(samples):
@@ -440,10 +433,6 @@ class Collate:
         if extras:
             return x, {"y": yt, **{k: torch.as_tensor(v) for k, v in extras.items()}}
         return x, yt
-
-
-def passthrough_collate(batch):
-    return batch
 
 
 # --------------------------------------------------------------------------- module
@@ -775,7 +764,7 @@ def validate_feature_input(estimator, X, modality, reset, name="X"):
     return items
 
 
-def validate_fit_data(estimator, X, y, *, warn_minus_one=True):
+def validate_fit_data(estimator, X, y):
     """The common start of a supervised ``fit``: validated items (recording
     ``n_features_in_`` for 'features' backbones), encoded labels and the torch seed.
 
@@ -785,8 +774,7 @@ def validate_fit_data(estimator, X, y, *, warn_minus_one=True):
 
     modality = estimator._backbone_modality()
     items = validate_feature_input(estimator, X, modality, reset=True)
-    if warn_minus_one:
-        warn_unlabeled(y, type(estimator).__name__)
+    warn_unlabeled(y, type(estimator).__name__)
     classes, y_enc = encode_labels(y, type(estimator).__name__)
     check_consistent_length(items, y_enc)
     return modality, items, classes, y_enc, check_random_state_int(estimator.random_state)

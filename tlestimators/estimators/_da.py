@@ -586,7 +586,7 @@ class BaseDomainAdapter(NetClassifierMixin, ClassifierMixin, NumberedFeaturesOut
                 "from tlestimators.metrics to score unlabeled target data."
             )
         idx = np.flatnonzero(keep)
-        Xk = data.take(list(X) if isinstance(X, tuple) else X, idx)
+        Xk = data.take(X, idx)
         sw = None if sample_weight is None else np.asarray(sample_weight)[idx]
         return super().score(Xk, np.asarray(y)[idx], sample_weight=sw)
 
