@@ -11,7 +11,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["template_set", "class_words", "check_templates", "build_prompts", "TEXT_TEMPLATES"]
+__all__ = ["template_set", "class_words", "check_templates", "build_prompts",
+           "class_prompt_embeddings", "TEXT_TEMPLATES"]
 
 #: The default prompts of :class:`~tlestimators.ZeroShotTextClassifier`: generic,
 #: domain-free templates whose embeddings are averaged per class (chosen on TREC and
@@ -147,3 +148,18 @@ def build_prompts(templates, template_list, words, classes) -> dict:
             given = [_fill(t, w) for w in words[label] for t in template_list]
         prompts[label] = list(dict.fromkeys(given))
     return prompts
+
+
+def class_prompt_embeddings(embed, prompts, classes):
+    """One unit vector per class from its prompts: the mean of the L2-normalised prompt
+    embeddings, renormalised (float64; CLIP's zero-shot recipe). The class weights of
+    the zero-shot classifiers and the label-name prior of the contrastive few-shot
+    head. ``embed`` maps a list of prompts to their embeddings (one call for all)."""
+    import numpy as np
+
+    from tlestimators.estimators._fewshot import normalize
+
+    flat = [p for label in classes for p in prompts[label]]
+    emb = normalize(np.asarray(embed(flat), dtype=np.float64))
+    bounds = np.cumsum([0] + [len(prompts[label]) for label in classes])
+    return normalize(np.stack([emb[a:b].mean(axis=0) for a, b in zip(bounds, bounds[1:])]))

@@ -339,9 +339,10 @@ class ContrastiveFewShotClassifier(LogitsClassifierMixin, BackboneParamsMixin, C
             self.intercept_ = lin.bias.detach().double().numpy()
         else:
             from tlestimators.estimators._fewshot import fit_few_shot, normalize
+            from tlestimators.estimators._prompts import class_prompt_embeddings
 
-            T = np.stack([normalize(self._embed(prompts[label], device).mean(0))
-                          for label in classes])
+            T = class_prompt_embeddings(lambda texts: self._embed(texts, device), prompts,
+                                        classes)
             W, b, self.alpha_, _ = fit_few_shot(
                 "linear", normalize(Z), y_enc, T, alpha=self.few_shot_alpha,
                 logit_scale=self.logit_scale, reg=self.reg, max_iter=200, seed=seed)

@@ -30,6 +30,7 @@ from tlestimators.estimators._prompts import (
     _r,
     build_prompts,
     check_templates,
+    class_prompt_embeddings,
     class_words,
     template_set,
 )
@@ -172,11 +173,8 @@ class _PromptClassifier(LogitsClassifierMixin, BackboneParamsMixin, ClassifierMi
         return build_prompts(self.templates, template_list, words, classes)
 
     def _class_embeddings(self, prompts, classes, device):
-        """Mean of the L2-normalised prompt embeddings per class, renormalised (float64)."""
-        flat = [p for label in classes for p in prompts[label]]
-        emb = normalize(np.asarray(self._encode_prompts(flat, device), dtype=np.float64))
-        bounds = np.cumsum([0] + [len(prompts[label]) for label in classes])
-        return normalize(np.stack([emb[a:b].mean(axis=0) for a, b in zip(bounds, bounds[1:])]))
+        return class_prompt_embeddings(lambda texts: self._encode_prompts(texts, device),
+                                       prompts, classes)
 
     # ------------------------------------------------------------------ predict
     def _embed(self, items, device):
