@@ -89,6 +89,7 @@ from torch import nn
 
 from tlestimators import data
 from tlestimators._validation import (
+    DEPRECATED,
     check_positive_int,
     check_random_state_int,
     resolve_device,
@@ -160,7 +161,7 @@ def unfreeze_constraint(options=UNFREEZE_OPTIONS, aliases=tuple(UNFREEZE_ALIASES
 
 def deprecated_constraint(constraints):
     """``constraints`` plus the hidden ``"deprecated"`` default of a renamed keyword."""
-    return [*constraints, Hidden(StrOptions({"deprecated"}))]
+    return [*constraints, Hidden(StrOptions({DEPRECATED}))]
 
 
 #: Constraint fragments of the shared vocabulary (sklearn ``_param_validation``).

@@ -15,7 +15,6 @@ as fit metadata for labeled target rows or several sources.
 from __future__ import annotations
 
 import math
-import warnings
 from numbers import Integral, Real
 
 import numpy as np
@@ -425,15 +424,6 @@ class BaseDomainAdapter(NetClassifierMixin, ClassifierMixin, NumberedFeaturesOut
 
     def _backbone_lr(self, backbone):
         """Absolute rate of the trained backbone (``backbone_lr``, or its default)."""
-        mult = getattr(self, "backbone_lr_mult", "deprecated")
-        if not (isinstance(mult, str) and mult == "deprecated"):
-            warnings.warn(
-                f"{type(self).__name__}: backbone_lr_mult is deprecated and will be removed "
-                "in 0.4; pass the absolute rate backbone_lr=lr * mult instead.",
-                FutureWarning, stacklevel=3,
-            )
-            if mult != "auto":
-                return self.lr * float(mult)
         if self.backbone_lr is not None:
             return float(self.backbone_lr)
         return default_backbone_lr(self.lr, backbone)

@@ -16,11 +16,13 @@ loop, data, freezing and prediction are the shared DA core
 
 from __future__ import annotations
 
+import warnings
 from numbers import Real
 
 from sklearn.utils._param_validation import Interval, StrOptions
 from torch import nn
 
+from tlestimators._validation import DEPRECATED
 from tlestimators.callbacks import (  # noqa: F401  (re-exported for compatibility)
     DANNLambdaSchedule,
     DANNLRDecay,
@@ -180,7 +182,7 @@ class DANNAdapter(AdversarialMixin, BaseDomainAdapter):
         random_state=None,
         verbose=0,
         cache=True,
-        backbone_lr_mult="deprecated",
+        backbone_lr_mult=DEPRECATED,
     ):
         self.backbone = backbone
         self.backbone_kwargs = backbone_kwargs
@@ -207,6 +209,18 @@ class DANNAdapter(AdversarialMixin, BaseDomainAdapter):
         self.verbose = verbose
         self.cache = cache
         self.backbone_lr_mult = backbone_lr_mult
+
+    def _backbone_lr(self, backbone):
+        mult = self.backbone_lr_mult  # the relative rate of 0.2, before backbone_lr
+        if not (isinstance(mult, str) and mult == DEPRECATED):
+            warnings.warn(
+                f"{type(self).__name__}: backbone_lr_mult is deprecated and will be removed "
+                "in 0.4; pass the absolute rate backbone_lr=lr * mult instead.",
+                FutureWarning, stacklevel=3,
+            )
+            if mult != "auto":
+                return self.lr * float(mult)
+        return super()._backbone_lr(backbone)
 
     def _make_criterion(self, n_features, n_classes):
         return AdversarialCriterion(make_domain_head(n_features, self.domain_head))

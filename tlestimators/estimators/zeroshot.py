@@ -17,12 +17,21 @@ from collections.abc import Mapping
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
-from sklearn.utils._param_validation import Hidden, Interval, StrOptions
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from tlestimators._validation import check_random_state_int, renamed_param, resolve_device
+from tlestimators._validation import (
+    DEPRECATED,
+    check_random_state_int,
+    renamed_param,
+    resolve_device,
+)
 from tlestimators.backbones.base import Backbone
-from tlestimators.estimators._base import BackboneParamsMixin, common_constraints
+from tlestimators.estimators._base import (
+    BackboneParamsMixin,
+    common_constraints,
+    deprecated_constraint,
+)
 from tlestimators.estimators._fewshot import fit_few_shot, normalize
 from tlestimators.estimators._netclassifier import LogitsClassifierMixin
 from tlestimators.estimators._prompts import (
@@ -481,13 +490,13 @@ few_shot_alpha_, n_iter_, backbone_
     _modality_name = "text"
     _parameter_constraints = {
         **_PROMPT_CONSTRAINTS,
-        "label_descriptions": [Mapping, None, Hidden(StrOptions({"deprecated"}))],
+        "label_descriptions": deprecated_constraint([Mapping, None]),
     }
 
     def __init__(self, backbone="minilm", *, class_names=None, templates=None, few_shot=None,
                  few_shot_alpha="auto", max_iter=200, reg=1e-3, logit_scale=None,
                  backbone_kwargs=None, batch_size=64, device="auto", cache=True,
-                 random_state=None, verbose=0, label_descriptions="deprecated"):
+                 random_state=None, verbose=0, label_descriptions=DEPRECATED):
         self.backbone = backbone
         self.class_names = class_names
         self.templates = templates
