@@ -164,8 +164,23 @@ def frozen_param_names(module, unfreeze, *, backbone_attr="backbone") -> set:
 
 def apply_unfreeze(module, unfreeze, *, backbone_attr="backbone") -> set:
     """Set ``requires_grad`` on the backbone of ``module`` as ``unfreeze`` says (for
-    training loops without skorch callbacks); returns the frozen names. Parameters
-    outside the backbone are left as they are."""
+    training loops without skorch callbacks). Parameters outside the backbone are left
+    as they are.
+
+    Parameters
+    ----------
+    module : nn.Module
+        Holds the backbone as ``module.<backbone_attr>``.
+    unfreeze : {"head", "all", "gradual"} or int
+        See :func:`check_unfreeze` (``"gradual"`` freezes the whole backbone).
+    backbone_attr : str, default="backbone"
+        The attribute holding the backbone.
+
+    Returns
+    -------
+    frozen : set of str
+        The frozen parameter names (as in ``module.named_parameters()``).
+    """
     frozen = frozen_param_names(module, unfreeze, backbone_attr=backbone_attr)
     backbone = getattr(module, backbone_attr, None)
     if backbone is not None:
@@ -189,6 +204,8 @@ def unfreeze_callbacks(module, unfreeze, *, every=1, backbone_attr="backbone"):
         See :func:`check_unfreeze`.
     every : int, default=1
         Epochs between two gradual-unfreezing steps.
+    backbone_attr : str, default="backbone"
+        The attribute of ``module`` holding the backbone.
 
     Returns
     -------

@@ -447,11 +447,13 @@ class DomainAdaptationSearchCV(GridSearchCV):
         for a pipeline with a skada adapter step (:mod:`tlestimators.skada_bridge`).
     cv : int or splitter, default=3
         An int gives ``SourceTargetKFold(cv, shuffle=True, random_state=0)``.
-    n_jobs, verbose, pre_dispatch, return_train_score :
+    n_jobs, verbose, pre_dispatch :
         As in GridSearchCV.
     error_score : "raise" or float, default="raise"
         Unlike GridSearchCV, a failing fit or score raises by default, so a fold
         without target rows is an error, never a silent NaN.
+    return_train_score : bool, default=False
+        As in GridSearchCV.
 
     Examples
     --------

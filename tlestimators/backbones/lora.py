@@ -222,7 +222,17 @@ def merge_lora(backbone: nn.Module) -> nn.Module:
     After merging the backbone has exactly the architecture (and parameter names) it
     had before :func:`apply_lora`; its outputs equal the adapted ones up to float
     rounding. Parameters are left trainable-flag unchanged for the base weights
-    (``requires_grad=False``); returns ``backbone``.
+    (``requires_grad=False``).
+
+    Parameters
+    ----------
+    backbone : nn.Module
+        A backbone adapted by :func:`apply_lora`.
+
+    Returns
+    -------
+    backbone : nn.Module
+        The same object, merged.
     """
     _import_peft()
     from peft.tuners.tuners_utils import BaseTunerLayer

@@ -16,8 +16,9 @@ Parameters and validation
             "momentum": [Interval(Real, 0, 1, closed="left")],
         }
 
-    and calls ``self._validate_params()`` (sklearn's ``BaseEstimator``) first thing in
-    ``fit``/``partial_fit``. A renamed parameter keeps its old keyword for one release
+    and validates them first thing in ``fit``/``partial_fit``: by calling
+    ``self._validate_params()`` (sklearn's ``BaseEstimator``) or through sklearn's
+    ``@_fit_context`` decorator, which calls it. A renamed parameter keeps its old keyword for one release
     with default ``"deprecated"`` (constraint: :func:`deprecated_constraint`) and is
     read with :func:`~tlestimators._validation.renamed_param` (``FutureWarning``
     naming the new one). Old spellings of a value go through
@@ -341,6 +342,8 @@ class TransferDataset(torch.utils.data.Dataset):
         Per-row arrays carried to the loss as ``y[name]`` (e.g. ``is_target`` for
         DANN, ``task``/``replay`` for rehearsal).
 
+    Notes
+    -----
     ``__getitems__`` gathers a whole batch at once (one CSR/array slice instead of one
     per row), which torch's DataLoader uses; :class:`Collate` then preprocesses it.
     """
@@ -405,6 +408,8 @@ class Collate:
         net then stores the backbone once (skorch saves ``module_`` separately). Set it
         after building the net (``collate.net = net``).
 
+    Notes
+    -----
     With neither (or a ``None`` backbone) the rows are returned as a float32 tensor
     (cached embeddings, 2-D features). ``y`` is a LongTensor (zeros when the dataset
     has no targets), or ``{"y": LongTensor, <extra>: tensor}`` when it has extras.

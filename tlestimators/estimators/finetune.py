@@ -99,12 +99,12 @@ class FineTuneClassifier(NetClassifierMixin, BackboneParamsMixin, ClassifierMixi
         adapters [5]_ (through ``peft``, see ``lora_kwargs``) train, every backbone
         weight stays frozen; the adapters are merged into the weights at the end of
         ``fit``, so prediction and ONNX export see a plain backbone.
+    unfreeze_every : int, default=1
+        Epochs between two steps of gradual unfreezing.
     lora_kwargs : dict, default=None
         With ``unfreeze="lora"``: overrides of the per-family defaults of
         ``tlestimators.backbones.lora.lora_targets`` (``r``, ``lora_alpha``,
         ``lora_dropout``, ``target_modules`` or any ``peft.LoraConfig`` field).
-    unfreeze_every : int, default=1
-        Epochs between two steps of gradual unfreezing.
     lr : float, default=1e-3
         Learning rate of the head.
     backbone_lr : float, default=None
