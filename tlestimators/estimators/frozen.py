@@ -68,7 +68,9 @@ class FrozenFeatureClassifier(NetClassifierMixin, BackboneParamsMixin, Classifie
         units trained with skorch; an ``nn.Module`` mapping ``(N, D)`` to
         ``(N, n_classes)`` is trained the same way. Any scikit-learn classifier is
         cloned and fitted on the embeddings (after a ``StandardScaler`` when
-        ``standardize=True``).
+        ``standardize=True``); one without ``predict_proba`` (``SVC()``, ``LinearSVC``)
+        gets the softmax of its ``decision_function`` as ``predict_proba``: a ranking
+        of the classes, not calibrated probabilities.
     head_dropout : float, default=0.0
         Dropout before the last linear layer (``"mlp"`` head).
     standardize : bool, default=True
