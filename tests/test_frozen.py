@@ -279,3 +279,21 @@ def test_any_sklearn_classifier_as_head(blobs):
     np.testing.assert_allclose(svc.decision_function(X), ref.decision_function(X), atol=1e-6)
     assert svc.score(X, y) > 0.9
 
+
+
+def test_a_head_whose_probabilities_underflow_gives_finite_logits_silently():
+    """sklearn's predict_log_proba is log(predict_proba): a probability that underflows
+    to 0 warned 'divide by zero' (once per demo run) and gave -inf logits."""
+    import warnings
+
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.RandomState(0)
+    X = np.r_[rng.randn(30, 2) - 4000, rng.randn(30, 2) + 4000].astype(np.float32)
+    y = np.r_[[0] * 30, [1] * 30]
+    clf = FrozenFeatureClassifier("mlp", head=LogisticRegression(C=1e6), standardize=False,
+                                  device="cpu", random_state=0).fit(X, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        log_proba = clf.predict_log_proba(X)
+    assert np.isfinite(log_proba).all() and clf.score(X, y) == 1.0

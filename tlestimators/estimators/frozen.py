@@ -318,8 +318,12 @@ class FrozenFeatureClassifier(NetClassifierMixin, BackboneParamsMixin, Classifie
         head = self.head_
         if not hasattr(head, "to_linear"):  # the probe's logits are its decision_function
             # log-probabilities are logits: their softmax is the head's predict_proba
+            # (floored at log(1e-300): a probability that underflowed to 0 gives a finite
+            # logit, and sklearn's log(predict_proba) warns about it no more)
             if hasattr(head, "predict_log_proba"):
-                return np.asarray(head.predict_log_proba(Z), dtype=np.float64)
+                with np.errstate(divide="ignore"):
+                    z = np.asarray(head.predict_log_proba(Z), dtype=np.float64)
+                return np.maximum(z, np.log(1e-300))
             if hasattr(head, "predict_proba"):
                 return np.log(np.clip(np.asarray(head.predict_proba(Z), np.float64), 1e-300, None))
         d = np.asarray(head.decision_function(Z), dtype=np.float64)
