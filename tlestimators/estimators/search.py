@@ -654,7 +654,7 @@ class TransferSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         self._progress(0, n_rounds, f"{len(cheap)} cheap candidates in full")
         # one candidate at a time (its folds in parallel), so the budget is checked
         # between them; source-only and zero-shot come first (they decide the fallback)
-        cheap.sort(key=lambda c: (c.name != self.fallback_ and c.strategy != "zero-shot",))
+        cheap.sort(key=lambda c: (c.name != self.fallback_ and not c.strategy.startswith("zero-shot"),))
         for c in cheap:
             if remaining() <= 0 and any(d.scores for d in cheap):
                 c.alive, c.stopped = False, f"{_NOT_STARTED}, none left"
