@@ -54,6 +54,12 @@ def test_domain_adapter_and_rehearsal_parity(feats, tmp_path):
     _parity(dann, X, tmp_path / "dann")
     coral = tle.DeepCORALAdapter("mlp", max_epochs=2, random_state=0).fit(X, y_da)
     _parity(coral, X, tmp_path / "coral")
+    # sparse rows (bag-of-words), as the estimator takes them, run through the export too
+    import scipy.sparse as sp
+
+    Xs = sp.csr_matrix(np.where(X > 0.5, X, 0.0))
+    sparse = tle.DANNAdapter("mlp", max_epochs=2, random_state=0).fit(Xs, y_da)
+    _parity(sparse, Xs, tmp_path / "sparse")
     learner = tle.RehearsalLearner("mlp", memory_size=10, max_epochs=2, random_state=0)
     y3 = np.r_[np.full(20, "c"), np.full(20, "a"), np.full(20, "b")]  # out of label order
     learner.partial_fit(X[:40], y3[:40]).partial_fit(X[40:], y3[40:])
@@ -102,6 +108,15 @@ def test_export_errors(feats, tmp_path):
     est = tle.FrozenFeatureClassifier("mlp", head=KNeighborsClassifier(3)).fit(X, y)
     with pytest.raises(NotImplementedError, match="linear sklearn heads"):
         export_onnx(est, tmp_path / "b")
+    # a linear SVC has coef_, but one-vs-one rows and Platt probabilities: a linear
+    # layer would not predict what it predicts, so it is refused rather than mis-exported
+    from sklearn.svm import SVC
+
+    three = np.where(X[:, 1] > 0.5, "mid", y)
+    svc = tle.FrozenFeatureClassifier("mlp", head=SVC(kernel="linear", probability=True),
+                                      random_state=0).fit(X, three)
+    with pytest.raises(NotImplementedError, match="does not reproduce"):
+        export_onnx(svc, tmp_path / "svc")
     good = tle.FrozenFeatureClassifier("mlp").fit(X, y)
     export_onnx(good, tmp_path / "c")
     with pytest.raises(FileExistsError, match="overwrite=True"):

@@ -60,7 +60,7 @@ def _linear_from_sklearn(head):
     if hasattr(head, "to_linear"):
         lin = head.to_linear()
     elif hasattr(head, "coef_") and hasattr(head, "intercept_"):
-        coef = np.asarray(head.coef_, dtype=np.float64)
+        coef = np.atleast_2d(np.asarray(head.coef_, dtype=np.float64))
         intercept = np.asarray(head.intercept_, dtype=np.float64).ravel()
         if coef.shape[0] == 1:  # binary: logit of class 1 against a zero logit
             coef = np.vstack([np.zeros_like(coef), coef])
@@ -80,6 +80,27 @@ def _linear_from_sklearn(head):
             lin.weight.copy_(w)
             lin.bias.copy_(b)
     return lin
+
+
+def _reproduces(est, lin, n=16):
+    """Whether ``lin`` gives the fitted estimator's logits up to a per-row constant
+    (the same probabilities), checked on ``n`` random embeddings around the data's
+    scale: the exported model must predict what the estimator predicts."""
+    import copy
+
+    import torch
+
+    d = lin.in_features
+    Z = np.random.default_rng(0).normal(size=(n, d))
+    if getattr(est.head_, "n_features_in_", d) != d:
+        return False
+    with torch.no_grad():
+        got = copy.deepcopy(lin).double()(torch.as_tensor(Z)).numpy()
+    want = np.asarray(est._forward_logits(Z), dtype=np.float64)
+    if got.shape != want.shape:
+        return False
+    got, want = got - got.mean(1, keepdims=True), want - want.mean(1, keepdims=True)
+    return bool(np.allclose(got, want, rtol=1e-4, atol=1e-4 * max(1.0, np.abs(want).max())))
 
 
 class _CosineHead:
@@ -120,10 +141,13 @@ def _parts(est):
         if net is not None and est.head_ is net:
             return est.backbone_, net.module_
         lin = _linear_from_sklearn(est.head_)
-        if lin is None:
+        if lin is None or not _reproduces(est, lin):
             raise NotImplementedError(
-                f"export_onnx supports linear sklearn heads (coef_/intercept_), the probe and "
-                f"torch heads; got head={est.head!r}."
+                f"export_onnx supports linear sklearn heads whose probabilities are the "
+                f"softmax of their per-class scores (coef_/intercept_: LogisticRegression, "
+                f"LinearSVC, RidgeClassifier, ...), the probe and torch heads; got "
+                f"head={est.head!r}, whose predictions a linear layer does not reproduce "
+                "(one-vs-one coef_, calibrated or one-vs-rest probabilities, or no coef_)."
             )
         return est.backbone_, lin
     if name in ("FineTuneClassifier", "AcceleratedFineTuneClassifier"):
@@ -359,7 +383,8 @@ class OnnxClassifier:
     def inputs(self, X) -> dict:
         """Raw items -> the graph's input arrays."""
         modality = self.spec["modality"]
-        if modality == "features":
+        if modality == "features":  # sparse rows (bag-of-words) as the estimator takes them
+            X = X.toarray() if hasattr(X, "toarray") else X
             return {"features": np.asarray(X, dtype=np.float32)}
         if modality == "text":
             if self._tokenizer is None:
