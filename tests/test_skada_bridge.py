@@ -138,3 +138,27 @@ def test_search_cv_uses_passthrough_as_the_source_only_skada_candidate():
     steps = [p["skadaadapter"] for p in search.cv_results_["params"]]
     assert "passthrough" in steps and sel.source_only is None  # the parameter is untouched
     assert search.predict(Xt).shape == (len(Xt),)
+
+
+def _parse(rows):
+    """Strings of numbers -> a 2-D array: a stand-in for an embedder over raw items."""
+    return np.array([[float(v) for v in r.split()] for r in rows])
+
+
+def test_label_free_scores_use_the_pipeline_features_of_raw_items():
+    """DEV and IWV score a pipeline over raw items (paths, texts) on the output of its
+    steps before the classifier: with raw strings as X they failed ('could not convert
+    string to float') and the search silently picked passthrough."""
+    from sklearn.preprocessing import FunctionTransformer
+
+    from tlestimators.model_selection import DomainAdaptationSearchCV, SafeDASelection
+
+    X, y, Xt, _ = shifted(120)
+    raw = [" ".join(f"{v:.5f}" for v in row) for row in X]
+    pipe = make_skada_pipeline(FunctionTransformer(_parse), skada.CORALAdapter(),
+                               LogisticRegression())
+    search = DomainAdaptationSearchCV(
+        pipe, {"skadaadapter": [SkadaAdapter(skada.CORALAdapter())]},
+        selection=SafeDASelection(rule="scores"), cv=2).fit(raw, y)
+    for key in ("mean_test_dev", "mean_test_iwv"):
+        assert np.isfinite(search.cv_results_[key]).all(), key

@@ -96,19 +96,34 @@ class PredictionEntropyScorer(_DAScorer):
         return -prediction_entropy(estimator.predict_proba(take(X, tgt)))
 
 
+def _transformer(estimator):
+    """What maps ``X`` to the model's features: the estimator's own ``transform``, or
+    for a pipeline ending in a classifier, every step before it (an embedder, a scaler,
+    a skada adapter); None when there is neither."""
+    if hasattr(estimator, "transform"):
+        return estimator
+    steps = getattr(estimator, "steps", None)
+    if steps and len(steps) > 1:
+        return estimator[:-1]
+    return None
+
+
 def _features(estimator, X, space):
     if space == "transform":
-        if not hasattr(estimator, "transform"):
+        transformer = _transformer(estimator)
+        if transformer is None:
             raise ValueError(
-                f"space='transform' needs an estimator with transform(); "
-                f"{type(estimator).__name__} has none. Use space='input'."
+                f"space='transform' needs an estimator with transform() or a pipeline "
+                f"with steps before its classifier; {type(estimator).__name__} has "
+                "neither. Use space='input'."
             )
-        return estimator.transform(X)
+        return transformer.transform(X)
     if space == "input":
         return X
     if space == "model":
         # the model's own feature space where it has one (DEV's intent), else the input
-        return _features(estimator, X, "transform" if hasattr(estimator, "transform") else "input")
+        return _features(estimator, X, "input" if _transformer(estimator) is None
+                         else "transform")
     if space == "auto":
         is_matrix = hasattr(X, "tocsr") or (
             isinstance(X, np.ndarray) and X.ndim == 2 and X.dtype.kind in "iuf"
@@ -192,8 +207,9 @@ class ImportanceWeightedScorer(_DAScorer):
         regression.
     space : {"auto", "input", "transform"}, default="auto"
         Where the density ratio is estimated: the raw input (2-D numeric ``X``), the
-        estimator's ``transform`` output, or ``"auto"`` (input when ``X`` is a
-        numeric matrix, else ``transform``).
+        estimator's ``transform`` output (for a pipeline: the output of the steps
+        before its classifier), or ``"auto"`` (input when ``X`` is a numeric matrix,
+        else ``transform``).
     metric : {"accuracy", "log_loss"}, default="accuracy"
         Weighted accuracy, or the negative weighted mean log-loss.
     clip : float, default=None
@@ -238,7 +254,8 @@ class DeepEmbeddedValidationScorer(_DAScorer):
         logistic regression on the features).
     space : {"transform", "input", "model", "auto"}, default="transform"
         Features for the density ratio; DEV uses the model's own features.
-        ``"model"``: ``transform`` where the estimator has one, else the input.
+        ``"model"``: ``transform`` where the estimator has one (for a pipeline: the
+        steps before its classifier), else the input.
     clip : float, default=None
 
     References
