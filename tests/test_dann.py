@@ -322,7 +322,7 @@ def test_sample_domain_is_routed_through_pipeline_and_gridsearch(problem):
     "make, match",
     [
         (lambda X, y: (X[:300], y[:300], None), "needs target-domain rows.*FineTune"),
-        (lambda X, y: (X[300:], y[300:], None), "every row is a target row"),
+        (lambda X, y: (X[300:], y[300:], None), "every row is a target row.*SourceTargetKFold"),
         (lambda X, y: (X[:301], y[:301], None), "at least 2 target samples.*got 1"),
         (lambda X, y: (X, np.where(y == 1, 0, y), None), "only one class"),
         (lambda X, y: (X, np.r_[np.random.default_rng(0).normal(size=300), y[300:]], None),

@@ -141,7 +141,7 @@ def domain_shift(X, y, tr, te, *, lambdas=(0.3, 1.0), max_epochs=10, cv=2, seed=
     Xt, yt = shift_digits(X[te], seed), y[te]
     src = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, random_state=seed))
     src.fit(Xs, ys)
-    # the paper's SGD recipe (DANNAdapter's defaults before 0.3): ~100 steps on 400 digits
+    # the paper's SGD recipe (DANNAdapter's defaults of 0.1): ~100 steps on 400 digits
     # are too few for the Adam default at lr=1e-3
     base = DANNAdapter("mlp", standardize="global", optimizer="sgd", lr=0.01,
                        max_epochs=max_epochs, random_state=seed, device="cpu")

@@ -674,6 +674,8 @@ def parse_domains(y=None, sample_domain=None, *, n_samples=None, who="This estim
     if require_source and is_target.all():
         raise ValueError(
             f"{who} needs labeled source rows, but every row is a target row (y == -1 / "
-            "sample_domain < 0)." + (f" {context}" if context else "")
+            "sample_domain < 0). In a cross-validation, split with "
+            "tlestimators.model_selection.SourceTargetKFold so that every training fold "
+            "holds source rows."
         )
     return Domains(~unlabeled, is_target, domain)

@@ -250,9 +250,12 @@ class SafeDASelection:
     Attributes
     ----------
     last_report_ : dict
-        After a call: the ensemble ranks, the source-only index, the winner and
-        whether the safety rule fell back to source-only (and, after a consensus
-        selection, each candidate's agreement with source-only and with the vote).
+        After a call: the ensemble ranks, the source-only index, the winner, the
+        chosen index and ``fell_back``, whether a safety check replaced the winner
+        by source-only (the score rule's guard; under the consensus rule source-only
+        is chosen only by winning the vote, so read ``chosen == source_only``), and,
+        after a consensus selection, each candidate's agreement with source-only and
+        with the vote.
     """
 
     def __init__(self, scorers=("dev", "iwv"), source_only=None, min_wins="all",
@@ -454,6 +457,15 @@ class DomainAdaptationSearchCV(GridSearchCV):
         without target rows is an error, never a silent NaN.
     return_train_score : bool, default=False
         As in GridSearchCV.
+
+    Attributes
+    ----------
+    best_estimator_, best_index_, best_params_, cv_results_, n_splits_, refit_time_
+        As in GridSearchCV. There is no ``best_score_``: the winner is chosen by a
+        rule over several label-free scores (GridSearchCV has none either when
+        ``refit`` is a callable); ``cv_results_`` holds every score.
+    selection_report_ : dict
+        How the winner was chosen (``SafeDASelection.last_report_``).
 
     Examples
     --------

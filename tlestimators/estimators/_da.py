@@ -91,7 +91,7 @@ _SCHEDULES = {"dann": dann_lambda, "constant": ConstantSchedule()}
 #: ``lr=1e-3``, annealed by the paper's ``lr_schedule="dann"``, with dense inputs
 #: standardised by one global scale (``standardize="auto"``). The DANN paper's SGD
 #: recipe (``optimizer="sgd", lr=0.01, momentum=0.9, standardize=None``), the defaults
-#: before 0.3, underfits dense embeddings of small per-column scale (results/da.md).
+#: of 0.1, underfits dense embeddings of small per-column scale (results/da.md).
 DEFAULT_OPTIMIZER, DEFAULT_LR, DEFAULT_STANDARDIZE = "adam", 1e-3, "auto"
 #: ``weight_decay="auto"``: with dense inputs, an L2 penalty of ``AUTO_WEIGHT_DECAY``
 #: (Adam's coupled ``weight_decay``) on the parameters trained from scratch (heads,
@@ -639,7 +639,7 @@ _COMMON_PARAMETERS = """backbone : str or Backbone, default="mlp"
         a backbone).
     optimizer : {"sgd", "adamw", "adam"} or torch.optim class, default="adam"
         The recipe shared by every deep DA estimator: Adam at ``lr=1e-3`` with the
-        DANN paper's lr decay and lambda ramp, dense inputs standardised. Until 0.3
+        DANN paper's lr decay and lambda ramp, dense inputs standardised. In 0.1
         the defaults were the paper's SGD recipe, ``optimizer="sgd", lr=0.01,
         momentum=0.9, standardize=None, lambda_max=1`` (pass these to get it back);
         it underfits dense embeddings of small per-column scale

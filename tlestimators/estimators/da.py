@@ -92,7 +92,7 @@ class InfoMaxCriterion(nn.Module):
 # --------------------------------------------------------------------------- estimators
 # Why each method's lambda_max default is what it is (quoted in its docstring).
 _LAMBDA_CORAL = """The loss is divided by ``4 d^2`` (as in the paper and skada), so
-        on a 256-wide feature layer ``lambda_max=1`` (the default before 0.3, and skada's
+        on a 256-wide feature layer ``lambda_max=1`` (the default of 0.1, and skada's
         ``reg=1``) adds a term below 1e-3 that leaves the features where they were (on
         the LSA proxy of ``benchmarks/results/da.md`` the fits at 1 and at 0 agree
         within 0.1 point on the 4-pair mean). The paper sets the weight so that the CORAL

@@ -102,7 +102,7 @@ class DANNAdapter(AdversarialMixin, BaseDomainAdapter):
     ``1 / (1 + 10 p) ** 0.75``, the reversal strength ramped as in the paper to
     ``lambda_max=0.3``, dense inputs standardised by one global scale. The paper's
     SGD recipe (``optimizer="sgd", lr=0.01, lambda_max=1, standardize=None``, the
-    defaults before 0.3) underfits dense embeddings of tiny per-column scale: on
+    defaults of 0.1) underfits dense embeddings of tiny per-column scale: on
     L2-normalised 384-d LSA embeddings of the Amazon reviews (a stand-in for
     sentence embeddings) its source loss only fell from 0.69 to 0.66 (B->D) and 0.61
     (K->E) in 20 epochs, 8 and 5 points below a logistic regression; Adam reaches
