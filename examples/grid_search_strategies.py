@@ -39,7 +39,8 @@ X, X_test, y, y_test = train_test_split(images, digits.target, train_size=N_TRAI
 common = {"backbone": "efficientnet_lite0", "backbone_kwargs": {"img_size": IMG},
           "random_state": 0}
 frozen = FrozenFeatureClassifier(**common)
-tuned = FineTuneClassifier(**common, lr=2e-3, backbone_lr=1e-3, max_epochs=EPOCHS,
+# the default fine-tuning recipe (LP-FT, backbone lr 1e-4)
+tuned = FineTuneClassifier(**common, max_epochs=EPOCHS,
                            augment=False)  # flips would turn digits into other digits
 
 pipe = Pipeline([("clf", frozen)])
