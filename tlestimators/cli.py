@@ -377,7 +377,7 @@ def _data_kind(data, items):
 def _model_modality(model):
     """The input modality of a loaded model (its backbone's), or None when it has none
     to tell (an ONNX export, a pipeline of other steps)."""
-    for m in (model, getattr(model, "estimator", None)):
+    for m in (model, getattr(model, "estimator_", None)):  # LabeledOnly holds the fit
         config = getattr(getattr(m, "backbone_", None), "config", None)
         if config is not None:
             return config.modality

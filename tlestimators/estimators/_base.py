@@ -18,8 +18,9 @@ Parameters and validation
 
     and validates them first thing in ``fit``/``partial_fit``: by calling
     ``self._validate_params()`` (sklearn's ``BaseEstimator``) or through sklearn's
-    ``@_fit_context`` decorator, which calls it. A renamed parameter keeps its old keyword for one release
-    with default ``"deprecated"`` (constraint: :func:`deprecated_constraint`) and is
+    ``@_fit_context`` decorator, which calls it. A renamed parameter keeps its old
+    keyword for one release with default ``"deprecated"`` (constraint:
+    :func:`deprecated_constraint`) and is
     read with :func:`~tlestimators._validation.renamed_param` (``FutureWarning``
     naming the new one). Old spellings of a value go through
     :func:`~tlestimators._validation.deprecated_value`. ``unfreeze`` is validated and
@@ -36,8 +37,8 @@ Backbone
     ``set_params(backbone_kwargs__x=...)`` set one key.
 
 Data
-    ONE dataset, :class:`TransferDataset`: validated
-    raw items, cached embeddings or 2-D (dense or CSR) features, optional int targets
+    ONE dataset, :class:`TransferDataset`: validated raw items, cached embeddings or
+    2-D (dense or CSR) features, optional int targets
     and optional per-row extra arrays (``is_target=...`` for DA, ``task=...`` /
     ``replay=...`` for continual learning). It gathers a whole batch at once
     (``__getitems__``: one slice per batch). ONE collate, :class:`Collate`: runs
@@ -370,9 +371,6 @@ class TransferDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, i):
         return self.__getitems__([i])
-
-
-#: The one dataset class (old name).
 
 
 def _stack_samples(samples):
