@@ -60,8 +60,8 @@ def _linear_from_sklearn(head):
     if hasattr(head, "to_linear"):
         lin = head.to_linear()
     elif hasattr(head, "coef_") and hasattr(head, "intercept_"):
-        coef = np.atleast_2d(np.asarray(head.coef_, dtype=np.float64))
-        intercept = np.asarray(head.intercept_, dtype=np.float64).ravel()
+        coef = np.atleast_2d(np.array(head.coef_, dtype=np.float64))  # a copy: SVC's is read-only
+        intercept = np.array(head.intercept_, dtype=np.float64).ravel()
         if coef.shape[0] == 1:  # binary: logit of class 1 against a zero logit
             coef = np.vstack([np.zeros_like(coef), coef])
             intercept = np.r_[0.0, intercept]
