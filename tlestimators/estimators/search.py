@@ -448,7 +448,6 @@ class TransferSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
             ZeroShotTextClassifier,
         )
 
-        rs = seed
         backbones = self.backbones or _DEFAULT_BACKBONES.get(modality, [])
         out = []
         for i, bb in enumerate(backbones):
@@ -459,30 +458,30 @@ class TransferSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
                 # the fallback of the label-free selection: the frozen probe fitted on
                 # the labeled (source) rows only, one per backbone
                 out.append(("source-only" if i == 0 else f"source-only[{bb}]",
-                            LabeledOnly(FrozenFeatureClassifier(bb, random_state=rs))))
+                            LabeledOnly(FrozenFeatureClassifier(bb, random_state=seed))))
                 # a pretrained backbone stays frozen: the adaptation nets train on its
                 # cached embeddings, shared with the source-only probe (the setting of
                 # results/da.md); the random-init mlp over features trains
                 unfreeze = "head" if modality in ("image", "text") else "all"
-                out.append((f"dann[{bb}]", DANNAdapter(bb, unfreeze=unfreeze, random_state=rs)))
+                out.append((f"dann[{bb}]", DANNAdapter(bb, unfreeze=unfreeze, random_state=seed)))
                 for cls in (da_methods.DeepCORALAdapter, da_methods.MMDAdapter,
                             da_methods.CDANAdapter, da_methods.InfoMaxAdapter):
                     out.append((f"{cls.__name__.removesuffix('Adapter').lower()}[{bb}]",
-                                cls(bb, unfreeze=unfreeze, random_state=rs)))
+                                cls(bb, unfreeze=unfreeze, random_state=seed)))
                 continue
             text_words = self.class_names is not None or all(isinstance(c, str)
                                                              for c in labels)
             if modality == "text" and text_words:
                 out.append((f"zero-shot[{bb}]",
                             ZeroShotTextClassifier(bb, class_names=self.class_names)))
-            out.append((f"probe[{bb}]", FrozenFeatureClassifier(bb, random_state=rs)))
+            out.append((f"probe[{bb}]", FrozenFeatureClassifier(bb, random_state=seed)))
             out.append((f"mlp-head[{bb}]",
-                        FrozenFeatureClassifier(bb, head="mlp", random_state=rs)))
+                        FrozenFeatureClassifier(bb, head="mlp", random_state=seed)))
             if modality in ("image", "text"):
-                out.append((f"fine-tune[{bb}]", FineTuneClassifier(bb, random_state=rs)))
+                out.append((f"fine-tune[{bb}]", FineTuneClassifier(bb, random_state=seed)))
                 if _peft_available():
                     out.append((f"lora[{bb}]", FineTuneClassifier(bb, unfreeze="lora",
-                                                                  random_state=rs)))
+                                                                  random_state=seed)))
         if modality == "image-text" or any(b.startswith("open_clip/") for b in backbones):
             from tlestimators import ZeroShotCLIPClassifier
 
@@ -906,24 +905,24 @@ class TransferSearchCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         best = cands[self.best_index_]
         self.best_params_ = {"candidate": best.name}
         self.best_score_ = float(means[self.best_index_])
-        # plain rows (report_ builds the DataFrame from them), so the fitted search
-        # saves with tlestimators.save like any estimator
-        self._report_rows = [
-            {"candidate": c.name, "backbone": c.backbone, "strategy": c.strategy,
-             "mean_score": float(means[i]),
-             "std_score": float(self.cv_results_["std_test_score"][i]),
-             "fit_seconds": round(float(c.fit_seconds), 2), "resource": _resource_text(c),
-             "stopped": c.stopped, "chosen": i == self.best_index_}
-            for i, c in enumerate(cands)]
 
     @property
     def report_(self):
-        """The report (see the class docstring), best first: a new DataFrame per access."""
-        if "_report_rows" not in self.__dict__:
+        """The report (see the class docstring), best first: a new DataFrame per access,
+        built from the candidates and ``cv_results_`` (no DataFrame is stored, so the
+        fitted search saves with tlestimators.save like any estimator)."""
+        if "_cands" not in self.__dict__:
             raise AttributeError("report_ exists once the search is fitted.")
         import pandas as pd
 
-        return pd.DataFrame(self._report_rows).sort_values(
+        res = self.cv_results_
+        rows = [{"candidate": c.name, "backbone": c.backbone, "strategy": c.strategy,
+                 "mean_score": float(res["mean_test_score"][i]),
+                 "std_score": float(res["std_test_score"][i]),
+                 "fit_seconds": round(float(c.fit_seconds), 2), "resource": _resource_text(c),
+                 "stopped": c.stopped, "chosen": i == self.best_index_}
+                for i, c in enumerate(self._cands)]
+        return pd.DataFrame(rows).sort_values(
             ["chosen", "mean_score"], ascending=[False, False], na_position="last"
         ).reset_index(drop=True)
 
