@@ -122,8 +122,8 @@ def _features(estimator, X, space):
         return X
     if space == "model":
         # the model's own feature space where it has one (DEV's intent), else the input
-        return _features(estimator, X, "input" if _transformer(estimator) is None
-                         else "transform")
+        transformer = _transformer(estimator)
+        return X if transformer is None else transformer.transform(X)
     if space == "auto":
         is_matrix = hasattr(X, "tocsr") or (
             isinstance(X, np.ndarray) and X.ndim == 2 and X.dtype.kind in "iuf"
