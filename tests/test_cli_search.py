@@ -64,4 +64,8 @@ def test_search_cli_refuses_before_searching(tmp_path, capsys, monkeypatch):
     (tmp_path / "taken" / "config.json").write_text("{}")  # a model saved before
     assert main(["search", str(csv), "--save", str(tmp_path / "taken")]) == 1
     assert "exists; pass --overwrite" in capsys.readouterr().err
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("not a model")
+    assert main(["search", str(csv), "--save", str(tmp_path / "mine"), "--overwrite"]) == 1
+    assert "not a saved tlestimators model" in capsys.readouterr().err
     assert not fits

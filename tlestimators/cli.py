@@ -445,12 +445,11 @@ def cmd_search(args) -> int:
     import tlestimators as tle
     from tlestimators.estimators.search import BUDGETS
 
-    save_to = Path(args.save).expanduser() if args.save else None
-    if save_to and save_to.exists() and not args.overwrite and not (
-            save_to.is_dir() and not any(save_to.iterdir())):  # tle.save uses an empty one
-        # before the search, not after it: nothing is lost but the typing
-        raise ValueError(f"--save {args.save!r} exists; pass --overwrite to replace a saved "
-                         "model there, or choose another path.")
+    if args.save:  # save's own check, before the search rather than after it
+        from tlestimators.io import _check_save_path
+
+        _check_save_path(Path(args.save).expanduser(), args.overwrite,
+                        overwrite_flag="--overwrite")
     desc, modality, X, y, _ = _load_user_data(args.data, args, name="DATA")
     y = np.asarray(y).astype(object)
     print(desc)
@@ -637,7 +636,7 @@ def main(argv=None) -> int:
 
     try:
         return args.func(args)
-    except (TLEError, ValueError, TypeError, FileNotFoundError) as exc:
+    except (TLEError, ValueError, TypeError, FileNotFoundError, FileExistsError) as exc:
         # user errors (bad name, bad data): one clear line, not a traceback
         if os.environ.get("TLE_DEBUG"):
             raise

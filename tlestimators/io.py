@@ -683,6 +683,25 @@ def _describe_backbone(est) -> dict | None:
             "modality": getattr(cfg, "modality", None), "fingerprint": bb.fingerprint()}
 
 
+def _check_save_path(path, overwrite=False, *, overwrite_flag="overwrite=True") -> Path:
+    """``path`` as a Path if :func:`save` may write there, else the ``FileExistsError``
+    ``save`` would raise: a missing path or an empty directory is used; a saved model is
+    replaced only with ``overwrite``; anything else is never replaced. Nothing is
+    written (the CLI checks ``--save`` before a search; ``overwrite_flag`` is how the
+    caller's users spell the option)."""
+    root = Path(path)
+    if not root.exists() or (root.is_dir() and not any(root.iterdir())):
+        return root
+    if not overwrite:
+        raise FileExistsError(f"path {str(root)!r} exists; pass {overwrite_flag} to replace it.")
+    if not (root / "config.json").is_file():
+        raise FileExistsError(
+            f"path {str(root)!r} exists and is not a saved tlestimators model; refusing to "
+            "overwrite it."
+        )
+    return root
+
+
 def save(estimator, path, *, include_backbone=False, overwrite=False, card=True, scores=None,
          data_summary=None):
     """Write a fitted (or unfitted) estimator to the directory ``path`` without pickle.
@@ -714,17 +733,8 @@ def save(estimator, path, *, include_backbone=False, overwrite=False, card=True,
     from safetensors.numpy import save_file as save_np
     from safetensors.torch import save_file as save_pt
 
-    root = Path(path)
-    if root.is_dir() and not any(root.iterdir()):  # an empty folder made for it: use it
-        root.rmdir()
-    if root.exists():
-        if not overwrite:
-            raise FileExistsError(f"path {str(root)!r} exists; pass overwrite=True to replace it.")
-        if not (root / "config.json").is_file():
-            raise FileExistsError(
-                f"path {str(root)!r} exists and is not a saved tlestimators model; refusing to "
-                "overwrite it."
-            )
+    root = _check_save_path(path, overwrite)
+    if root.exists():  # an empty folder made for it, or a saved model to replace
         shutil.rmtree(root)
     root.mkdir(parents=True)
     writer = _Writer(root, include_backbone)
