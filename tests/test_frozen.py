@@ -297,3 +297,20 @@ def test_a_head_whose_probabilities_underflow_gives_finite_logits_silently():
         warnings.simplefilter("error", RuntimeWarning)
         log_proba = clf.predict_log_proba(X)
     assert np.isfinite(log_proba).all() and clf.score(X, y) == 1.0
+
+
+def test_a_linear_probe_head_keeps_its_own_scaling():
+    # the embeddings of the identity "mlp" backbone: 3 informative, loud features among
+    # quiet ones; a StandardScaler in front of a global-scale probe would undo its scale
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(3), 30)
+    X = np.c_[10 * (rng.normal(size=(90, 3)) + 1.5 * np.eye(3)[y]), 0.01 * rng.normal(size=(90, 60))]
+    X = X.astype(np.float32)
+    clf = FrozenFeatureClassifier("mlp", head=LinearProbeCV(scaling="global", Cs=[0.01]), device="cpu").fit(X, y)
+    assert isinstance(clf.head_, LinearProbeCV) and clf.head_.scaling_ == "global"
+    assert np.unique(clf.head_.scale_).size == 1
+    # the same head is what the default "linear" head fits with that scaling
+    ref = LinearProbeCV(scaling="global", Cs=[0.01], device="cpu").fit(X, y)
+    np.testing.assert_allclose(clf.predict_proba(X), ref.predict_proba(X), atol=1e-6)
+    default = FrozenFeatureClassifier("mlp", device="cpu", random_state=0).fit(X, y)
+    assert set(default.head_.cv_scores_by_scaling_) == {"per_feature", "global"}

@@ -29,19 +29,65 @@ def _data(n_classes, n=300, d=20, seed=0):
 @pytest.mark.parametrize("C", [0.01, 1.0, 100.0])
 def test_probabilities_equal_sklearn_logistic_regression(n_classes, C):
     X, y = _data(n_classes)
-    probe = LinearProbeCV(Cs=[C], tol=1e-9, max_iter=5000, device="cpu").fit(X, y)
+    probe = LinearProbeCV(Cs=[C], scaling="per_feature", tol=1e-9, max_iter=5000, device="cpu").fit(X, y)
     Z = StandardScaler().fit_transform(X)
     ref = LogisticRegression(C=C, tol=1e-10, max_iter=10000).fit(Z, y)
-    assert probe.C_ == C
+    assert probe.C_ == C and probe.scaling_ == "per_feature"
     np.testing.assert_allclose(probe.predict_proba(X), ref.predict_proba(Z), atol=1e-4, rtol=0)
     # coef_ acts on raw features: the same decision as sklearn's on standardised ones
     np.testing.assert_allclose(probe.decision_function(X), ref.decision_function(Z), atol=1e-3, rtol=1e-4)
     assert probe.coef_.shape == ref.coef_.shape
 
 
+@pytest.mark.parametrize("n_classes", [2, 4])
+def test_global_scaling_equals_logistic_regression_on_one_scale(n_classes):
+    # "global": centred, then every feature divided by the same number, the RMS of the
+    # centred features; the fit is LogisticRegression's on those
+    X, y = _data(n_classes)
+    probe = LinearProbeCV(Cs=[0.3], scaling="global", tol=1e-9, max_iter=5000, device="cpu").fit(X, y)
+    mu = X.mean(0)
+    rms = np.sqrt(((X - mu) ** 2).mean())
+    ref = LogisticRegression(C=0.3, tol=1e-10, max_iter=10000).fit((X - mu) / rms, y)
+    assert probe.scaling_ == "global"
+    np.testing.assert_allclose(probe.scale_, rms)
+    np.testing.assert_allclose(probe.predict_proba(X), ref.predict_proba((X - mu) / rms), atol=1e-4, rtol=0)
+
+
+def _signal_in(loud, n, seed):
+    """Three classes whose signal sits in 5 loud dimensions among 300 quiet noise ones
+    (``loud=True``), or two classes whose signal sits in 3 quiet dimensions among 40
+    loud noise ones."""
+    r = np.random.default_rng(seed)
+    if loud:
+        y = r.integers(0, 3, n)
+        sig = r.normal(size=(n, 5)) + 1.5 * np.eye(3, 5)[y]
+        return np.c_[10 * sig, 0.01 * r.normal(size=(n, 300))], y
+    y = r.integers(0, 2, n)
+    sig = r.normal(size=(n, 3)) + 2.0 * y[:, None]
+    return np.c_[0.01 * sig, 10 * r.normal(size=(n, 40))], y
+
+
+@pytest.mark.parametrize("loud, expected", [(True, "global"), (False, "per_feature")])
+def test_auto_scaling_is_chosen_by_cv(loud, expected):
+    # signal in the loud dimensions: standardising blows the quiet noise up to the
+    # signal's size, so the global scale wins; signal in the quiet ones: only the
+    # per-feature standardisation lets a moderate C reach it
+    X, y = _signal_in(loud, 60, 0)
+    Xt, yt = _signal_in(loud, 2000, 1)
+    fits = {s: LinearProbeCV(scaling=s, device="cpu").fit(X, y) for s in ("per_feature", "global", "auto")}
+    other = "per_feature" if expected == "global" else "global"
+    assert fits["auto"].scaling_ == expected
+    assert fits["auto"].score(Xt, yt) > fits[other].score(Xt, yt) + 0.15
+    np.testing.assert_array_equal(fits["auto"].predict(Xt), fits[expected].predict(Xt))
+    assert set(fits["auto"].cv_scores_by_scaling_) == {"per_feature", "global"}
+    np.testing.assert_array_equal(fits["auto"].cv_scores_, fits["auto"].cv_scores_by_scaling_[expected])
+    np.testing.assert_array_equal(fits["auto"].cv_scores_by_scaling_[expected], fits[expected].cv_scores_)
+    assert list(fits["per_feature"].cv_scores_by_scaling_) == ["per_feature"]
+
+
 def test_default_tolerance_is_close_to_sklearn():
     X, y = _data(3)
-    probe = LinearProbeCV(Cs=[1.0], device="cpu").fit(X, y)
+    probe = LinearProbeCV(Cs=[1.0], scaling="per_feature", device="cpu").fit(X, y)
     Z = StandardScaler().fit_transform(X)
     ref = LogisticRegression(C=1.0, tol=1e-10, max_iter=10000).fit(Z, y)
     assert np.abs(probe.predict_proba(X) - ref.predict_proba(Z)).max() < 2e-3
@@ -54,7 +100,8 @@ def test_sample_and_class_weight_match_sklearn(n_classes):
     cw = "balanced"
     keep = np.r_[np.flatnonzero(y == 0)[:30], np.flatnonzero(y != 0)]  # imbalance, so balanced matters
     X, y, sw = X[keep], y[keep], sw[keep]
-    probe = LinearProbeCV(Cs=[0.5], class_weight=cw, tol=1e-9, max_iter=5000, device="cpu")
+    probe = LinearProbeCV(Cs=[0.5], scaling="per_feature", class_weight=cw, tol=1e-9, max_iter=5000,
+                          device="cpu")
     probe.fit(X, y, sample_weight=sw)
     Z = StandardScaler().fit_transform(X)
     ref = LogisticRegression(C=0.5, class_weight=cw, tol=1e-10, max_iter=10000).fit(Z, y, sample_weight=sw)
@@ -73,7 +120,7 @@ def test_weakly_regularised_refit_converges_without_warning():
     y = rng.integers(0, 2, 80)
     with warnings.catch_warnings():
         warnings.simplefilter("error", ConvergenceWarning)
-        probe = LinearProbeCV(Cs=[167.0], device="cpu").fit(X, y)
+        probe = LinearProbeCV(Cs=[167.0], scaling="per_feature", device="cpu").fit(X, y)
     assert probe.n_iter_ > 100
     Z = StandardScaler().fit_transform(X)
     ref = LogisticRegression(C=167.0, tol=1e-10, max_iter=10000).fit(Z, y)
@@ -104,7 +151,7 @@ def test_cv_choice_and_accuracy_track_logistic_regression_cv():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ref = LogisticRegressionCV(scoring="accuracy").fit(scaler.transform(Xtr), ytr)
-    probe = LinearProbeCV(device="cpu").fit(Xtr, ytr)
+    probe = LinearProbeCV(scaling="per_feature", device="cpu").fit(Xtr, ytr)
     # same grid, same unshuffled stratified folds: the mean CV accuracy curves agree
     ref_curve = ref.scores_[ref.classes_[0]].mean(0).ravel()
     np.testing.assert_allclose(probe.cv_scores_.mean(0), ref_curve, atol=0.02)
@@ -135,13 +182,13 @@ def test_features_below_float_resolution_are_zeroed_for_head_init():
     rng = np.random.RandomState(0)
     X[:, 5] = (1e-33 * (1 + rng.rand(len(X)))).astype(np.float32)
     X[:, 7] = 0.25  # constant: left alone
-    raw = LinearProbeCV(Cs=4, cv=3, device="cpu").fit(X, y)
+    raw = LinearProbeCV(Cs=4, cv=3, scaling="per_feature", device="cpu").fit(X, y)
     assert np.abs(raw.coef_[:, 5]).max() > 1e20
     Z = zero_unresolved_features(X)
     assert (Z[:, 5] == 0).all() and (Z[:, 7] == 0).all()
     np.testing.assert_array_equal(np.delete(Z, [5, 7], 1), np.delete(X, [5, 7], 1))
     assert X[0, 5] > 0  # the input is not modified
-    probe = LinearProbeCV(Cs=4, cv=3, device="cpu").fit(Z, y)
+    probe = LinearProbeCV(Cs=4, cv=3, scaling="per_feature", device="cpu").fit(Z, y)
     assert np.abs(probe.coef_).max() < 1e3 and (probe.coef_[:, 5] == 0).all()
     # the head it initialises does not move when the dead dimension wakes up a little
     moved = Z.copy()
@@ -168,7 +215,7 @@ def test_tiny_classes_reduce_folds_or_skip_cv():
     assert probe.cv_scores_.shape[0] == 3
     y[np.flatnonzero(y == 1)[1:]] = 0  # one member: no CV, the middle of the grid
     probe = LinearProbeCV(Cs=5, device="cpu").fit(X, y)
-    assert probe.cv_scores_.shape == (0, 5) and probe.C_ == 1.0
+    assert probe.cv_scores_.shape == (0, 5) and probe.C_ == 1.0 and probe.scaling_ == "global"
 
 
 def test_random_state_shuffles_folds_reproducibly():
@@ -182,7 +229,7 @@ def test_random_state_shuffles_folds_reproducibly():
 
 @pytest.mark.parametrize("params, match", [
     ({"Cs": 0}, "Cs"), ({"Cs": [1.0, -1.0]}, "Cs"), ({"cv": "five"}, "cv"),
-    ({"tol": 0}, "tol"), ({"max_iter": 0}, "max_iter"), ({"scoring": "f1"}, "scoring"),
+    ({"tol": 0}, "tol"), ({"max_iter": 0}, "max_iter"), ({"scoring": "f1"}, "scoring"), ({"scaling": "minmax"}, "scaling"),
     ({"class_weight": "even"}, "class_weight"), ({"class_weight": {"nope": 2.0}}, "class_weight"),
     ({"device": "gpu9"}, "device"),
 ])
@@ -260,7 +307,7 @@ def test_a_repeated_fit_is_copied_from_the_memo_not_solved_again(monkeypatch):
     X, y = _data(3, n=120)
     first = LinearProbeCV(Cs=4, device="cpu", random_state=0).fit(X, y)
     solved = len(calls)
-    assert solved == 4 * 5 + 1  # the CV path (4 Cs x 5 folds) and the refit
+    assert solved == 2 * 4 * 5 + 1  # the CV paths (2 scalings x 4 Cs x 5 folds) and the refit
     again = LinearProbeCV(Cs=4, device="cpu", random_state=0).fit(X.copy(), y.copy())
     assert len(calls) == solved  # nothing solved: the same fit, copied
     np.testing.assert_array_equal(again.coef_, first.coef_)
@@ -286,7 +333,7 @@ def test_a_repeated_fit_is_copied_from_the_memo_not_solved_again(monkeypatch):
     before = len(calls)
     LinearProbeCV(Cs=4, cv=KFold(3), device="cpu").fit(X, y)
     LinearProbeCV(Cs=4, cv=KFold(3), device="cpu").fit(X, y)
-    assert len(calls) == before + 2 * (4 * 3 + 1)
+    assert len(calls) == before + 2 * (2 * 4 * 3 + 1)
     # clearing the feature cache forgets the probe fits on its embeddings too
     feature_cache().clear()
     before = len(calls)

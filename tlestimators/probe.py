@@ -5,13 +5,14 @@
 runs on a GPU and hands back its solution as a ``torch.nn.Linear`` on the raw features
 (so a fine-tuning head can start from it, as LP-FT does).
 
-The objective is scikit-learn's, on standardised features ``Z = (X - mean_) / scale_``::
+The objective is scikit-learn's, on scaled features ``Z = (X - mean_) / scale_``
+(per-feature standardisation or one global scale, chosen by the same CV as ``C``)::
 
     C * sum_i s_i * log_loss(y_i, W z_i + b) + 0.5 * ||W||_F^2
 
 binomial (one weight vector) for two classes and multinomial (one vector per class,
 symmetric parametrisation) for more, with the intercept not penalised: the solution at a
-given ``C`` is that of ``LogisticRegression(C=C)`` on the standardised features. It is
+given ``C`` is that of ``LogisticRegression(C=C)`` on the scaled features. It is
 solved full batch by L-BFGS (scipy's L-BFGS-B, as scikit-learn's ``lbfgs``) on a loss and
 gradient computed in torch, on the GPU when there is one; warm-started along the path of
 ``Cs`` from strong to weak regularisation in every fold (float32: it only ranks the Cs),
@@ -23,6 +24,7 @@ only, so that estimators of every kind can use it.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import numbers
@@ -42,7 +44,7 @@ from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
-__all__ = ["LinearProbeCV", "clear_fit_memo", "fit_logistic", "zero_unresolved_features"]
+__all__ = ["LinearProbeCV", "clear_fit_memo", "fit_logistic", "global_scale", "zero_unresolved_features"]
 
 
 #: Fitted probes of this process by a digest of everything their fit depends on. The
@@ -88,6 +90,32 @@ def zero_unresolved_features(X):
     X = X.copy()
     X[:, dead] = 0
     return X
+
+
+_BLAS = threading.local()
+
+
+@contextlib.contextmanager
+def _one_blas_thread():
+    """One BLAS thread inside (re-entrant: a nested use costs nothing).
+
+    L-BFGS-B's own vector updates are small BLAS calls: a multi-threaded BLAS pool only
+    adds synchronisation (one LinearProbeCV fit on 100 x 1280: 0.4 s CPU with one BLAS
+    thread, 17.9 s with two on a 2-core machine with one other busy process). Setting
+    the limit costs ~1 ms (threadpoolctl inspects the loaded libraries), so a
+    :class:`LinearProbeCV` fit sets it once around its 100 solves instead of per solve.
+    """
+    if getattr(_BLAS, "limited", False):
+        yield
+        return
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        _BLAS.limited = True
+        try:
+            yield
+        finally:
+            _BLAS.limited = False
 
 
 def _resolve_device(device):
@@ -197,12 +225,7 @@ def fit_logistic(X, y, C, *, sample_weight=None, n_classes=None, coef=None, inte
         return float(loss), g
 
     theta0 = torch.cat([W.reshape(-1), b.reshape(-1)]).double().cpu().numpy()
-    # L-BFGS-B's own vector updates are small BLAS calls: a multi-threaded BLAS pool only
-    # adds synchronisation (one LinearProbeCV fit on 100 x 1280: 0.4 s CPU with one BLAS
-    # thread, 17.9 s with two on a 2-core machine with one other busy process)
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(limits=1, user_api="blas"):
+    with _one_blas_thread():
         res = minimize(func, theta0, jac=True, method="L-BFGS-B",
                        options={"maxiter": max_iter, "maxls": 50, "gtol": tol,
                                 "ftol": 64 * float(np.finfo(np.float64).eps)})
@@ -216,11 +239,13 @@ def fit_logistic(X, y, C, *, sample_weight=None, n_classes=None, coef=None, inte
 
 
 class LinearProbeCV(ClassifierMixin, BaseEstimator):
-    """Multinomial logistic regression on standardised features, C chosen by stratified CV.
+    """Multinomial logistic regression on scaled features, scaling and C chosen by stratified CV.
 
-    The convex linear probe of transfer learning: equivalent to
+    The convex linear probe of transfer learning. With ``scaling="per_feature"`` it is
     ``make_pipeline(StandardScaler(), LogisticRegressionCV(Cs, cv))`` on the same
-    features, solved full batch by L-BFGS (scipy's L-BFGS-B, as sklearn) on a loss
+    features; the default, ``scaling="auto"``, lets the same CV also choose between that
+    per-feature standardisation and one global scale that keeps the embedding's
+    geometry (see Notes). It is solved full batch by L-BFGS (scipy's L-BFGS-B, as sklearn) on a loss
     computed in torch (on CUDA when available), with each fold's path warm-started from
     strong to weak regularisation (in float32: it only ranks the Cs). The chosen
     model is refit on all the data and exposed on the RAW features (the standardisation
@@ -240,6 +265,16 @@ class LinearProbeCV(ClassifierMixin, BaseEstimator):
     scoring : {"accuracy", "neg_log_loss"}, default="accuracy"
         What the CV maximises (``LogisticRegressionCV``'s default is accuracy). Ties in
         accuracy are broken by the lower held-out log-loss.
+    scaling : {"auto", "per_feature", "global"}, default="auto"
+        How the features are scaled before the penalised fit (the penalty acts on the
+        scaled features). ``"per_feature"``: every feature centred and divided by its own
+        standard deviation (``StandardScaler``). ``"global"``: centred, then all divided
+        by one number, the root mean square of the centred features, so directions
+        keep their relative lengths, as in a ``LogisticRegression`` on the raw
+        embeddings. ``"auto"``: both are cross-validated on the same folds; the
+        scaling whose best held-out log-loss (mean over the folds, best over the Cs)
+        is lower is kept, and its C is then chosen by ``scoring``. With no CV (a class
+        with one member), ``"global"``.
     class_weight : dict, "balanced" or None, default=None
         Weights per class multiplied into the sample weights, as in scikit-learn.
     max_iter : int, default=100
@@ -253,7 +288,10 @@ class LinearProbeCV(ClassifierMixin, BaseEstimator):
         Gradient tolerance of each fit along the CV path (scikit-learn's ``gtol`` on its
         scaled objective); the final refit runs to ``tol / 100``. A
         :class:`~sklearn.exceptions.ConvergenceWarning` is raised when the refit stops at
-        its iteration limit short of that tolerance.
+        its iteration limit short of that tolerance. (A looser path, ``1e-3``, halves
+        the cost, but weakly regularised fits then stop near their warm start, so a
+        much larger C ties in CV with the one it started from and is refit as a
+        different model: C=1e4 instead of 167 on a test problem.)
     device : str, torch.device or None, default="auto"
         Where to solve: "auto" (or None) takes CUDA when available, else the CPU.
     random_state : int, RandomState instance or None, default=None
@@ -265,18 +303,24 @@ class LinearProbeCV(ClassifierMixin, BaseEstimator):
     classes_ : ndarray of shape (n_classes,)
         Class labels.
     C_ : float
-        The chosen inverse regularisation strength (on standardised features).
+        The chosen inverse regularisation strength (on the scaled features).
+    scaling_ : {"per_feature", "global"}
+        The scaling used (the chosen one under ``scaling="auto"``).
     Cs_ : ndarray of shape (n_Cs,)
         The grid that was searched, ascending.
     cv_scores_ : ndarray of shape (n_folds, n_Cs)
-        Held-out score (``scoring``) per fold and C; empty when no CV could run.
+        Held-out score (``scoring``) per fold and C under ``scaling_``; empty when no CV
+        could run.
+    cv_scores_by_scaling_ : dict of str to ndarray of shape (n_folds, n_Cs)
+        The same for every scaling that was cross-validated (both under ``"auto"``).
     coef_ : ndarray of shape (1, n_features) or (n_classes, n_features)
         Weights on the raw features (binary: one row, the positive class, as in sklearn).
     intercept_ : ndarray of shape (1,) or (n_classes,)
         Intercepts on the raw features.
     mean_, scale_ : ndarray of shape (n_features,)
-        The standardisation, computed by ``StandardScaler`` (constant features get
-        scale 1).
+        The scaling used: the mean of each feature, and its standard deviation
+        (``StandardScaler``'s; constant features get scale 1) under ``"per_feature"`` or
+        the one global scale repeated under ``"global"``.
     n_iter_ : int
         L-BFGS iterations of the final refit.
     n_features_in_ : int
@@ -290,8 +334,16 @@ class LinearProbeCV(ClassifierMixin, BaseEstimator):
 
     Notes
     -----
-    The features are standardised once on all of ``X`` (not per fold), exactly what a
+    The features are scaled once on all of ``X`` (not per fold), exactly what a
     pipeline with a ``StandardScaler`` in front of ``LogisticRegressionCV`` does.
+
+    Why the scaling is chosen too: per-feature standardisation gives every embedding
+    dimension the same prior weight, however little it varies. On a convnet's image
+    embeddings the low-variance dimensions are mostly noise, and with few labels that
+    costs accuracy against a plain ``LogisticRegression`` on the raw embeddings, which
+    keeps the embedding's geometry. On sentence embeddings the standardised probe is
+    as good or better. Neither wins everywhere, so by default the CV that chooses
+    ``C`` also chooses the scaling; ``results/defaults.md`` has the measurements.
 
     A fit is deterministic given its rows, labels, weights, parameters and device, so the
     last ``FIT_MEMO_SIZE`` fits of the process are kept by a digest of those: the same fit
@@ -324,6 +376,7 @@ class LinearProbeCV(ClassifierMixin, BaseEstimator):
         "Cs": [Interval(numbers.Integral, 1, None, closed="left"), "array-like"],
         "cv": ["cv_object"],
         "scoring": [StrOptions({"accuracy", "neg_log_loss"})],
+        "scaling": [StrOptions({"auto", "per_feature", "global"})],
         "class_weight": [dict, StrOptions({"balanced"}), None],
         "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
         "tol": [Interval(numbers.Real, 0, None, closed="neither")],
@@ -331,11 +384,12 @@ class LinearProbeCV(ClassifierMixin, BaseEstimator):
         "random_state": ["random_state"],
     }
 
-    def __init__(self, *, Cs=10, cv=5, scoring="accuracy", class_weight=None, max_iter=100,
-                 tol=1e-4, device="auto", random_state=None):
+    def __init__(self, *, Cs=10, cv=5, scoring="accuracy", scaling="auto", class_weight=None,
+                 max_iter=100, tol=1e-4, device="auto", random_state=None):
         self.Cs = Cs
         self.cv = cv
         self.scoring = scoring
+        self.scaling = scaling
         self.class_weight = class_weight
         self.max_iter = max_iter
         self.tol = tol
@@ -415,54 +469,52 @@ class LinearProbeCV(ClassifierMixin, BaseEstimator):
         # StandardScaler's own statistics, so that the probe equals the hand-written
         # pipeline (its rule for near-constant features included)
         scaler = StandardScaler().fit(Xf)
-        self.mean_, self.scale_ = scaler.mean_, scaler.scale_
+        scalings = ("per_feature", "global") if self.scaling == "auto" else (self.scaling,)
+        stats = {s: _scaling_stats(scaler, s) for s in scalings}
 
         device = _resolve_device(self.device)
-        Zs = (Xf - self.mean_) / self.scale_
         yt = torch.as_tensor(y_enc, dtype=torch.int64).to(device)
-
-        # The CV path runs in float32: it only has to rank the Cs, and float32 halves the
-        # memory traffic that bounds every L-BFGS evaluation. The refit below is float64
-        # on the CPU.
-        Z32 = torch.as_tensor(Zs, dtype=torch.float32).to(device)
         sw32 = torch.as_tensor(sw, dtype=torch.float32).to(device)
         self.Cs_ = self._grid()
         folds = self._folds(X, y_enc)
-        scores = np.empty((len(folds), len(self.Cs_)))
-        losses = np.empty_like(scores)
-        fold_solutions = []
-        for f, (tr, te) in enumerate(folds):
-            tr_t, te_t = torch.as_tensor(tr, device=device), torch.as_tensor(te, device=device)
-            Z_tr, y_tr, sw_tr, Z_te = Z32[tr_t], yt[tr_t], sw32[tr_t], Z32[te_t]
-            W = b = None
-            sols = []
-            for j, C in enumerate(self.Cs_):
-                W, b, _, _ = fit_logistic(Z_tr, y_tr, C, sample_weight=sw_tr, n_classes=k,
-                                          coef=W, intercept=b, max_iter=self.max_iter, tol=self.tol)
-                sols.append((W, b))
-                logp = _log_proba_t(Z_te, W, b).double().cpu().numpy()
-                w_te = score_sw[te]
-                scores[f, j] = np.average(logp.argmax(1) == y_enc[te], weights=w_te)
-                losses[f, j] = -np.average(logp[np.arange(len(te)), y_enc[te]], weights=w_te)
-            fold_solutions.append(sols)
-        del Z32, sw32
+        # one CV path per scaling, on the same folds: (scores, log-losses, solutions)
+        with _one_blas_thread():
+            paths = {s: self._cv_path((Xf - mean) / scale, device, yt, sw32, score_sw, y_enc, folds, k)
+                     for s, (mean, scale) in stats.items()}
+        del sw32
 
         if folds:
-            mean_acc, mean_loss = scores.mean(0), losses.mean(0)
+            # the scaling by its best mean held-out log-loss: one choice between two, made
+            # on a proper score, which on small folds is far steadier than accuracy (on
+            # 8 labels per class, choosing it by accuracy lost 2.3 points on digits)
+            best_loss = {s: paths[s][1].mean(0).min() for s in scalings}
+            scaling = min(scalings, key=best_loss.get)
+            mean_acc, mean_loss = paths[scaling][0].mean(0), paths[scaling][1].mean(0)
             if self.scoring == "neg_log_loss":
                 best = int(np.argmin(mean_loss))
             else:
                 # ties in accuracy (common on small folds) go to the better-calibrated C
                 tied = np.flatnonzero(mean_acc >= mean_acc.max() - 1e-12)
                 best = int(tied[np.argmin(mean_loss[tied])])
-            self.cv_scores_ = scores if self.scoring == "accuracy" else -losses
-            W0 = torch.stack([s[best][0] for s in fold_solutions]).mean(0)
-            b0 = torch.stack([s[best][1] for s in fold_solutions]).mean(0)
+            self.cv_scores_by_scaling_ = {
+                s: paths[s][0] if self.scoring == "accuracy" else -paths[s][1] for s in scalings}
+            fold_solutions = paths[scaling][2]
+            W0 = torch.stack([sol[best][0] for sol in fold_solutions]).mean(0)
+            b0 = torch.stack([sol[best][1] for sol in fold_solutions]).mean(0)
         else:
+            # no CV (a class with one member): the middle of the grid, on the global
+            # scaling unless one was asked for; one scale estimated from a handful of
+            # rows is steadier than one per feature
+            scaling = "global" if self.scaling == "auto" else self.scaling
             best = (len(self.Cs_) - 1) // 2
-            self.cv_scores_ = np.empty((0, len(self.Cs_)))
+            self.cv_scores_by_scaling_ = {s: np.empty((0, len(self.Cs_))) for s in scalings}
             W0 = b0 = None
+        del paths
+        self.cv_scores_ = self.cv_scores_by_scaling_[scaling]
+        self.scaling_ = scaling
         self.C_ = float(self.Cs_[best])
+        self.mean_, self.scale_ = stats[scaling]
+        Zs = (Xf - self.mean_) / self.scale_
 
         dtype = torch.float64 if device.type == "cpu" else torch.float32
         Z = torch.as_tensor(Zs, dtype=dtype).to(device)
@@ -498,6 +550,34 @@ class LinearProbeCV(ClassifierMixin, BaseEstimator):
                 while len(_FIT_MEMO) > FIT_MEMO_SIZE:
                     _FIT_MEMO.popitem(last=False)
         return self
+
+    def _cv_path(self, Zs, device, yt, sw32, score_sw, y_enc, folds, k):
+        """Held-out accuracy and log-loss of every C on every fold (arrays of shape
+        ``(n_folds, n_Cs)``) and each fold's solutions, on the scaled features ``Zs``.
+
+        The path runs in float32: it only has to rank the Cs, and float32 halves the
+        memory traffic that bounds every L-BFGS evaluation (the refit is float64 on the
+        CPU). Each fold walks the grid from strong to weak regularisation, warm-started.
+        """
+        Z32 = torch.as_tensor(Zs, dtype=torch.float32).to(device)
+        scores = np.empty((len(folds), len(self.Cs_)))
+        losses = np.empty_like(scores)
+        fold_solutions = []
+        for f, (tr, te) in enumerate(folds):
+            tr_t, te_t = torch.as_tensor(tr, device=device), torch.as_tensor(te, device=device)
+            Z_tr, y_tr, sw_tr, Z_te = Z32[tr_t], yt[tr_t], sw32[tr_t], Z32[te_t]
+            W = b = None
+            sols = []
+            w_te = score_sw[te]
+            for j, C in enumerate(self.Cs_):
+                W, b, _, _ = fit_logistic(Z_tr, y_tr, C, sample_weight=sw_tr, n_classes=k,
+                                          coef=W, intercept=b, max_iter=self.max_iter, tol=self.tol)
+                sols.append((W, b))
+                logp = _log_proba_t(Z_te, W, b).double().cpu().numpy()
+                scores[f, j] = np.average(logp.argmax(1) == y_enc[te], weights=w_te)
+                losses[f, j] = -np.average(logp[np.arange(len(te)), y_enc[te]], weights=w_te)
+            fold_solutions.append(sols)
+        return scores, losses, fold_solutions
 
     def _memo_key(self, X, y_enc, sw):
         """A digest of everything this fit depends on (the rows, labels, weights, classes,
@@ -560,6 +640,32 @@ class LinearProbeCV(ClassifierMixin, BaseEstimator):
             lin.weight.copy_(torch.as_tensor(W, dtype=dtype))
             lin.bias.copy_(torch.as_tensor(b, dtype=dtype))
         return lin
+
+
+def global_scale(mean, var):
+    """One scale for every feature: the root mean square of the centred features
+    (``sqrt(mean(var))``), so the average feature has unit variance while the geometry
+    of the representation (relative feature scales, distances up to a factor) is kept.
+    1.0 when every feature is constant (to the float resolution of ``mean``). The rule
+    of :class:`LinearProbeCV`'s ``scaling="global"`` and of the DA estimators'
+    ``standardize="global"``."""
+    rms = float(np.sqrt(np.mean(var)))
+    tiny = 10 * np.finfo(np.float64).eps * max(1.0, float(np.abs(mean).max()))
+    return rms if np.isfinite(rms) and rms > tiny else 1.0
+
+
+def _scaling_stats(scaler, scaling):
+    """``(mean, scale)`` vectors of a probe's input scaling from a fitted ``StandardScaler``.
+
+    ``"per_feature"``: the scaler's own, every feature to unit variance. ``"global"``: the
+    same centring, then :func:`global_scale` for all features (the average feature has
+    unit variance, so the grid of ``C`` means about the same thing in both): the L2
+    penalty then treats all directions of the embedding space alike, as a
+    ``LogisticRegression`` on the raw embeddings does.
+    """
+    if scaling == "per_feature":
+        return scaler.mean_, scaler.scale_
+    return scaler.mean_, np.full_like(scaler.scale_, global_scale(scaler.mean_, scaler.var_))
 
 
 def _log_proba_t(Z, W, b):

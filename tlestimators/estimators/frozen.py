@@ -48,8 +48,9 @@ class FrozenFeatureClassifier(NetClassifierMixin, BackboneParamsMixin, Classifie
     The backbone turns each input into an embedding once (through the shared feature
     cache, so cross-validation folds, grid points and clones reuse it); only the head
     is fitted, on the cached embeddings. The default head is the convex linear probe:
-    a multinomial logistic regression on the standardised embeddings, solved full
-    batch, with its regularisation strength chosen by internal stratified CV
+    a multinomial logistic regression on the scaled embeddings, solved full batch,
+    with the scaling (per feature, or one global scale) and its regularisation
+    strength chosen by internal stratified CV
     (:class:`~tlestimators.probe.LinearProbeCV`, like ``LogisticRegressionCV``).
 
     Parameters
@@ -63,19 +64,21 @@ class FrozenFeatureClassifier(NetClassifierMixin, BackboneParamsMixin, Classifie
         layer only loses information; pass ``{"hidden_sizes": (...)}`` to get one.
     head : "linear", "mlp", nn.Module or sklearn classifier, default="linear"
         ``"linear"``: the convex linear probe (:class:`~tlestimators.probe.LinearProbeCV`,
-        ``C`` by 5-fold stratified CV over ``np.logspace(-4, 4, 10)``; it standardises
-        the embeddings itself). ``"mlp"``: one hidden layer of ``max(64, D // 2)`` ReLU
+        the scaling and ``C`` by 5-fold stratified CV over ``np.logspace(-4, 4, 10)``;
+        it scales the embeddings itself). For the previous default, a fixed
+        per-feature standardisation, pass ``head=LinearProbeCV(scaling="per_feature")``. ``"mlp"``: one hidden layer of ``max(64, D // 2)`` ReLU
         units trained with skorch; an ``nn.Module`` mapping ``(N, D)`` to
         ``(N, n_classes)`` is trained the same way. Any scikit-learn classifier is
         cloned and fitted on the embeddings (after a ``StandardScaler`` when
-        ``standardize=True``); one without ``predict_proba`` (``SVC()``, ``LinearSVC``)
+        ``standardize=True``, except a ``LinearProbeCV``, which scales by its own
+        ``scaling``); one without ``predict_proba`` (``SVC()``, ``LinearSVC``)
         gets the softmax of its ``decision_function`` as ``predict_proba``: a ranking
         of the classes, not calibrated probabilities.
     head_dropout : float, default=0.0
         Dropout before the last linear layer (``"mlp"`` head).
     standardize : bool, default=True
         Standardise the embeddings with the training mean/std before the ``"mlp"``,
-        module or scikit-learn head (the linear probe always standardises).
+        module or scikit-learn head (the linear probe scales by its own CV).
     lr : float, default=1e-3
         Learning rate of a skorch head (``"mlp"`` or module).
     optimizer : {"adamw", "adam", "sgd"} or torch.optim class, default="adamw"
@@ -141,8 +144,10 @@ class FrozenFeatureClassifier(NetClassifierMixin, BackboneParamsMixin, Classifie
     transfer [1]_ [2]_; it is the cheap strategy to try first, and the one that wins
     with very few labels. A convex probe with its regularisation chosen by CV is what
     a hand-written ``make_pipeline(StandardScaler(), LogisticRegressionCV())`` on the
-    embeddings gives; SGD-trained heads (``"mlp"``) need their ``lr``/``max_epochs``
-    tuned.
+    embeddings gives; the default probe's CV also tries one global scale, which keeps
+    the embedding's geometry as a ``LogisticRegression`` on the raw embeddings does
+    (better on image embeddings with few labels; ``results/defaults.md``). SGD-trained
+    heads (``"mlp"``) need their ``lr``/``max_epochs`` tuned.
 
     References
     ----------
@@ -298,8 +303,12 @@ class FrozenFeatureClassifier(NetClassifierMixin, BackboneParamsMixin, Classifie
             head = linear_probe(device=device, random_state=seed, class_weight=self.class_weight,
                                 classes=classes, y_enc=y_enc)
         else:
+            from tlestimators.probe import LinearProbeCV
+
             head = clone(self.head)
-            if self.standardize:
+            # a LinearProbeCV scales the embeddings by its own ``scaling``: a scaler in
+            # front would turn its "global" scale into the per-feature one
+            if self.standardize and not isinstance(head, LinearProbeCV):
                 from sklearn.pipeline import make_pipeline
                 from sklearn.preprocessing import StandardScaler
 
