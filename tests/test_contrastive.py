@@ -64,6 +64,7 @@ def test_learns_and_predicts(fitted):
     assert fitted.n_steps_ == 4 and fitted.n_pairs_ == 4 * 21
     np.testing.assert_array_equal(fitted.predict(NEW), ["pos", "neg"])
     assert fitted.probe_ is not None and fitted.alpha_ is None
+    assert fitted.probe_.scaling_ == "per_feature"  # the head results/fewshot.md measured
     assert not any(p.requires_grad for p in fitted.backbone_.parameters())
 
 

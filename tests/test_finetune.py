@@ -258,8 +258,9 @@ def test_lp_ft_head_starts_from_the_probe(blobs):
     bb = create_backbone("mlp", in_features=X.shape[1], hidden_sizes=(16,))
     with torch.no_grad():
         Z = bb(torch.as_tensor(X)).numpy()
-    ref = LinearProbeCV(device="cpu", random_state=0).fit(Z, y)
-    assert ref.C_ == clf.probe_.C_
+    # LP-FT's probe keeps the per-feature scaling (what results/transfer.md measured)
+    ref = LinearProbeCV(device="cpu", random_state=0, scaling="per_feature").fit(Z, y)
+    assert clf.probe_.scaling_ == "per_feature" and ref.C_ == clf.probe_.C_
     np.testing.assert_allclose(ref.coef_, clf.probe_.coef_, rtol=1e-4, atol=1e-5)
     # the starting head already classifies: the probe's accuracy on its embeddings
     assert ref.score(Z, y) > 0.9

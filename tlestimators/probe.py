@@ -49,9 +49,8 @@ __all__ = ["LinearProbeCV", "clear_fit_memo", "fit_logistic", "global_scale", "z
 
 #: Fitted probes of this process by a digest of everything their fit depends on. The
 #: same fit asked again (in a search, every fine-tuning candidate's LP-FT probe stage on
-#: a fold is the frozen-probe candidate's fit on the same fold's cached embeddings; or a
-#: user fitting FrozenFeatureClassifier, then FineTuneClassifier on the same data) is
-#: copied from here instead of solved again. A few hundred KB per entry (coefficients
+#: a fold is one fit on the same fold's cached embeddings; or a user fitting two
+#: FineTuneClassifiers on the same data) is copied from here instead of solved again. A few hundred KB per entry (coefficients
 #: and the CV scores); :func:`clear_fit_memo` empties it, as does clearing the feature
 #: cache; 0 turns it off.
 FIT_MEMO_SIZE = 32
@@ -348,10 +347,11 @@ class LinearProbeCV(ClassifierMixin, BaseEstimator):
     A fit is deterministic given its rows, labels, weights, parameters and device, so the
     last ``FIT_MEMO_SIZE`` fits of the process are kept by a digest of those: the same fit
     asked again is copied instead of solved (with an integer ``cv`` and an integer or
-    None ``random_state``). In a search over strategies the frozen probe of a fold and
-    the LP-FT probe stage of every fine-tuning candidate on that fold are the same fit on
-    the same cached embeddings, and so is the probe stage of a ``FineTuneClassifier``
-    fitted after a ``FrozenFeatureClassifier`` on the same data. A copied fit does not
+    None ``random_state``). In a search over strategies the LP-FT probe stage of every
+    fine-tuning candidate on a fold is the same fit on the same cached embeddings, and
+    so is the probe stage of a ``FineTuneClassifier`` fitted again on the same data (a
+    ``FrozenFeatureClassifier``'s probe is a different fit: it chooses the scaling,
+    LP-FT's keeps ``"per_feature"``). A copied fit does not
     repeat the first one's warnings. :func:`clear_fit_memo` (or clearing the feature
     cache) forgets them, e.g. to time fits.
 

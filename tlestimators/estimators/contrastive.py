@@ -137,7 +137,7 @@ class ContrastiveFewShotClassifier(LogitsClassifierMixin, BackboneParamsMixin, C
       padding).
 
     Without ``class_names`` the head is :class:`~tlestimators.probe.LinearProbeCV`
-    (``C`` by internal stratified CV).
+    (``scaling="per_feature"``, ``C`` by internal stratified CV).
 
     Parameters
     ----------
@@ -333,7 +333,11 @@ class ContrastiveFewShotClassifier(LogitsClassifierMixin, BackboneParamsMixin, C
         Z = self._embed(items, device)
         self.probe_, self.alpha_ = None, None
         if prompts is None:
-            self.probe_ = linear_probe(device=device, random_state=seed).fit(Z, y_enc)
+            # per-feature scaling: the head results/fewshot.md measured against SetFit
+            # (the frozen probe's CV-chosen scaling was not measured on fine-tuned
+            # sentence embeddings)
+            self.probe_ = linear_probe(device=device, random_state=seed,
+                                       scaling="per_feature").fit(Z, y_enc)
             lin = self.probe_.to_linear(torch.float64)
             self.coef_ = lin.weight.detach().double().numpy()
             self.intercept_ = lin.bias.detach().double().numpy()

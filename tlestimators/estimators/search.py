@@ -6,8 +6,8 @@ than a grid of one estimator's parameters. The search runs in rounds:
 
 1. **cheap candidates run in full first**: zero-shot and heads on frozen embeddings
    cost one embedding pass (shared by every candidate and fold through the feature
-   cache) plus seconds of head fitting; the frozen probe's fit on a fold is also the
-   LP-FT probe stage of every fine-tuning candidate on that fold, which
+   cache) plus seconds of head fitting; the LP-FT probe stage on a fold is the same
+   fit for every fine-tuning candidate on that fold, which
    :class:`~tlestimators.probe.LinearProbeCV` copies instead of solving again;
 2. **expensive candidates** (those with a training-length resource, ``max_epochs``) are
    then raced by successive halving: every survivor is cross-validated at a small
