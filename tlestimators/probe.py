@@ -44,15 +44,16 @@ from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
-__all__ = ["LinearProbeCV", "clear_fit_memo", "fit_logistic", "global_scale", "zero_unresolved_features"]
+__all__ = ["LinearProbeCV", "clear_fit_memo", "fit_logistic", "global_scale",
+           "zero_unresolved_features"]
 
 
 #: Fitted probes of this process by a digest of everything their fit depends on. The
 #: same fit asked again (in a search, every fine-tuning candidate's LP-FT probe stage on
 #: a fold is one fit on the same fold's cached embeddings; or a user fitting two
-#: FineTuneClassifiers on the same data) is copied from here instead of solved again. A few hundred KB per entry (coefficients
-#: and the CV scores); :func:`clear_fit_memo` empties it, as does clearing the feature
-#: cache; 0 turns it off.
+#: FineTuneClassifiers on the same data) is copied from here instead of solved again. A
+#: few hundred KB per entry (coefficients and the CV scores); :func:`clear_fit_memo`
+#: empties it, as does clearing the feature cache; 0 turns it off.
 FIT_MEMO_SIZE = 32
 _FIT_MEMO: OrderedDict = OrderedDict()
 _MEMO_LOCK = threading.Lock()
@@ -244,8 +245,8 @@ class LinearProbeCV(ClassifierMixin, BaseEstimator):
     ``make_pipeline(StandardScaler(), LogisticRegressionCV(Cs, cv))`` on the same
     features; the default, ``scaling="auto"``, lets the same CV also choose between that
     per-feature standardisation and one global scale that keeps the embedding's
-    geometry (see Notes). It is solved full batch by L-BFGS (scipy's L-BFGS-B, as sklearn) on a loss
-    computed in torch (on CUDA when available), with each fold's path warm-started from
+    geometry (see Notes). It is solved full batch by L-BFGS (scipy's L-BFGS-B, as
+    sklearn) on a loss computed in torch (on CUDA when available), with each fold's path warm-started from
     strong to weak regularisation (in float32: it only ranks the Cs). The chosen
     model is refit on all the data and exposed on the RAW features (the standardisation
     is folded into ``coef_`` and ``intercept_``), also as a ``torch.nn.Linear`` through
@@ -351,8 +352,8 @@ class LinearProbeCV(ClassifierMixin, BaseEstimator):
     fine-tuning candidate on a fold is the same fit on the same cached embeddings, and
     so is the probe stage of a ``FineTuneClassifier`` fitted again on the same data (a
     ``FrozenFeatureClassifier``'s probe is a different fit: it chooses the scaling,
-    LP-FT's keeps ``"per_feature"``). A copied fit does not
-    repeat the first one's warnings. :func:`clear_fit_memo` (or clearing the feature
+    LP-FT's keeps ``"per_feature"``). A copied fit does not repeat the first one's
+    warnings. :func:`clear_fit_memo` (or clearing the feature
     cache) forgets them, e.g. to time fits.
 
     References

@@ -523,9 +523,8 @@ class BaseDomainAdapter(NetClassifierMixin, ClassifierMixin, NumberedFeaturesOut
         with torch.inference_mode():
             feats = np.concatenate([module.features(x).float().numpy() for x, _ in loader])
         # the network trains under this head: no weight on features it cannot resolve
-        # per-feature scaling, as measured in results/da.md: the head this initialises
-        # trains on under the adaptation loss, and the DA benchmarks were not re-run with
-        # the probe's scaling="auto"
+        # per-feature scaling: the warm start results/da.md measured (the DA benchmarks
+        # were not re-run with the probe's scaling="auto")
         probe = linear_probe(device=device, random_state=seed, cv=3, scaling="per_feature").fit(
             zero_unresolved_features(feats), y_enc[rows])
         if len(probe.classes_) == module.head[-1].out_features:

@@ -66,8 +66,8 @@ class FrozenFeatureClassifier(NetClassifierMixin, BackboneParamsMixin, Classifie
         ``"linear"``: the convex linear probe (:class:`~tlestimators.probe.LinearProbeCV`,
         the scaling and ``C`` by 5-fold stratified CV over ``np.logspace(-4, 4, 10)``;
         it scales the embeddings itself). For the previous default, a fixed
-        per-feature standardisation, pass ``head=LinearProbeCV(scaling="per_feature")``. ``"mlp"``: one hidden layer of ``max(64, D // 2)`` ReLU
-        units trained with skorch; an ``nn.Module`` mapping ``(N, D)`` to
+        per-feature standardisation, pass ``head=LinearProbeCV(scaling="per_feature")``.
+        ``"mlp"``: one hidden layer of ``max(64, D // 2)`` ReLU units trained with skorch; an ``nn.Module`` mapping ``(N, D)`` to
         ``(N, n_classes)`` is trained the same way. Any scikit-learn classifier is
         cloned and fitted on the embeddings (after a ``StandardScaler`` when
         ``standardize=True``, except a ``LinearProbeCV``, which scales by its own
