@@ -388,6 +388,11 @@ with open(os.path.join(out, f"rank{acc.process_index}.txt"), "w") as f:
 if acc.is_main_process:
     with open(os.path.join(out, "model.pkl"), "wb") as f:
         pickle.dump(clf, f)
+# a clean end, as the user guide's script: without it a rank that exits while the other
+# still writes can abort in gloo's teardown ("terminate called without an active
+# exception", seen once in about 12 runs on a loaded 2-core machine)
+acc.wait_for_everyone()
+acc.end_training()
 '''
 
 
