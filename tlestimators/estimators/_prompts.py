@@ -155,8 +155,6 @@ def class_prompt_embeddings(embed, prompts, classes):
     embeddings, renormalised (float64; CLIP's zero-shot recipe). The class weights of
     the zero-shot classifiers and the label-name prior of the contrastive few-shot
     head. ``embed`` maps a list of prompts to their embeddings (one call for all)."""
-    import numpy as np
-
     from tlestimators.estimators._fewshot import normalize
 
     flat = [p for label in classes for p in prompts[label]]

@@ -67,13 +67,14 @@ class FrozenFeatureClassifier(NetClassifierMixin, BackboneParamsMixin, Classifie
         the scaling and ``C`` by 5-fold stratified CV over ``np.logspace(-4, 4, 10)``;
         it scales the embeddings itself). For the previous default, a fixed
         per-feature standardisation, pass ``head=LinearProbeCV(scaling="per_feature")``.
-        ``"mlp"``: one hidden layer of ``max(64, D // 2)`` ReLU units trained with skorch; an ``nn.Module`` mapping ``(N, D)`` to
-        ``(N, n_classes)`` is trained the same way. Any scikit-learn classifier is
-        cloned and fitted on the embeddings (after a ``StandardScaler`` when
-        ``standardize=True``, except a ``LinearProbeCV``, which scales by its own
-        ``scaling``); one without ``predict_proba`` (``SVC()``, ``LinearSVC``)
-        gets the softmax of its ``decision_function`` as ``predict_proba``: a ranking
-        of the classes, not calibrated probabilities.
+        ``"mlp"``: one hidden layer of ``max(64, D // 2)`` ReLU units trained with
+        skorch; an ``nn.Module`` mapping ``(N, D)`` to ``(N, n_classes)`` is trained the
+        same way. Any scikit-learn classifier is cloned and fitted on the embeddings
+        (after a ``StandardScaler`` when ``standardize=True``, except a
+        ``LinearProbeCV``, which scales by its own ``scaling``); one without
+        ``predict_proba`` (``SVC()``, ``LinearSVC``) gets the softmax of its
+        ``decision_function`` as ``predict_proba``: a ranking of the classes, not
+        calibrated probabilities.
     head_dropout : float, default=0.0
         Dropout before the last linear layer (``"mlp"`` head).
     standardize : bool, default=True
